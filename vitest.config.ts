@@ -1,0 +1,26 @@
+import { defineConfig } from "vitest/config"
+
+// Two projects: `unit` (no Go, no control plane; mount tests skip themselves when not root) and
+// `e2e` (the real control plane built from upstream sources; see test/harness).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts", "test/integration/**/*.test.ts"],
+          testTimeout: 60_000
+        }
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          testTimeout: 600_000,
+          hookTimeout: 3_600_000,
+          fileParallelism: false
+        }
+      }
+    ]
+  }
+})
