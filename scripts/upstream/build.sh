@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Build the upstream programs the e2e harness runs, from the Go module proxy.
+#
+#   scripts/upstream/build.sh [component...]     # default: all components
+#   scripts/upstream/build.sh --print-env        # print CSI_SPIFFE_BIN_* lines only
+#
+# Components: etcd kube-apiserver cert-manager csi-sanity helm csi-driver-spiffe spiffe-checker
+#
+# Binaries are cached by version under
+#   ${CSI_SPIFFE_CACHE:-$HOME/.cache/csi-driver-spiffe}/upstream/<component>-<version>/bin/
+# A component whose stamp file exists is skipped, so a second run is instant.
+# Nothing built here is committed; GOPATH/GOCACHE keep their defaults (outside the repo).
+# See scripts/upstream/README.md for versions, timings and the reasons behind each workaround.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE_ROOT="${CSI_SPIFFE_CACHE:-$HOME/.cache/csi-driver-spiffe}/upstream"
+
+# ---- pinned versions (override through the environment to try another one) ----
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
+CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.21.2}"
+CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.4.0}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+CSI_DRIVER_SPIFFE_VERSION="${CSI_DRIVER_SPIFFE_VERSION:-v0.15.0}"
+GO_SPIFFE_VERSION="${GO_SPIFFE_VERSION:-v2.8.1}"
+
+ALL_COMPONENTS=(etcd kube-apiserver cert-manager csi-sanity helm csi-driver-spiffe spiffe-checker)
+
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
+GO_BUILD=(go build -p "${GO_BUILD_PARALLEL:-2}" -trimpath)
+
+log() { printf '[upstream %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+command -v go >/dev/null || die "go not found on PATH (Go >= 1.26 is required)"
+
+# Serialise builds of one component across concurrent callers (e.g. two test runs).
+with_lock() { # <dir> <fn> [args...]
+  local dir="$1"; shift
+  mkdir -p "$dir"
+  exec {lockfd}>"$dir/.lock"
+  flock "$lockfd"
+  "$@"
+  local rc=$?
+  flock -u "$lockfd"; exec {lockfd}>&-
+  return $rc
+}
+
+# Source fingerprint for components whose code is ours (rebuild when it changes).
+src_hash() { (cd "$HERE" && sha256sum "$@" | sha256sum | cut -c1-12); }
+
+# done_or_build <component-dir> <stamp-content> <build-fn>
+# Skips when <dir>/.done holds the same content and every listed binary exists.
+done_or_build() {
+  local dir="$1" stamp="$2" fn="$3"
+  if [[ -f "$dir/.done" && "$(cat "$dir/.done")" == "$stamp" ]]; then
+    log "$(basename "$dir"): cached"
+    return 0
+  fi
+  with_lock "$dir" _build_locked "$dir" "$stamp" "$fn"
+}
+_build_locked() {
+  local dir="$1" stamp="$2" fn="$3"
+  if [[ -f "$dir/.done" && "$(cat "$dir/.done")" == "$stamp" ]]; then
+    log "$(basename "$dir"): cached (built by a concurrent run)"
+    return 0
+  fi
+  rm -f "$dir/.done"
+  local t0=$SECONDS
+  log "$(basename "$dir"): building in $dir"
+  (cd "$dir" && "$fn" "$dir")
+  printf '%s' "$stamp" >"$dir/.done"
+  log "$(basename "$dir"): done in $((SECONDS - t0))s"
+  printf '%s\t%s\n' "$(basename "$dir")" "$((SECONDS - t0))s" >>"$CACHE_ROOT/build-times.tsv"
+}
+
+# A throwaway module: go.mod with a module path and the go directive.
+new_module() { # <module-path>
+  rm -f go.mod go.sum
+  printf 'module %s\n\ngo 1.26.0\n' "$1" >go.mod
+}
+
+# ------------------------------------------------------------------ etcd
+build_etcd() {
+  new_module e2e.local/etcd-build
+  # server/go.mod upstream has `replace ../api` lines, so `go install` is refused;
+  # in a consumer module those are ignored and MVS picks the same-tagged sub-modules.
+  log "etcd: go get go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  log "etcd: compiling"
+  "${GO_BUILD[@]}" -ldflags "-s -w" -o bin/etcd.tmp go.etcd.io/etcd/server/v3
+  mv bin/etcd.tmp bin/etcd
+  ./bin/etcd --version | head -1 >&2
+}
+
+# -------------------------------------------------------- kube-apiserver
+# k8s.io/kubernetes requires every staging module at v0.0.0 and resolves them with
+# ./staging replaces, which a consumer ignores: pin each one to v0.<minor>.<patch>.
+# The list is read from the real go.mod of the requested version.
+build_kube_apiserver() {
+  local kv="$KUBE_VERSION" sv="v0.${KUBE_VERSION#v1.}"
+  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  new_module e2e.local/kube-build
+  local gomod
+  gomod="$(go mod download -json "k8s.io/kubernetes@$kv" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
+  [[ -f "$gomod" ]] || die "kube-apiserver: cannot download go.mod of k8s.io/kubernetes@$kv"
+  local staging
+  staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")"
+  log "kube-apiserver: pinning $(wc -w <<<"$staging") staging modules to $sv"
+  local m args=()
+  for m in $staging; do args+=("-replace=$m=$m@$sv"); done
+  go mod edit "${args[@]}"
+  local gd
+  gd="$(sed -n 's/^godebug \(.*\)$/\1/p' "$gomod" | head -1)"
+  [[ -n "$gd" ]] && go mod edit "-godebug=$gd"
+  log "kube-apiserver: go get k8s.io/kubernetes/cmd/kube-apiserver@$kv (large download on a cold cache)"
+  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$kv"
+  local ldf="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf+=" -X $p.gitVersion=$kv -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    ldf+=" -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  log "kube-apiserver: compiling (10-20 min on 2 cores when GOCACHE is cold)"
+  "${GO_BUILD[@]}" -ldflags "$ldf" -o bin/kube-apiserver.tmp k8s.io/kubernetes/cmd/kube-apiserver
+  mv bin/kube-apiserver.tmp bin/kube-apiserver
+  ./bin/kube-apiserver --version >&2
+}
+
+# ---------------------------------------------------------- cert-manager
+# The upstream mains live in modules the proxy cannot serve (controller-binary,
+# webhook-binary), so we build two small mains of our own (scripts/upstream/cert-manager/)
+# over cert-manager as a library. The module path sits under cert-manager's prefix so
+# that the webhook main may import cert-manager's internal/ packages.
+CM_SOURCES=(cert-manager/controller/main.go cert-manager/webhook/main.go)
+build_cert_manager() {
+  new_module github.com/cert-manager/cert-manager/csi-driver-spiffe-e2e
+  mkdir -p controller webhook
+  cp "$HERE/cert-manager/controller/main.go" controller/main.go
+  cp "$HERE/cert-manager/webhook/main.go" webhook/main.go
+  log "cert-manager: go get github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION"
+  go get "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION"
+  go mod tidy
+  local ldf="-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=$CERT_MANAGER_VERSION"
+  log "cert-manager: compiling controller"
+  "${GO_BUILD[@]}" -ldflags "$ldf" -o bin/cm-controller.tmp ./controller
+  mv bin/cm-controller.tmp bin/cm-controller
+  log "cert-manager: compiling webhook"
+  "${GO_BUILD[@]}" -ldflags "$ldf" -o bin/cm-webhook.tmp ./webhook
+  mv bin/cm-webhook.tmp bin/cm-webhook
+  # CRDs: plain YAML in the root module's deploy/crds (read-only in GOMODCACHE).
+  local cmdir
+  cmdir="$(go mod download -json "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')"
+  ls "$cmdir"/deploy/crds/*.yaml >/dev/null 2>&1 || die "cert-manager: no deploy/crds/*.yaml in $cmdir"
+  rm -rf crds && mkdir -p crds
+  cp "$cmdir"/deploy/crds/*.yaml crds/
+  chmod u+w crds/*.yaml
+  log "cert-manager: copied $(ls crds | wc -l) CRD files to $PWD/crds"
+}
+
+# ------------------------------------------------------------- csi-sanity
+build_csi_sanity() {
+  new_module e2e.local/csi-sanity-build
+  log "csi-sanity: go get github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
+  go get -tool "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
+  "${GO_BUILD[@]}" -ldflags "-s -w" -o bin/csi-sanity.tmp github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
+  mv bin/csi-sanity.tmp bin/csi-sanity
+}
+
+# ------------------------------------------------------------------ helm
+build_helm() {
+  local major="${HELM_VERSION%%.*}"
+  new_module e2e.local/helm-build
+  log "helm: go get helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
+  go get -tool "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
+  "${GO_BUILD[@]}" -ldflags "-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION" \
+    -o bin/helm.tmp "helm.sh/helm/$major/cmd/helm"
+  mv bin/helm.tmp bin/helm
+  ./bin/helm version --short >&2 || true
+}
+
+# ------------------------------------------------ csi-driver-spiffe (Go original)
+build_csi_driver_spiffe() {
+  new_module e2e.local/csi-driver-spiffe-build
+  log "csi-driver-spiffe: go get github.com/cert-manager/csi-driver-spiffe@$CSI_DRIVER_SPIFFE_VERSION"
+  if ! go get -tool "github.com/cert-manager/csi-driver-spiffe/cmd/csi@$CSI_DRIVER_SPIFFE_VERSION" \
+    "github.com/cert-manager/csi-driver-spiffe/cmd/approver@$CSI_DRIVER_SPIFFE_VERSION"; then
+    die "csi-driver-spiffe: the Go module proxy does not serve github.com/cert-manager/csi-driver-spiffe@$CSI_DRIVER_SPIFFE_VERSION (see scripts/upstream/README.md)"
+  fi
+  "${GO_BUILD[@]}" -ldflags "-s -w" -o bin/csi-driver-spiffe.tmp github.com/cert-manager/csi-driver-spiffe/cmd/csi
+  "${GO_BUILD[@]}" -ldflags "-s -w" -o bin/csi-driver-spiffe-approver.tmp github.com/cert-manager/csi-driver-spiffe/cmd/approver
+  mv bin/csi-driver-spiffe.tmp bin/csi-driver-spiffe
+  mv bin/csi-driver-spiffe-approver.tmp bin/csi-driver-spiffe-approver
+}
+
+# ---------------------------------------------------------- spiffe-checker (ours)
+CHECKER_SOURCES=(spiffe-checker/main.go)
+build_spiffe_checker() {
+  new_module e2e.local/spiffe-checker
+  cp "$HERE/spiffe-checker/main.go" main.go
+  log "spiffe-checker: go get github.com/spiffe/go-spiffe/v2@$GO_SPIFFE_VERSION"
+  go get "github.com/spiffe/go-spiffe/v2@$GO_SPIFFE_VERSION"
+  go mod tidy
+  "${GO_BUILD[@]}" -ldflags "-s -w" -o bin/spiffe-checker.tmp .
+  mv bin/spiffe-checker.tmp bin/spiffe-checker
+}
+
+# ------------------------------------------------------------------ driver
+# name -> "dir|stamp|fn|binaries(space separated)|env name"
+component_spec() {
+  case "$1" in
+    etcd) echo "etcd-$ETCD_VERSION|$ETCD_VERSION|build_etcd|etcd|ETCD" ;;
+    kube-apiserver) echo "kube-apiserver-$KUBE_VERSION|$KUBE_VERSION|build_kube_apiserver|kube-apiserver|KUBE_APISERVER" ;;
+    cert-manager)
+      local h; h="$(src_hash "${CM_SOURCES[@]}")"
+      echo "cert-manager-$CERT_MANAGER_VERSION|$CERT_MANAGER_VERSION-$h|build_cert_manager|cm-controller cm-webhook|CERT_MANAGER" ;;
+    csi-sanity) echo "csi-sanity-$CSI_TEST_VERSION|$CSI_TEST_VERSION|build_csi_sanity|csi-sanity|CSI_SANITY" ;;
+    helm) echo "helm-$HELM_VERSION|$HELM_VERSION|build_helm|helm|HELM" ;;
+    csi-driver-spiffe) echo "csi-driver-spiffe-$CSI_DRIVER_SPIFFE_VERSION|$CSI_DRIVER_SPIFFE_VERSION|build_csi_driver_spiffe|csi-driver-spiffe csi-driver-spiffe-approver|CSI_DRIVER_SPIFFE_GO" ;;
+    spiffe-checker)
+      local h; h="$(src_hash "${CHECKER_SOURCES[@]}")"
+      echo "spiffe-checker-$GO_SPIFFE_VERSION|$GO_SPIFFE_VERSION-$h|build_spiffe_checker|spiffe-checker|SPIFFE_CHECKER" ;;
+    *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
+  esac
+}
+
+main() {
+  local print_only=0 comps=() c
+  for c in "$@"; do
+    case "$c" in
+      --print-env) print_only=1 ;;
+      -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
+      all) comps+=("${ALL_COMPONENTS[@]}") ;;
+      *) comps+=("$c") ;;
+    esac
+  done
+  [[ ${#comps[@]} -eq 0 ]] && comps=("${ALL_COMPONENTS[@]}")
+  mkdir -p "$CACHE_ROOT"
+
+  local failed=() lines=() spec dir stamp fn bins envname
+  for c in "${comps[@]}"; do
+    spec="$(component_spec "$c")"
+    IFS='|' read -r dir stamp fn bins envname <<<"$spec"
+    dir="$CACHE_ROOT/$dir"
+    if [[ $print_only -eq 0 ]]; then
+      mkdir -p "$dir/bin"
+      if ! (done_or_build "$dir" "$stamp" "$fn"); then
+        log "$c: FAILED (log above)"
+        failed+=("$c")
+        continue
+      fi
+    elif [[ ! -f "$dir/.done" ]]; then
+      continue
+    fi
+    lines+=("CSI_SPIFFE_BIN_${envname}=$dir/bin")
+    [[ "$c" == cert-manager ]] && lines+=("CSI_SPIFFE_CERT_MANAGER_CRDS=$dir/crds")
+  done
+  printf '%s\n' "${lines[@]}"
+  if [[ ${#failed[@]} -gt 0 ]]; then
+    log "failed components: ${failed[*]}"
+    exit 1
+  fi
+}
+
+main "$@"

@@ -1,0 +1,151 @@
+/**
+ * The subset of cert-manager's `CertificateRequest` (cert-manager.io/v1) this product reads and
+ * writes, decoded with Schema wherever it enters from the API server. Byte fields (`spec.request`,
+ * `status.certificate`, `status.ca`) stay base64 as on the wire; helpers decode them.
+ */
+import { Schema } from "effect"
+import { IssuerRef } from "./IssuerRef.ts"
+
+export const GROUP = "cert-manager.io"
+export const VERSION = "v1"
+export const PLURAL = "certificaterequests"
+export const API_VERSION = `${GROUP}/${VERSION}`
+
+/** Annotation carrying the SPIFFE ID the driver asked for; the approver only considers these. */
+export const IDENTITY_ANNOTATION = "spiffe.csi.cert-manager.io/identity"
+/** Label with the hash of the node that created the request (csi-lib's key and hash). */
+export const NODE_ID_HASH_LABEL = "csi.cert-manager.io/node-id-hash"
+/** Label with the hash of the volume the request is for (csi-lib's key and hash). */
+export const VOLUME_ID_HASH_LABEL = "csi.cert-manager.io/volume-id-hash"
+/** Reason the original approver puts on its Approved / Denied conditions. */
+export const APPROVER_REASON = "spiffe.csi.cert-manager.io"
+
+/** The four usages every SVID request carries, spelled as cert-manager spells them. */
+export const REQUIRED_USAGES = ["digital signature", "key encipherment", "server auth", "client auth"] as const
+
+export const Condition = Schema.Struct({
+  type: Schema.String,
+  status: Schema.String,
+  reason: Schema.optional(Schema.String),
+  message: Schema.optional(Schema.String),
+  lastTransitionTime: Schema.optional(Schema.String)
+})
+export type Condition = typeof Condition.Type
+
+export const OwnerReference = Schema.Struct({
+  apiVersion: Schema.String,
+  kind: Schema.String,
+  name: Schema.String,
+  uid: Schema.String
+})
+
+export const ObjectMeta = Schema.Struct({
+  name: Schema.String,
+  namespace: Schema.String,
+  uid: Schema.optional(Schema.String),
+  resourceVersion: Schema.optional(Schema.String),
+  creationTimestamp: Schema.optional(Schema.String),
+  annotations: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  labels: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  ownerReferences: Schema.optional(Schema.Array(OwnerReference))
+})
+
+export const CertificateRequestSpec = Schema.Struct({
+  request: Schema.String,
+  issuerRef: IssuerRef,
+  duration: Schema.optional(Schema.String),
+  isCA: Schema.optional(Schema.Boolean),
+  usages: Schema.optional(Schema.Array(Schema.String)),
+  username: Schema.optional(Schema.String),
+  uid: Schema.optional(Schema.String),
+  groups: Schema.optional(Schema.Array(Schema.String))
+})
+
+export const CertificateRequestStatus = Schema.Struct({
+  conditions: Schema.optional(Schema.Array(Condition)),
+  certificate: Schema.optional(Schema.String),
+  ca: Schema.optional(Schema.String),
+  failureTime: Schema.optional(Schema.String)
+})
+
+export const CertificateRequest = Schema.Struct({
+  apiVersion: Schema.optional(Schema.String),
+  kind: Schema.optional(Schema.String),
+  metadata: ObjectMeta,
+  spec: CertificateRequestSpec,
+  status: Schema.optional(CertificateRequestStatus)
+})
+export type CertificateRequest = typeof CertificateRequest.Type
+
+export const decode = Schema.decodeUnknownEffect(CertificateRequest)
+
+export const condition = (cr: CertificateRequest, type: string): Condition | undefined =>
+  cr.status?.conditions?.find((c) => c.type === type)
+
+const isTrue = (cr: CertificateRequest, type: string): boolean => condition(cr, type)?.status === "True"
+
+/** The request's state as the driver and the approver read it. */
+export type Phase =
+  | { readonly _tag: "Denied"; readonly message: string }
+  | { readonly _tag: "Failed"; readonly message: string }
+  | { readonly _tag: "Issued"; readonly certificate: string; readonly ca: string | undefined }
+  | { readonly _tag: "Pending"; readonly reason: string }
+
+const b64 = (s: string): string => Buffer.from(s, "base64").toString("utf8")
+
+/**
+ * Denied beats everything (terminal); a Ready condition with reason Failed is terminal too; Ready=True
+ * with a certificate is success; anything else is still pending, with a reason for timeout messages.
+ */
+export const phase = (cr: CertificateRequest): Phase => {
+  const denied = condition(cr, "Denied")
+  if (denied?.status === "True") return { _tag: "Denied", message: denied.message ?? "" }
+  const ready = condition(cr, "Ready")
+  if (ready?.reason === "Failed") return { _tag: "Failed", message: ready.message ?? "" }
+  if (ready?.status === "True" && cr.status?.certificate !== undefined && cr.status.certificate !== "") {
+    return {
+      _tag: "Issued",
+      certificate: b64(cr.status.certificate),
+      ca: cr.status.ca === undefined || cr.status.ca === "" ? undefined : b64(cr.status.ca)
+    }
+  }
+  if (!isTrue(cr, "Approved")) return { _tag: "Pending", reason: `request "${cr.metadata.name}" has not yet been approved by approval plugin` }
+  if (ready === undefined) return { _tag: "Pending", reason: `request "${cr.metadata.name}" has no ready condition` }
+  return { _tag: "Pending", reason: `request "${cr.metadata.name}" is ${ready.reason ?? "pending"}: ${ready.message ?? ""}` }
+}
+
+export const isDecided = (cr: CertificateRequest): boolean => isTrue(cr, "Approved") || isTrue(cr, "Denied")
+
+/** cert-manager prints durations the Go way; the driver sends e.g. `1h0m0s` for one hour. */
+export const formatGoDuration = (millis: number): string => {
+  let s = Math.floor(millis / 1000)
+  const h = Math.floor(s / 3600)
+  s -= h * 3600
+  const m = Math.floor(s / 60)
+  s -= m * 60
+  if (h > 0) return `${h}h${m}m${s}s`
+  if (m > 0) return `${m}m${s}s`
+  return `${s}s`
+}
+
+/**
+ * Parses a Go duration string (`1h`, `90m`, `1h30m0s`, `1.5h`, `300ms`) into milliseconds; undefined
+ * when it is not one.
+ */
+export const parseGoDuration = (input: string): number | undefined => {
+  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+  if (input === "0") return 0
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/y
+  let total = 0
+  let at = 0
+  let matched = false
+  while (at < input.length) {
+    re.lastIndex = at
+    const m = re.exec(input)
+    if (m === null) return undefined
+    total += Number(m[1]) * (unit[m[2]!] ?? Number.NaN)
+    at = re.lastIndex
+    matched = true
+  }
+  return matched && Number.isFinite(total) ? Math.round(total) : undefined
+}

@@ -1,0 +1,91 @@
+/**
+ * The boundary between this product and the Kubernetes API server.
+ *
+ * Owns: the few verbs we use (get, list, watch, create, delete, replace, replace status) over typed
+ * resources (see `domain/KubeObjects.ts`), every response decoded with Schema before it leaves the
+ * layer, and per-call credentials: `create` may authenticate as a pod's ServiceAccount token instead
+ * of the process's own identity (the driver creates CertificateRequests *as the pod*).
+ * Does not own: caching, informers, retries (callers decide; watches end and callers resume).
+ *
+ * Implementations: `layers/KubeClient.ts` — `layer` over @kubernetes/client-node (kubeconfig or
+ * in-cluster), `layerMemory` (an object store with resourceVersions and watch, limits documented).
+ */
+import { Context, Schema } from "effect"
+import type { Effect, Redacted, Stream } from "effect"
+import type { Resource } from "../domain/KubeObjects.ts"
+
+export const KubeErrorReason = Schema.Literals([
+  "NotFound",
+  "AlreadyExists",
+  "Conflict",
+  "Invalid",
+  "Forbidden",
+  "Unauthorized",
+  "Gone",
+  "Unavailable",
+  "Decode",
+  "Unknown"
+])
+export type KubeErrorReason = typeof KubeErrorReason.Type
+
+/**
+ * One failed API call. `detail` is the API server's own message (or a summary of a decode failure):
+ * it never contains request bodies, tokens or CSRs.
+ */
+export class KubeError extends Schema.TaggedError<KubeError>()("KubeError", {
+  operation: Schema.String,
+  reason: KubeErrorReason,
+  status: Schema.optional(Schema.Int),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `${this.operation}: ${this.reason}${this.status === undefined ? "" : ` (${this.status})`}: ${this.detail}`
+  }
+}
+
+export interface ListOptions {
+  /** Omit for all namespaces. */
+  readonly namespace?: string
+  readonly labelSelector?: string
+  readonly fieldSelector?: string
+}
+
+export interface WatchOptions extends ListOptions {
+  /** Resume point from a list or an earlier event; the watch starts after it. */
+  readonly resourceVersion: string
+}
+
+export interface ListResult<A> {
+  readonly items: ReadonlyArray<A>
+  readonly resourceVersion: string
+}
+
+export type WatchEvent<A> =
+  | { readonly type: "ADDED" | "MODIFIED" | "DELETED"; readonly object: A }
+  | { readonly type: "BOOKMARK"; readonly resourceVersion: string }
+
+export interface CallOptions {
+  /** Authenticate this call with this bearer token instead of the client's own credentials. */
+  readonly bearerToken?: Redacted.Redacted<string>
+}
+
+export interface KubeClientShape {
+  /** The object, or undefined when it does not exist. */
+  readonly get: <A>(resource: Resource<A>, namespace: string, name: string) => Effect.Effect<A | undefined, KubeError>
+  readonly list: <A>(resource: Resource<A>, options: ListOptions) => Effect.Effect<ListResult<A>, KubeError>
+  /**
+   * Events after `resourceVersion`, in order. The stream ends when the server closes the watch;
+   * an expired resourceVersion fails with reason `Gone` (the caller relists).
+   */
+  readonly watch: <A>(resource: Resource<A>, options: WatchOptions) => Stream.Stream<WatchEvent<A>, KubeError>
+  /** Creates a namespaced object; `metadata.generateName` is not used, names are ours. */
+  readonly create: <A>(resource: Resource<A>, namespace: string, body: unknown, options?: CallOptions) => Effect.Effect<A, KubeError>
+  /** Deletes; a missing object is success. */
+  readonly delete: <A>(resource: Resource<A>, namespace: string, name: string) => Effect.Effect<void, KubeError>
+  /** PUT of the whole object; `metadata.resourceVersion` must match or it fails with `Conflict`. */
+  readonly replace: <A>(resource: Resource<A>, namespace: string, name: string, body: unknown) => Effect.Effect<A, KubeError>
+  /** PUT to the `status` subresource; `metadata.resourceVersion` must match or it fails with `Conflict`. */
+  readonly replaceStatus: <A>(resource: Resource<A>, namespace: string, name: string, body: unknown) => Effect.Effect<A, KubeError>
+}
+
+export class KubeClient extends Context.Service<KubeClient, KubeClientShape>()("csi-driver-spiffe/services/KubeClient") {}
