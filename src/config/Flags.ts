@@ -1,0 +1,81 @@
+/**
+ * Command-line flags in the style of the Go original (spf13/pflag): `--name=value`, `--name value`,
+ * `-v 2`, booleans as `--name` or `--name=true|false`. The parser only turns argv into strings by
+ * flag name; each binary decodes those strings into its typed config, so every value is checked in
+ * one place and a bad one becomes a one-line error and exit code 2.
+ */
+import { Result } from "effect"
+
+export type FlagKind = "string" | "bool"
+
+export interface FlagSpec {
+  readonly name: string
+  readonly short?: string
+  readonly kind: FlagKind
+  readonly default: string
+  readonly usage: string
+  /** Help section, as the original groups them ("App", "Driver", "cert-manager", …). */
+  readonly section: string
+}
+
+export type ParsedFlags =
+  | { readonly _tag: "Help" }
+  | { readonly _tag: "Values"; readonly values: Readonly<Record<string, string>> }
+
+/** Exit code for bad usage, as pflag-based Go programs use. */
+export const USAGE_EXIT_CODE = 2
+
+export const parseFlags = (specs: ReadonlyArray<FlagSpec>, argv: ReadonlyArray<string>): Result.Result<ParsedFlags, string> => {
+  const byName = new Map(specs.map((s) => [s.name, s]))
+  const byShort = new Map(specs.flatMap((s) => (s.short === undefined ? [] : [[s.short, s] as const])))
+  const values: Record<string, string> = Object.fromEntries(specs.map((s) => [s.name, s.default]))
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === "--help" || arg === "-h") return Result.succeed({ _tag: "Help" })
+    let spec: FlagSpec | undefined
+    let inline: string | undefined
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=")
+      const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2)
+      inline = eq >= 0 ? arg.slice(eq + 1) : undefined
+      spec = byName.get(name)
+      if (spec === undefined) return Result.fail(`unknown flag: --${name}`)
+    } else if (arg.startsWith("-") && arg.length > 1) {
+      const eq = arg.indexOf("=")
+      const name = eq >= 0 ? arg.slice(1, eq) : arg.slice(1)
+      inline = eq >= 0 ? arg.slice(eq + 1) : undefined
+      spec = byShort.get(name)
+      if (spec === undefined) return Result.fail(`unknown shorthand flag: -${name}`)
+    } else {
+      return Result.fail(`unexpected argument: ${arg}`)
+    }
+    if (spec.kind === "bool") {
+      const v = inline ?? "true"
+      if (v !== "true" && v !== "false") return Result.fail(`invalid argument "${v}" for --${spec.name}: must be true or false`)
+      values[spec.name] = v
+    } else if (inline !== undefined) {
+      values[spec.name] = inline
+    } else {
+      const next = argv[i + 1]
+      if (next === undefined) return Result.fail(`flag needs an argument: --${spec.name}`)
+      values[spec.name] = next
+      i++
+    }
+  }
+  return Result.succeed({ _tag: "Values", values })
+}
+
+export const helpText = (program: string, summary: string, specs: ReadonlyArray<FlagSpec>): string => {
+  const sections = [...new Set(specs.map((s) => s.section))]
+  const lines = [summary, "", "Usage:", `  ${program} [flags]`]
+  for (const section of sections) {
+    lines.push("", `${section} flags:`, "")
+    for (const s of specs.filter((x) => x.section === section)) {
+      const names = s.short === undefined ? `      --${s.name}` : `  -${s.short}, --${s.name}`
+      const type = s.kind === "bool" ? "" : " string"
+      const def = s.default === "" || (s.kind === "bool" && s.default === "false") ? "" : ` (default ${JSON.stringify(s.default)})`
+      lines.push(`${(names + type).padEnd(52)} ${s.usage}${def}`)
+    }
+  }
+  return lines.join("\n")
+}

@@ -1,0 +1,73 @@
+/**
+ * `CsiPlugin`: the CSI Identity and Node services of this driver. Decodes each request with the
+ * domain rules first (so a bad request has no side effect at all) and is the one place where
+ * driver errors become gRPC codes.
+ */
+import { Effect, Layer, Result } from "effect"
+import { decodePublish, decodeUnpublish } from "../domain/PublishRequest.ts"
+import { CsiError, CsiPlugin } from "../services/CsiPlugin.ts"
+import type { CsiCode } from "../services/CsiPlugin.ts"
+import { DriverConfig } from "../services/DriverConfig.ts"
+import { Issuance } from "../services/Issuance.ts"
+import type { IssuanceFailure } from "../services/Issuance.ts"
+import { IssuerConfig } from "../services/IssuerConfig.ts"
+import type { PublishError, UnpublishError } from "../services/VolumeManager.ts"
+import { VolumeManager } from "../services/VolumeManager.ts"
+
+const issuanceCodes: Record<IssuanceFailure, CsiCode> = {
+  NotReady: "Unavailable",
+  Denied: "FailedPrecondition",
+  Failed: "FailedPrecondition",
+  Timeout: "DeadlineExceeded",
+  Api: "Unavailable",
+  BadChain: "Internal",
+  Crypto: "Internal"
+}
+
+/** Maps a driver failure to the code and message the kubelet sees. Messages never carry secrets. */
+export const toCsiError = (e: PublishError | UnpublishError): CsiError => {
+  switch (e._tag) {
+    case "IssuanceError":
+      return new CsiError({ code: issuanceCodes[e.reason], detail: e.message })
+    case "VolumeConflictError":
+      return new CsiError({ code: "AlreadyExists", detail: e.message })
+    case "MountError":
+    case "VolumeStoreError":
+      return new CsiError({ code: "Internal", detail: e.message })
+  }
+}
+
+export const layer = Layer.effect(
+  CsiPlugin,
+  Effect.gen(function*() {
+    const config = yield* DriverConfig
+    const manager = yield* VolumeManager
+    const issuance = yield* Issuance
+    const issuers = yield* IssuerConfig
+
+    const invalid = (detail: string) => new CsiError({ code: "InvalidArgument", detail })
+
+    return CsiPlugin.of({
+      getPluginInfo: Effect.succeed({ name: config.csiDriverName, vendor_version: config.version }),
+      getPluginCapabilities: Effect.succeed({ capabilities: [] }),
+      probe: Effect.gen(function*() {
+        const ready = (yield* manager.ready) && (yield* issuance.synced) && (yield* issuers.loaded)
+        return { ready }
+      }),
+      nodeGetInfo: Effect.succeed({ node_id: config.nodeId }),
+      nodeGetCapabilities: Effect.succeed({ capabilities: [{ rpc: { type: "VOLUME_MOUNT_GROUP" } }] }),
+      nodePublishVolume: Effect.fn("CsiPlugin.nodePublishVolume")(function*(request: unknown) {
+        const decoded = decodePublish(request)
+        if (Result.isFailure(decoded)) return yield* invalid(decoded.failure)
+        yield* manager.publish(decoded.success).pipe(Effect.mapError(toCsiError))
+        return {}
+      }),
+      nodeUnpublishVolume: Effect.fn("CsiPlugin.nodeUnpublishVolume")(function*(request: unknown) {
+        const decoded = decodeUnpublish(request)
+        if (Result.isFailure(decoded)) return yield* invalid(decoded.failure)
+        yield* manager.unpublish(decoded.success).pipe(Effect.mapError(toCsiError))
+        return {}
+      })
+    })
+  })
+)

@@ -1,0 +1,231 @@
+/**
+ * `Issuance` over the KubeClient. One list+watch of this node's CertificateRequests (label
+ * `csi.cert-manager.io/node-id-hash`) feeds an in-memory cache and a change feed; each waiting
+ * publish or renewal reacts to the events of its own request, so a signed request reaches the
+ * volume without polling (the original polled every 200 ms).
+ */
+import { Deferred, Effect, Layer, PubSub, Redacted, Schedule, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import type { CertificateRequest } from "../domain/CertificateRequest.ts"
+import * as CR from "../domain/CertificateRequest.ts"
+import { labelHash } from "../domain/Hash.ts"
+import * as Issuer from "../domain/IssuerRef.ts"
+import { CertificateRequests } from "../domain/KubeObjects.ts"
+import { Crypto } from "../services/Crypto.ts"
+import type { KeyPair } from "../services/Crypto.ts"
+import { DriverConfig } from "../services/DriverConfig.ts"
+import type { IssueInput, Issued } from "../services/Issuance.ts"
+import { Issuance, IssuanceError } from "../services/Issuance.ts"
+import { IssuerConfig } from "../services/IssuerConfig.ts"
+import { KubeClient } from "../services/KubeClient.ts"
+import type { KubeError } from "../services/KubeClient.ts"
+
+/** Reconnect delays of the request watch: quick at first, capped so a down API server is not hammered. */
+const WATCH_RETRY = Schedule.min([Schedule.exponential("200 millis", 2), Schedule.spaced("30 seconds")])
+
+const keyOf = (namespace: string, name: string) => `${namespace}/${name}`
+
+interface Pending {
+  readonly namespace: string
+  readonly name: string
+  readonly key: KeyPair
+  readonly spiffeId: string
+}
+
+const apiError = (what: string) => (e: KubeError) => new IssuanceError({ reason: "Api", detail: `${what}: ${e.message}` })
+
+export const layer = Layer.effect(
+  Issuance,
+  Effect.gen(function*() {
+    const config = yield* DriverConfig
+    const kube = yield* KubeClient
+    const crypto = yield* Crypto
+    const issuers = yield* IssuerConfig
+    const nodeHash = labelHash(config.nodeId)
+    const selector = `${CR.NODE_ID_HASH_LABEL}=${nodeHash}`
+
+    // The node's requests as last seen, and the keys of requests that changed.
+    const cache = new Map<string, CertificateRequest>()
+    const changed = yield* PubSub.unbounded<string>()
+    const synced = yield* Deferred.make<void>()
+    // Per volume: the request an earlier attempt left pending, with its key (memory only).
+    const pending = new Map<string, Pending>()
+
+    const sync = Effect.gen(function*() {
+      const list = yield* kube.list(CertificateRequests, { labelSelector: selector })
+      const seen = new Set<string>()
+      for (const cr of list.items) {
+        const k = keyOf(cr.metadata.namespace, cr.metadata.name)
+        seen.add(k)
+        cache.set(k, cr)
+        yield* PubSub.publish(changed, k)
+      }
+      for (const k of [...cache.keys()]) {
+        if (!seen.has(k)) {
+          cache.delete(k)
+          yield* PubSub.publish(changed, k)
+        }
+      }
+      yield* Deferred.succeed(synced, undefined)
+      yield* kube.watch(CertificateRequests, { labelSelector: selector, resourceVersion: list.resourceVersion }).pipe(
+        Stream.runForEach((ev) => {
+          if (ev.type === "BOOKMARK") return Effect.void
+          const k = keyOf(ev.object.metadata.namespace, ev.object.metadata.name)
+          if (ev.type === "DELETED") cache.delete(k)
+          else cache.set(k, ev.object)
+          return PubSub.publish(changed, k)
+        })
+      )
+    })
+    // Level-based: whenever the watch ends (closed, expired, failed), list again and resume.
+    yield* sync.pipe(
+      Effect.tapError((e) => Effect.logWarning("certificaterequest watch failed; relisting", { error: e.message })),
+      Effect.retry(WATCH_RETRY),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    /** Waits for the request's outcome; fails with Timeout (keeping it pending) when time runs out. */
+    const awaitOutcome = (namespace: string, name: string) =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const k = keyOf(namespace, name)
+          const sub = yield* PubSub.subscribe(changed)
+          let lastReason = `request "${name}" is not yet visible`
+          let seen = false
+          while (true) {
+            const cr = cache.get(k)
+            if (cr !== undefined) {
+              seen = true
+              const p = CR.phase(cr)
+              if (p._tag === "Issued") return p
+              if (p._tag === "Denied") {
+                return yield* new IssuanceError({ reason: "Denied", detail: `request "${name}" has been denied by the approval plugin: ${p.message}` })
+              }
+              if (p._tag === "Failed") {
+                return yield* new IssuanceError({ reason: "Failed", detail: `request "${name}" has failed: ${p.message}` })
+              }
+              lastReason = p.reason
+            } else if (seen) {
+              return yield* new IssuanceError({ reason: "Api", detail: `request "${name}" was deleted while waiting for it` })
+            }
+            let next = yield* PubSub.take(sub)
+            while (next !== k) next = yield* PubSub.take(sub)
+          }
+        }).pipe(
+          Effect.timeoutOrElse({
+            duration: config.issuanceTimeoutMillis,
+            orElse: () => Effect.fail(new IssuanceError({ reason: "Timeout", detail: `waiting for request "${name}": timed out; it stays pending and is resumed by the next attempt` }))
+          })
+        )
+      )
+
+    /** Deletes the volume's requests in `namespace`, except `keep`. */
+    const deleteRequestsOfVolume = (volumeId: string, namespace: string, keep: string | undefined) =>
+      Effect.gen(function*() {
+        const volumeHash = labelHash(volumeId)
+        const stale = [...cache.values()].filter(
+          (cr) => cr.metadata.namespace === namespace && cr.metadata.labels?.[CR.VOLUME_ID_HASH_LABEL] === volumeHash && cr.metadata.name !== keep
+        )
+        yield* Effect.forEach(stale, (cr) => kube.delete(CertificateRequests, namespace, cr.metadata.name), { concurrency: 4, discard: true })
+      })
+
+    const create = Effect.fn("Issuance.create")(function*(input: IssueInput, token: Redacted.Redacted<string> | undefined) {
+      const issuer = yield* issuers.current
+      if (issuer === undefined) {
+        return yield* new IssuanceError({
+          reason: "NotReady",
+          detail: "no issuerRef is currently active for csi-driver-spiffe; configure one with --issuer-name or the runtime issuance ConfigMap"
+        })
+      }
+      const key = yield* crypto.generateKey.pipe(Effect.mapError((e) => new IssuanceError({ reason: "Crypto", detail: e.message })))
+      const csr = yield* crypto.createCsr(key, input.spiffeId).pipe(Effect.mapError((e) => new IssuanceError({ reason: "Crypto", detail: e.message })))
+      const name = randomUUID()
+      const body = {
+        apiVersion: CR.API_VERSION,
+        kind: "CertificateRequest",
+        metadata: {
+          name,
+          namespace: input.namespace,
+          annotations: { ...config.extraCertificateRequestAnnotations, [CR.IDENTITY_ANNOTATION]: input.spiffeId },
+          labels: { [CR.NODE_ID_HASH_LABEL]: nodeHash, [CR.VOLUME_ID_HASH_LABEL]: labelHash(input.volumeId) },
+          ownerReferences: [{ apiVersion: "v1", kind: "Pod", name: input.podName, uid: input.podUid }]
+        },
+        spec: {
+          request: Buffer.from(csr).toString("base64"),
+          issuerRef: Issuer.withDefaults(issuer),
+          duration: CR.formatGoDuration(config.certificateRequestDurationMillis),
+          isCA: false,
+          usages: [...CR.REQUIRED_USAGES]
+        }
+      }
+      yield* deleteRequestsOfVolume(input.volumeId, input.namespace, undefined).pipe(Effect.mapError(apiError("deleting older requests")))
+      const created = yield* kube
+        .create(CertificateRequests, input.namespace, body, token === undefined ? {} : { bearerToken: token })
+        .pipe(Effect.mapError(apiError("creating CertificateRequest")))
+      const k = keyOf(input.namespace, name)
+      if (!cache.has(k)) cache.set(k, created)
+      const p: Pending = { namespace: input.namespace, name, key, spiffeId: input.spiffeId }
+      pending.set(input.volumeId, p)
+      yield* Effect.logDebug("created CertificateRequest", { request: name, namespace: input.namespace, issuer: Issuer.format(issuer) })
+      return p
+    })
+
+    const checkChain = Effect.fn("Issuance.checkChain")(function*(p: Pending, chainPem: string) {
+      const facts = yield* crypto.inspectChain(chainPem).pipe(
+        Effect.mapError((e) => new IssuanceError({ reason: "BadChain", detail: `request "${p.name}": ${e.message}` }))
+      )
+      const problems: Array<string> = []
+      if (facts.leaf.publicKeySpkiHex !== p.key.publicKeySpkiHex) problems.push("the leaf's public key is not the requested key")
+      if (facts.leaf.uris.length !== 1 || facts.leaf.uris[0] !== p.spiffeId) problems.push(`the leaf's URI SANs are not exactly ${p.spiffeId}`)
+      if (facts.leaf.otherSans > 0) problems.push("the leaf has SANs other than the SPIFFE ID")
+      if (facts.leaf.isCA) problems.push("the leaf is a CA")
+      if (!facts.leaf.digitalSignature) problems.push("the leaf lacks the digitalSignature key usage")
+      if (problems.length > 0) {
+        return yield* new IssuanceError({ reason: "BadChain", detail: `request "${p.name}" returned a certificate that is not mounted: ${problems.join("; ")}` })
+      }
+      return facts
+    })
+
+    const issue = Effect.fn("Issuance.issue")(function*(input: IssueInput) {
+      const token = config.useOwnServiceAccount ? undefined : input.token
+      if (!config.useOwnServiceAccount && token === undefined) {
+        return yield* new IssuanceError({ reason: "NotReady", detail: "no token for the pod since the driver started; waiting for the kubelet's next republish" })
+      }
+      yield* Deferred.await(synced)
+      let p = pending.get(input.volumeId)
+      if (p !== undefined) {
+        const current = cache.get(keyOf(p.namespace, p.name))
+        const ph = current === undefined ? undefined : CR.phase(current)
+        if (p.spiffeId !== input.spiffeId || ph === undefined || ph._tag === "Denied" || ph._tag === "Failed") {
+          pending.delete(input.volumeId)
+          p = undefined
+        }
+      }
+      if (p === undefined) p = yield* create(input, token)
+      const resumed = p
+      const outcome = yield* awaitOutcome(resumed.namespace, resumed.name).pipe(
+        Effect.tapError((e) => (e.reason === "Timeout" ? Effect.void : Effect.sync(() => pending.delete(input.volumeId))))
+      )
+      pending.delete(input.volumeId)
+      const facts = yield* checkChain(resumed, outcome.certificate)
+      return {
+        chainPem: outcome.certificate,
+        keyPem: resumed.key.pem,
+        notBefore: facts.leaf.notBefore,
+        notAfter: facts.leaf.notAfter,
+        serialNumber: facts.leaf.serialNumber,
+        requestName: resumed.name
+      } satisfies Issued
+    }, Effect.annotateLogs({ component: "issuance" }))
+
+    const forget = Effect.fn("Issuance.forget")(function*(volumeId: string, namespace: string) {
+      pending.delete(volumeId)
+      yield* deleteRequestsOfVolume(volumeId, namespace, undefined).pipe(
+        Effect.catch((e) => Effect.logWarning("could not delete the volume's CertificateRequests; the Pod's garbage collection will", { error: e.message }))
+      )
+    })
+
+    return Issuance.of({ issue, forget, synced: Deferred.isDone(synced) })
+  })
+)

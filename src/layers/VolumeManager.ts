@@ -1,0 +1,236 @@
+/**
+ * `VolumeManager` over Issuance, VolumeStore, Mounter and CaBundle, with one renewal fiber per volume
+ * in a FiberMap owned by the layer's scope.
+ */
+import { Clock, Effect, FiberMap, Layer, Random, Semaphore } from "effect"
+import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
+import { failureDelay, notReadyDelay, renewalInstant } from "../domain/Renewal.ts"
+import { forServiceAccount } from "../domain/SpiffeId.ts"
+import { VolumeMetadata } from "../domain/VolumeMetadata.ts"
+import type { PodToken } from "../domain/Token.ts"
+import { CaBundle } from "../services/CaBundle.ts"
+import { DriverConfig } from "../services/DriverConfig.ts"
+import { Issuance } from "../services/Issuance.ts"
+import type { IssuanceError } from "../services/Issuance.ts"
+import { Mounter } from "../services/Mounter.ts"
+import type { VolumeFile } from "../services/VolumeStore.ts"
+import { VolumeStore } from "../services/VolumeStore.ts"
+import { VolumeConflictError, VolumeManager } from "../services/VolumeManager.ts"
+
+/** File modes: readable by the owner (root) and the fs-group only; the pod sees them through a read-only bind. */
+const FILE_MODE = 0o440
+/** The driver's tmpfs is private to root. */
+const TMPFS_MODE = 0o700
+
+interface VolumeState {
+  meta: VolumeMetadata
+  token: PodToken | undefined
+  readonly lock: Semaphore.Semaphore
+}
+
+export const layer = Layer.effect(
+  VolumeManager,
+  Effect.gen(function*() {
+    const config = yield* DriverConfig
+    const issuance = yield* Issuance
+    const store = yield* VolumeStore
+    const mounter = yield* Mounter
+    const caBundle = yield* CaBundle
+    const policy = config.renewal
+    const volumes = new Map<string, VolumeState>()
+    const renewals = yield* FiberMap.make<string>()
+    let resumed = false
+
+    const stateFor = (volumeId: string, meta: VolumeMetadata): VolumeState => {
+      let s = volumes.get(volumeId)
+      if (s === undefined) {
+        s = { meta, token: undefined, lock: Semaphore.makeUnsafe(1) }
+        volumes.set(volumeId, s)
+      }
+      return s
+    }
+
+    const filesFor = Effect.fnUntraced(function*(chainPem: string, keyPem: VolumeFile["content"]) {
+      const ca = yield* caBundle.current
+      const files: Array<VolumeFile> = [
+        { name: config.fileNames.certificate, content: chainPem, mode: FILE_MODE },
+        { name: config.fileNames.key, content: keyPem, mode: FILE_MODE }
+      ]
+      if (ca !== undefined) files.push({ name: config.fileNames.ca, content: ca, mode: FILE_MODE })
+      return files
+    })
+
+    /** One issuance for the volume, its files published, its metadata advanced. Caller holds the lock. */
+    const issueAndWrite = Effect.fn("VolumeManager.issueAndWrite")(function*(state: VolumeState) {
+      const m = state.meta
+      const issued = yield* issuance.issue({
+        volumeId: m.volumeId,
+        podName: m.podName,
+        podUid: m.podUid,
+        namespace: m.podNamespace,
+        spiffeId: m.spiffeId,
+        token: state.token?.token
+      })
+      yield* store.writeFiles(m.volumeId, yield* filesFor(issued.chainPem, issued.keyPem), m.fsGroup)
+      const sample = yield* Random.next
+      const next = new VolumeMetadata({
+        ...m,
+        nextIssuanceAt: renewalInstant(policy, issued.notBefore, issued.notAfter, sample),
+        notAfter: issued.notAfter
+      })
+      // Files first, then metadata: a failed write never advances the renewal time.
+      yield* store.write(next)
+      state.meta = next
+      yield* Effect.logInfo("certificate written", {
+        volume: m.volumeId,
+        pod: `${m.podNamespace}/${m.podName}`,
+        request: issued.requestName,
+        serial: issued.serialNumber,
+        nextIssuanceAt: new Date(next.nextIssuanceAt!).toISOString()
+      })
+    })
+
+    /**
+     * Renews the volume when due, forever. "Not ready" (no token since a restart, no issuer, request
+     * still pending) retries on the short schedule; real failures back off as the original does.
+     */
+    const renewalLoop = (state: VolumeState) =>
+      Effect.gen(function*() {
+        let failures = 0
+        let waits = 0
+        while (true) {
+          const now = yield* Clock.currentTimeMillis
+          const due = state.meta.nextIssuanceAt ?? now
+          if (due > now) yield* Effect.sleep(due - now)
+          const result = yield* state.lock.withPermit(issueAndWrite(state)).pipe(Effect.result)
+          if (result._tag === "Success") {
+            failures = 0
+            waits = 0
+            continue
+          }
+          const e = result.failure
+          const notReady = e._tag === "IssuanceError" && (e.reason === "NotReady" || e.reason === "Timeout")
+          const delay = notReady ? notReadyDelay(policy, waits++) : failureDelay(policy, failures++, yield* Random.next)
+          yield* (notReady ? Effect.logDebug : Effect.logWarning)("renewal attempt did not complete", {
+            volume: state.meta.volumeId,
+            reason: e._tag === "IssuanceError" ? e.reason : e._tag,
+            error: e.message,
+            retryInMillis: delay
+          })
+          yield* Effect.sleep(delay)
+        }
+      }).pipe(Effect.annotateLogs({ component: "renewal" }))
+
+    const startRenewal = (state: VolumeState) =>
+      FiberMap.run(renewals, state.meta.volumeId, renewalLoop(state), { onlyIfMissing: true }).pipe(Effect.asVoid)
+
+    const ensureMounted = Effect.fnUntraced(function*(volumeId: string, targetPath: string) {
+      if (!(yield* mounter.isMountPoint(targetPath))) yield* mounter.bindReadOnly(store.dataDir(volumeId), targetPath)
+    })
+
+    const publish = Effect.fn("VolumeManager.publish")(function*(req: PublishRequest) {
+      const spiffeId = forServiceAccount(config.trustDomain, req.token.namespace, req.token.serviceAccount)
+      const fresh = new VolumeMetadata({
+        volumeId: req.volumeId,
+        targetPath: req.targetPath,
+        podName: req.podName,
+        podNamespace: req.podNamespace,
+        podUid: req.podUid,
+        serviceAccount: req.serviceAccount,
+        spiffeId,
+        fsGroup: req.fsGroup
+      })
+      const state = stateFor(req.volumeId, fresh)
+      yield* state.lock.withPermit(
+        Effect.gen(function*() {
+          const known = state.meta.nextIssuanceAt !== undefined
+          if (known && (state.meta.podUid !== req.podUid || state.meta.spiffeId !== spiffeId)) {
+            return yield* new VolumeConflictError({ volumeId: req.volumeId, detail: "already published for another pod or identity" })
+          }
+          // A republish refreshes the token; the files and mount of a working volume are left alone.
+          state.token = req.token
+          if (known) {
+            if (state.meta.fsGroup !== req.fsGroup) {
+              return yield* new VolumeConflictError({ volumeId: req.volumeId, detail: "already published with another fs-group" })
+            }
+            yield* ensureMounted(req.volumeId, req.targetPath)
+            yield* startRenewal(state)
+            return
+          }
+          state.meta = fresh
+          yield* store.write(fresh)
+          yield* issueAndWrite(state).pipe(
+            // A first issuance that fails leaves nothing on disk; its pending request (if any) is
+            // remembered by Issuance and resumed by the kubelet's next attempt.
+            Effect.tapError(() => store.remove(req.volumeId).pipe(Effect.ignore))
+          )
+          yield* ensureMounted(req.volumeId, req.targetPath)
+          yield* startRenewal(state)
+        })
+      )
+    }, Effect.annotateLogs({ component: "publish" }))
+
+    const unpublish = Effect.fn("VolumeManager.unpublish")(function*(req: UnpublishRequest) {
+      const state = volumes.get(req.volumeId)
+      const run = Effect.gen(function*() {
+        yield* FiberMap.remove(renewals, req.volumeId)
+        yield* mounter.unmount(req.targetPath)
+        const meta = state?.meta ?? (yield* store.read(req.volumeId))
+        if (meta !== undefined) yield* issuance.forget(req.volumeId, meta.podNamespace)
+        yield* store.remove(req.volumeId)
+        volumes.delete(req.volumeId)
+        yield* Effect.logInfo("volume unpublished", { volume: req.volumeId })
+      })
+      yield* state === undefined ? run : state.lock.withPermit(run)
+    }, Effect.annotateLogs({ component: "unpublish" }))
+
+    const refreshCaFiles = Effect.gen(function*() {
+      for (const state of volumes.values()) {
+        yield* state.lock.withPermit(
+          Effect.gen(function*() {
+            if (state.meta.nextIssuanceAt === undefined) return
+            const cert = yield* store.readFile(state.meta.volumeId, config.fileNames.certificate)
+            const key = yield* store.readFile(state.meta.volumeId, config.fileNames.key)
+            if (cert === undefined || key === undefined) return
+            yield* store.writeFiles(state.meta.volumeId, yield* filesFor(cert, key), state.meta.fsGroup)
+          })
+        ).pipe(Effect.catch((e) => Effect.logWarning("could not refresh the CA file", { volume: state.meta.volumeId, error: e.message })))
+      }
+    })
+
+    // Start-up: make sure the tmpfs is there (reusing the one a previous driver mounted), then resume
+    // every volume that has a certificate. A volume whose first issuance never finished is dropped:
+    // the kubelet retries its publish.
+    if (!(yield* mounter.isMountPoint(store.root))) yield* mounter.mountTmpfs(store.root, { mode: TMPFS_MODE })
+    for (const meta of yield* store.list) {
+      if (meta.nextIssuanceAt === undefined) {
+        yield* store.remove(meta.volumeId)
+        continue
+      }
+      yield* startRenewal(stateFor(meta.volumeId, meta))
+    }
+    resumed = true
+    yield* Effect.logInfo("volumes resumed", { count: volumes.size })
+
+    return VolumeManager.of({
+      publish,
+      unpublish,
+      refreshCaFiles,
+      ready: Effect.sync(() => resumed),
+      status: (volumeId) =>
+        Effect.sync(() => {
+          const s = volumes.get(volumeId)
+          return s === undefined
+            ? undefined
+            : {
+              volumeId,
+              issued: s.meta.nextIssuanceAt !== undefined,
+              hasToken: s.token !== undefined,
+              nextIssuanceAt: s.meta.nextIssuanceAt,
+              notAfter: s.meta.notAfter
+            }
+        }),
+      managed: FiberMap.size(renewals)
+    })
+  })
+)

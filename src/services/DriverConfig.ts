@@ -1,0 +1,171 @@
+/**
+ * The driver's start-up settings, decoded once from the command line (the Go original's flags, names
+ * and defaults) into typed values.
+ *
+ * Owns: flag names, defaults, help text and every cross-flag rule; the one-line error a bad value gets.
+ * Does not own: the runtime issuer (IssuerConfig follows the ConfigMap), the CA bundle's content.
+ */
+import { Context, Layer, Result } from "effect"
+import * as CR from "../domain/CertificateRequest.ts"
+import type { IssuerRef } from "../domain/IssuerRef.ts"
+import type { RenewalPolicy } from "../domain/Renewal.ts"
+import { defaultPolicy } from "../domain/Renewal.ts"
+import { trustDomainViolations } from "../domain/SpiffeId.ts"
+import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
+import { parseFlags } from "../config/Flags.ts"
+
+export interface DriverConfigShape {
+  readonly csiDriverName: string
+  readonly version: string
+  /** klog-style verbosity 0–5 (1 = info, ≥4 = debug). */
+  readonly logLevel: number
+  readonly kubeconfig: string | undefined
+  readonly nodeId: string
+  readonly endpoint: string
+  /** Directory holding `inmemfs/` (the tmpfs with every volume). */
+  readonly dataRoot: string
+  /** Create requests as the driver's own ServiceAccount instead of the pod's. */
+  readonly useOwnServiceAccount: boolean
+  readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
+  readonly trustDomain: string
+  readonly certificateRequestDurationMillis: number
+  readonly extraCertificateRequestAnnotations: Readonly<Record<string, string>>
+  /** The static issuer; undefined when `--issuer-name` is empty (runtime ConfigMap only). */
+  readonly issuer: IssuerRef | undefined
+  readonly fileNames: { readonly certificate: string; readonly key: string; readonly ca: string }
+  readonly sourceCaBundle: string | undefined
+  /** `host:port` for /metrics, /healthz and /readyz; undefined disables the server. */
+  readonly metricsBindAddress: string | undefined
+  readonly renewal: RenewalPolicy
+  /** How long one publish waits for its request before returning to the kubelet (the original: 60 s). */
+  readonly issuanceTimeoutMillis: number
+}
+
+export class DriverConfig extends Context.Service<DriverConfig, DriverConfigShape>()("csi-driver-spiffe/services/DriverConfig") {
+  static readonly layer = (config: DriverConfigShape) => Layer.succeed(DriverConfig, DriverConfig.of(config))
+}
+
+export const driverFlags: ReadonlyArray<FlagSpec> = [
+  { section: "App", name: "csi-driver-name", kind: "string", default: "spiffe.csi.cert-manager.io", usage: "Name of the CSI driver as installed (the CSIDriver object's name)." },
+  { section: "App", name: "log-level", short: "v", kind: "string", default: "1", usage: "Log level (1-5)." },
+  { section: "Kubernetes", name: "kubeconfig", kind: "string", default: "", usage: "Path to a kubeconfig; in-cluster configuration when empty." },
+  { section: "Driver", name: "node-id", kind: "string", default: "", usage: "Name of the node the driver runs on (required)." },
+  { section: "Driver", name: "endpoint", kind: "string", default: "", usage: "gRPC endpoint, unix:///path/to/csi.sock (required)." },
+  { section: "Driver", name: "data-root", kind: "string", default: "", usage: "Directory for the driver's tmpfs and volume state (required)." },
+  { section: "Driver", name: "metrics-bind-address", kind: "string", default: "0", usage: "Address for /metrics, /healthz and /readyz; 0 disables." },
+  { section: "cert-manager", name: "use-own-service-account", kind: "bool", default: "false", usage: "Create CertificateRequests with the driver's ServiceAccount instead of the pod's." },
+  { section: "cert-manager", name: "runtime-issuance-config-map-name", kind: "string", default: "", usage: "Name of a ConfigMap with issuer-name, issuer-kind and issuer-group, watched at runtime." },
+  { section: "cert-manager", name: "runtime-issuance-config-map-namespace", kind: "string", default: "", usage: "Namespace of the runtime issuance ConfigMap." },
+  { section: "cert-manager", name: "trust-domain", kind: "string", default: "cluster.local", usage: "Trust domain of the SPIFFE IDs issued." },
+  { section: "cert-manager", name: "certificate-request-duration", kind: "string", default: "1h", usage: "Duration requested for every certificate." },
+  { section: "cert-manager", name: "extra-certificate-request-annotations", kind: "string", default: "", usage: "Extra annotations for every CertificateRequest, as k1=v1,k2=v2." },
+  { section: "cert-manager", name: "issuer-name", kind: "string", default: "my-spiffe-ca", usage: "Name of the issuer that signs the SVIDs." },
+  { section: "cert-manager", name: "issuer-kind", kind: "string", default: "ClusterIssuer", usage: "Kind of the issuer." },
+  { section: "cert-manager", name: "issuer-group", kind: "string", default: "cert-manager.io", usage: "API group of the issuer." },
+  { section: "Volume", name: "file-name-certificate", kind: "string", default: "tls.crt", usage: "File name of the certificate chain in the volume." },
+  { section: "Volume", name: "file-name-key", kind: "string", default: "tls.key", usage: "File name of the private key in the volume." },
+  { section: "Volume", name: "file-name-ca", kind: "string", default: "ca.crt", usage: "File name of the CA bundle in the volume." },
+  { section: "Volume", name: "source-ca-bundle", kind: "string", default: "", usage: "File of PEM CA certificates copied into every volume; empty writes no CA file." }
+]
+
+const fileNameViolation = (flag: string, v: string): string | undefined =>
+  v === "" || v === "." || v === ".." || v.includes("/") || v.startsWith("..") || v.includes("\0")
+    ? `--${flag} must be a plain file name, got ${JSON.stringify(v)}`
+    : undefined
+
+/** `host:port`, `:port` or `0`; returns undefined for "0" (disabled). */
+export const parseBindAddress = (flag: string, v: string): Result.Result<string | undefined, string> => {
+  if (v === "0" || v === "") return Result.succeed(undefined)
+  const m = /^(.*):(\d{1,5})$/.exec(v)
+  if (m === null || Number(m[2]) > 65535) return Result.fail(`--${flag} must be host:port, :port or 0, got ${JSON.stringify(v)}`)
+  return Result.succeed(v)
+}
+
+export const parseAnnotations = (raw: string): Result.Result<Record<string, string>, string> => {
+  const out: Record<string, string> = {}
+  const trimmed = raw.trim()
+  if (trimmed === "" || trimmed === "{}") return Result.succeed(out)
+  for (const pair of trimmed.split(",")) {
+    const eq = pair.indexOf("=")
+    if (eq <= 0) return Result.fail(`--extra-certificate-request-annotations must be k1=v1,k2=v2, got ${JSON.stringify(pair)}`)
+    const key = pair.slice(0, eq).trim()
+    if (key.startsWith("spiffe.csi.cert-manager.io")) {
+      return Result.fail(`--extra-certificate-request-annotations must not set ${JSON.stringify(key)}: the spiffe.csi.cert-manager.io prefix is reserved`)
+    }
+    out[key] = pair.slice(eq + 1).trim()
+  }
+  return Result.succeed(out)
+}
+
+export const parseLogLevel = (raw: string): Result.Result<number, string> =>
+  /^\d$/.test(raw) ? Result.succeed(Number(raw)) : Result.fail(`--log-level must be an integer from 0 to 9, got ${JSON.stringify(raw)}`)
+
+/** The original coerces a zero duration to 1 h; negative or unparsable values are errors. */
+export const parseRequestDuration = (raw: string): Result.Result<number, string> => {
+  const ms = CR.parseGoDuration(raw)
+  if (ms === undefined || ms < 0) return Result.fail(`--certificate-request-duration must be a duration such as 1h or 90m, got ${JSON.stringify(raw)}`)
+  if (ms === 0) return Result.succeed(3_600_000)
+  if (ms < 60_000) return Result.fail("--certificate-request-duration must be at least 1m (cert-manager's minimum)")
+  return Result.succeed(ms)
+}
+
+/** Decodes flag values into the driver's config; every problem is reported in one line. */
+export const decodeDriverConfig = (values: Readonly<Record<string, string>>, version: string): Result.Result<DriverConfigShape, string> => {
+  const v = (k: string): string => values[k] ?? ""
+  const errors: Array<string> = []
+  const take = <A>(r: Result.Result<A, string>, fallback: A): A => {
+    if (Result.isFailure(r)) {
+      errors.push(r.failure)
+      return fallback
+    }
+    return r.success
+  }
+  for (const req of ["node-id", "endpoint", "data-root"]) if (v(req) === "") errors.push(`--${req} is required`)
+  const logLevel = take(parseLogLevel(v("log-level")), 1)
+  for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
+  const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
+  const annotations = take(parseAnnotations(v("extra-certificate-request-annotations")), {})
+  const metrics = take(parseBindAddress("metrics-bind-address", v("metrics-bind-address")), undefined)
+  const fileNames = { certificate: v("file-name-certificate"), key: v("file-name-key"), ca: v("file-name-ca") }
+  for (const [flag, name] of [["file-name-certificate", fileNames.certificate], ["file-name-key", fileNames.key], ["file-name-ca", fileNames.ca]] as const) {
+    const e = fileNameViolation(flag, name)
+    if (e !== undefined) errors.push(e)
+  }
+  if (new Set(Object.values(fileNames)).size !== 3) errors.push("--file-name-certificate, --file-name-key and --file-name-ca must differ")
+  const cmName = v("runtime-issuance-config-map-name")
+  const cmNamespace = v("runtime-issuance-config-map-namespace")
+  if (cmName !== "" && cmNamespace === "") errors.push("--runtime-issuance-config-map-namespace is required with --runtime-issuance-config-map-name")
+  if (cmName === "" && cmNamespace !== "") errors.push("--runtime-issuance-config-map-name is required with --runtime-issuance-config-map-namespace")
+  if (v("issuer-name") === "" && cmName === "") {
+    errors.push("runtime issuance configuration is required if no issuer is provided at startup: set --issuer-name or --runtime-issuance-config-map-name")
+  }
+  if (errors.length > 0) return Result.fail(errors.join("; "))
+  return Result.succeed({
+    csiDriverName: v("csi-driver-name"),
+    version,
+    logLevel,
+    kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
+    nodeId: v("node-id"),
+    endpoint: v("endpoint"),
+    dataRoot: v("data-root"),
+    useOwnServiceAccount: v("use-own-service-account") === "true",
+    runtimeIssuanceConfigMap: cmName === "" ? undefined : { name: cmName, namespace: cmNamespace },
+    trustDomain: v("trust-domain"),
+    certificateRequestDurationMillis: duration,
+    extraCertificateRequestAnnotations: annotations,
+    issuer: v("issuer-name") === "" ? undefined : { name: v("issuer-name"), kind: v("issuer-kind"), group: v("issuer-group") },
+    fileNames,
+    sourceCaBundle: v("source-ca-bundle") === "" ? undefined : v("source-ca-bundle"),
+    metricsBindAddress: metrics,
+    renewal: defaultPolicy,
+    issuanceTimeoutMillis: 60_000
+  })
+}
+
+export type DriverArgs = { readonly _tag: "Help" } | { readonly _tag: "Config"; readonly config: DriverConfigShape }
+
+export const parseDriverArgs = (argv: ReadonlyArray<string>, version: string): Result.Result<DriverArgs, string> =>
+  Result.flatMap(parseFlags(driverFlags, argv), (p: ParsedFlags): Result.Result<DriverArgs, string> =>
+    p._tag === "Help"
+      ? Result.succeed({ _tag: "Help" })
+      : Result.map(decodeDriverConfig(p.values, version), (config): DriverArgs => ({ _tag: "Config", config })))

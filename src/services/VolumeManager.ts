@@ -1,0 +1,55 @@
+/**
+ * The life of every volume on this node: first issuance and mount, renewal, restart recovery and
+ * removal.
+ *
+ * Owns: per-volume serialisation (publish, renewal and CA rewrites of one volume never interleave,
+ * so two concurrent publishes are single-flight and both return only when the files exist), the
+ * in-memory token of each pod (never persisted), one supervised renewal fiber per volume, resuming
+ * every stored volume when the driver starts, and the rule that a republish never tears down a
+ * working mount.
+ * Does not own: request validation (domain/PublishRequest), talking to cert-manager (Issuance),
+ * files (VolumeStore), mounts (Mounter).
+ */
+import { Context, Schema } from "effect"
+import type { Effect } from "effect"
+import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
+import type { IssuanceError } from "./Issuance.ts"
+import type { MountError } from "./Mounter.ts"
+import type { VolumeStoreError } from "./VolumeStore.ts"
+
+/** The volume id is already published for another pod or with other parameters. */
+export class VolumeConflictError extends Schema.TaggedError<VolumeConflictError>()("VolumeConflictError", {
+  volumeId: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `volume ${this.volumeId}: ${this.detail}`
+  }
+}
+
+export type PublishError = IssuanceError | VolumeStoreError | MountError | VolumeConflictError
+export type UnpublishError = VolumeStoreError | MountError
+
+export interface VolumeStatus {
+  readonly volumeId: string
+  readonly issued: boolean
+  readonly hasToken: boolean
+  readonly nextIssuanceAt: number | undefined
+  readonly notAfter: number | undefined
+}
+
+export interface VolumeManagerShape {
+  /** Issues (or resumes) the volume's SVID, writes the files, mounts them and starts renewal. */
+  readonly publish: (request: PublishRequest) => Effect.Effect<void, PublishError>
+  /** Stops renewal, unmounts, deletes the volume's requests and files. Idempotent. */
+  readonly unpublish: (request: UnpublishRequest) => Effect.Effect<void, UnpublishError>
+  /** Rewrites the CA file of every issued volume with the current bundle (serialised per volume). */
+  readonly refreshCaFiles: Effect.Effect<void>
+  /** True once the stored volumes have been resumed. */
+  readonly ready: Effect.Effect<boolean>
+  readonly status: (volumeId: string) => Effect.Effect<VolumeStatus | undefined>
+  /** Volumes with a running renewal fiber. */
+  readonly managed: Effect.Effect<number>
+}
+
+export class VolumeManager extends Context.Service<VolumeManager, VolumeManagerShape>()("csi-driver-spiffe/services/VolumeManager") {}
