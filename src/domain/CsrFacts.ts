@@ -1,0 +1,150 @@
+/**
+ * What the approver's rules need to know about a PKCS#10 certificate request, as plain data.
+ *
+ * Owns: the shape of those facts and the names the rules print for them (key types, key usages,
+ * subject attributes, well-known OIDs).
+ * Does not own: reading a CSR (`approver/InspectCsr.ts` turns `spec.request` into facts) or judging
+ * the facts (`domain/SpiffeRules.ts`).
+ */
+
+/** The public key as the rules see it; curves and sizes are what the key-type policy names. */
+export type KeyAlgorithm =
+  | { readonly _tag: "Ecdsa"; readonly curve: string }
+  | { readonly _tag: "Rsa"; readonly bits: number }
+  | { readonly _tag: "Ed25519" }
+  | { readonly _tag: "Other"; readonly oid: string }
+
+/** A named key-usage bit (RFC 5280 §4.2.1.3), in bit order. */
+export const KEY_USAGE_BITS = [
+  "digitalSignature",
+  "nonRepudiation",
+  "keyEncipherment",
+  "dataEncipherment",
+  "keyAgreement",
+  "keyCertSign",
+  "cRLSign",
+  "encipherOnly",
+  "decipherOnly"
+] as const
+export type KeyUsageBit = (typeof KEY_USAGE_BITS)[number]
+
+export const OID = {
+  subjectAltName: "2.5.29.17",
+  keyUsage: "2.5.29.15",
+  extendedKeyUsage: "2.5.29.37",
+  basicConstraints: "2.5.29.19",
+  extensionRequest: "1.2.840.113549.1.9.14",
+  serverAuth: "1.3.6.1.5.5.7.3.1",
+  clientAuth: "1.3.6.1.5.5.7.3.2",
+  ecPublicKey: "1.2.840.10045.2.1",
+  rsaEncryption: "1.2.840.113549.1.1.1",
+  ed25519: "1.3.101.112"
+} as const
+
+/** Readable names for the OIDs that show up in denial messages; anything else prints as its OID. */
+const OID_NAMES: Readonly<Record<string, string>> = {
+  "2.5.29.17": "subjectAltName",
+  "2.5.29.15": "keyUsage",
+  "2.5.29.37": "extendedKeyUsage",
+  "2.5.29.19": "basicConstraints",
+  "2.5.29.14": "subjectKeyIdentifier",
+  "2.5.29.35": "authorityKeyIdentifier",
+  "2.5.29.30": "nameConstraints",
+  "2.5.29.32": "certificatePolicies",
+  "1.3.6.1.5.5.7.1.1": "authorityInfoAccess",
+  "1.3.6.1.5.5.7.3.1": "serverAuth",
+  "1.3.6.1.5.5.7.3.2": "clientAuth",
+  "1.3.6.1.5.5.7.3.3": "codeSigning",
+  "1.3.6.1.5.5.7.3.4": "emailProtection",
+  "1.3.6.1.5.5.7.3.8": "timeStamping",
+  "1.3.6.1.5.5.7.3.9": "OCSPSigning",
+  "2.5.29.37.0": "anyExtendedKeyUsage",
+  "1.2.840.113549.1.9.7": "challengePassword",
+  "1.2.840.113549.1.9.14": "extensionRequest",
+  "2.5.4.3": "CN",
+  "2.5.4.5": "serialNumber",
+  "2.5.4.6": "C",
+  "2.5.4.7": "L",
+  "2.5.4.8": "ST",
+  "2.5.4.9": "street",
+  "2.5.4.10": "O",
+  "2.5.4.11": "OU",
+  "1.2.840.113549.1.9.1": "emailAddress",
+  "0.9.2342.19200300.100.1.1": "UID",
+  "0.9.2342.19200300.100.1.25": "DC"
+}
+
+/** `name (oid)` for known OIDs, the bare OID otherwise. */
+export const describeOid = (oid: string): string => {
+  const name = OID_NAMES[oid]
+  return name === undefined ? oid : `${name} (${oid})`
+}
+
+/** Short name of a subject attribute type (`CN`, `O`, …), or its OID. */
+export const attributeName = (oid: string): string => OID_NAMES[oid] ?? oid
+
+/** Curve names as WebCrypto spells them, by the named-curve OID of an EC public key. */
+export const CURVES: Readonly<Record<string, string>> = {
+  "1.2.840.10045.3.1.7": "P-256",
+  "1.3.132.0.34": "P-384",
+  "1.3.132.0.35": "P-521"
+}
+
+/**
+ * The policy name of a key (`ecdsa-p256`, `rsa-2048`, `ed25519`), the vocabulary of
+ * `allowedKeyTypes`. Unknown curves and algorithms get names no policy lists.
+ */
+export const keyTypeName = (key: KeyAlgorithm): string => {
+  switch (key._tag) {
+    case "Ecdsa":
+      return `ecdsa-${key.curve.toLowerCase().replace("-", "")}`
+    case "Rsa":
+      return `rsa-${key.bits}`
+    case "Ed25519":
+      return "ed25519"
+    case "Other":
+      return `unknown-${key.oid}`
+  }
+}
+
+/** One extension as it appears in the CSR's extensionRequest attribute. */
+export interface ExtensionFact {
+  readonly oid: string
+  readonly critical: boolean
+}
+
+/** A CSR that decoded. Every list keeps the order in which the CSR carries its entries. */
+export interface ParsedCsr {
+  readonly _tag: "Parsed"
+  /** The self-signature verifies with the request's own public key. */
+  readonly signatureValid: boolean
+  readonly publicKey: KeyAlgorithm
+  /** Attribute types of every RDN of the subject; empty for an empty subject. */
+  readonly subjectAttributes: ReadonlyArray<string>
+  readonly dnsNames: ReadonlyArray<string>
+  readonly ipAddresses: ReadonlyArray<string>
+  readonly emailAddresses: ReadonlyArray<string>
+  readonly uris: ReadonlyArray<string>
+  /** General-name kinds other than DNS, IP, email and URI (`otherName`, `directoryName`, …). */
+  readonly otherSanKinds: ReadonlyArray<string>
+  /** Every requested extension, duplicates included. */
+  readonly extensions: ReadonlyArray<ExtensionFact>
+  /** OIDs of recognised extensions (SAN, KU, EKU, basic constraints) whose value did not decode. */
+  readonly malformedExtensions: ReadonlyArray<string>
+  /** The key-usage bits set, or undefined when the CSR has no key-usage extension. */
+  readonly keyUsage: ReadonlyArray<KeyUsageBit> | undefined
+  /** Extended key usage OIDs, or undefined when the CSR has no EKU extension. */
+  readonly extendedKeyUsage: ReadonlyArray<string> | undefined
+  /** The basic-constraints cA flag, or undefined when the CSR has no such extension. */
+  readonly basicConstraintsCa: boolean | undefined
+  /** CSR attribute types other than extensionRequest (e.g. challengePassword). */
+  readonly otherAttributes: ReadonlyArray<string>
+}
+
+/** A `spec.request` that is not one PEM-encoded PKCS#10 request; `why` is short and has no content. */
+export interface UnparsableCsr {
+  readonly _tag: "Unparsable"
+  readonly why: string
+}
+
+export type CsrFacts = ParsedCsr | UnparsableCsr

@@ -1,0 +1,230 @@
+/**
+ * The approver's rules: whether a CertificateRequest is exactly the SVID its requester may have.
+ *
+ * Owns: every check (go-original.md §7.2 plus the gaps of §11 item 11 closed: issuerRef with
+ * cert-manager's defaulting, annotation value, key type and size, full subject, basic constraints, the
+ * URI as a strictly parsed SPIFFE ID), the wording of denial reasons and their order, and the
+ * auto-approve decision for requests without the identity annotation.
+ * Does not own: reading the CSR (`approver/InspectCsr.ts`), where the policy comes from
+ * (`layers/Evaluator.ts`), or writing the decision (`approver/Reconcile.ts`).
+ *
+ * `evaluate` is pure and total. It reports every violation, each as `<field path>: <sentence>`, sorted
+ * by field path (checks keep their order within a path), so a message is the same every time for the
+ * same request. Reasons quote request content only where a human needs it (URIs, usages, durations),
+ * truncated; they never contain the CSR itself.
+ */
+import * as CR from "./CertificateRequest.ts"
+import {
+  type CsrFacts,
+  describeOid,
+  attributeName,
+  type KeyUsageBit,
+  keyTypeName,
+  OID,
+  type ParsedCsr
+} from "./CsrFacts.ts"
+import * as Decision from "./Decision.ts"
+import * as IssuerRef from "./IssuerRef.ts"
+import { forServiceAccount, parseSpiffeId, serviceAccountFromUsername } from "./SpiffeId.ts"
+
+/** Everything the rules need besides the request; built from flags and the runtime issuer. */
+export interface SpiffePolicy {
+  /** `--trust-domain`. */
+  readonly trustDomain: string
+  /** `--certificate-request-duration`, in milliseconds; `spec.duration` must equal it exactly. */
+  readonly certificateRequestDurationMs: number
+  /** The SPIFFE issuer in force: the runtime issuance ConfigMap's, else the `--issuer-*` flags'. */
+  readonly issuer: IssuerRef.IssuerRef
+  /** Key types a request may use, as `keyTypeName` spells them (`ecdsa-p256`, `rsa-2048`, …). */
+  readonly allowedKeyTypes: ReadonlyArray<string>
+  /** `--auto-approve-non-spiffe`. */
+  readonly autoApproveNonSpiffe: boolean
+}
+
+/** What the CSI driver requests and the only policy allowed unless an operator widens it. */
+export const DEFAULT_ALLOWED_KEY_TYPES: ReadonlyArray<string> = ["ecdsa-p256"]
+
+/** Every key type the approver knows how to recognise, for flag validation. */
+export const KNOWN_KEY_TYPES: ReadonlyArray<string> = [
+  "ecdsa-p256",
+  "ecdsa-p384",
+  "ecdsa-p521",
+  "rsa-2048",
+  "rsa-3072",
+  "rsa-4096",
+  "ed25519"
+]
+
+const ALLOWED_KEY_USAGE: ReadonlyArray<KeyUsageBit> = ["digitalSignature", "keyEncipherment"]
+const ALLOWED_EXTENDED_KEY_USAGE: ReadonlyArray<string> = [OID.serverAuth, OID.clientAuth]
+const ALLOWED_EXTENSIONS: ReadonlyArray<string> = [
+  OID.subjectAltName,
+  OID.keyUsage,
+  OID.extendedKeyUsage,
+  OID.basicConstraints
+]
+
+const ANNOTATION_PATH = `metadata.annotations[${CR.IDENTITY_ANNOTATION}]`
+
+/** Request content in a reason is cut here: enough to recognise it, bounded for Events (1 KiB max). */
+const MAX_QUOTED = 128
+
+const quote = (s: string): string =>
+  JSON.stringify(s.length > MAX_QUOTED ? `${s.slice(0, MAX_QUOTED)}…` : s)
+
+interface Violation {
+  readonly path: string
+  readonly message: string
+}
+
+const sorted = (violations: ReadonlyArray<Violation>): ReadonlyArray<string> =>
+  violations
+    .map((v, i) => ({ v, i }))
+    .sort((a, b) => (a.v.path < b.v.path ? -1 : a.v.path > b.v.path ? 1 : a.i - b.i))
+    .map(({ v }) => `${v.path}: ${v.message}`)
+
+const unique = <A>(xs: ReadonlyArray<A>): ReadonlyArray<A> => [...new Set(xs)]
+
+const unparsableMessage = (why: string): string => `is not a PEM-encoded PKCS#10 certificate request (${why})`
+
+const durationViolations = (policy: SpiffePolicy, request: CR.CertificateRequest): ReadonlyArray<Violation> => {
+  const want = CR.formatGoDuration(policy.certificateRequestDurationMs)
+  const got = request.spec.duration
+  if (got === undefined) return [{ path: "spec.duration", message: `must be exactly ${want}, got none` }]
+  const ms = CR.parseGoDuration(got)
+  if (ms === policy.certificateRequestDurationMs) return []
+  return [{ path: "spec.duration", message: `must be exactly ${want}, got ${ms === undefined ? quote(got) : got}` }]
+}
+
+const usagesViolations = (request: CR.CertificateRequest): ReadonlyArray<Violation> => {
+  const got = request.spec.usages ?? []
+  const required: ReadonlyArray<string> = CR.REQUIRED_USAGES
+  const exact = got.length === required.length && required.every((u) => got.includes(u))
+  if (exact) return []
+  const shown = got.length === 0 ? "none" : got.map((u) => (u.length > MAX_QUOTED ? quote(u) : u)).join(", ")
+  return [{ path: "spec.usages", message: `must be exactly ${required.join(", ")} (in any order), got ${shown}` }]
+}
+
+const isCaViolations = (request: CR.CertificateRequest): ReadonlyArray<Violation> =>
+  request.spec.isCA === true ? [{ path: "spec.isCA", message: "must be false" }] : []
+
+const issuerViolations = (policy: SpiffePolicy, request: CR.CertificateRequest): ReadonlyArray<Violation> =>
+  IssuerRef.equals(request.spec.issuerRef, policy.issuer)
+    ? []
+    : [{
+      path: "spec.issuerRef",
+      message: `must be ${IssuerRef.format(policy.issuer)}, got ${quote(IssuerRef.format(request.spec.issuerRef))}`
+    }]
+
+/** The single URI SAN against the SPIFFE ID the requester may have (undefined when unknown). */
+const uriViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | undefined): ReadonlyArray<string> => {
+  const [uri, ...more] = csr.uris
+  if (uri === undefined || more.length > 0) return [`must contain exactly one URI SAN, got ${csr.uris.length}`]
+  const parsed = parseSpiffeId(uri)
+  if (parsed._tag === "Invalid") return [`URI SAN is not a valid SPIFFE ID: ${parsed.violations.join(", ")}`]
+  if (parsed.id.trustDomain !== policy.trustDomain) {
+    return [`SPIFFE ID must be in trust domain ${policy.trustDomain}, got ${quote(parsed.id.trustDomain)}`]
+  }
+  if (expected !== undefined && uri !== expected) return [`SPIFFE ID must be ${expected}, got ${quote(uri)}`]
+  return []
+}
+
+/** Signature, key, subject, SANs, extensions and their contents, in that order. */
+const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | undefined): ReadonlyArray<string> => {
+  const out: Array<string> = []
+  if (!csr.signatureValid) out.push("signature does not verify")
+  const keyType = keyTypeName(csr.publicKey)
+  if (!policy.allowedKeyTypes.includes(keyType)) {
+    out.push(`public key type ${keyType} is not allowed (allowed: ${policy.allowedKeyTypes.join(", ") || "none"})`)
+  }
+  if (csr.subjectAttributes.length > 0) {
+    out.push(`subject must be empty, got ${unique(csr.subjectAttributes.map(attributeName)).join(", ")}`)
+  }
+  if (csr.dnsNames.length > 0) out.push(`must not contain DNS SANs, got ${csr.dnsNames.length}`)
+  if (csr.ipAddresses.length > 0) out.push(`must not contain IP SANs, got ${csr.ipAddresses.length}`)
+  if (csr.emailAddresses.length > 0) out.push(`must not contain email SANs, got ${csr.emailAddresses.length}`)
+  if (csr.otherSanKinds.length > 0) out.push(`must contain only URI SANs, got ${unique(csr.otherSanKinds).join(", ")}`)
+  out.push(...uriViolations(policy, csr, expected))
+  const oids = csr.extensions.map((e) => e.oid)
+  for (const oid of unique(oids)) {
+    if (!ALLOWED_EXTENSIONS.includes(oid)) out.push(`extension ${describeOid(oid)} is not allowed`)
+    else if (oids.indexOf(oid) !== oids.lastIndexOf(oid)) out.push(`extension ${describeOid(oid)} appears more than once`)
+  }
+  for (const oid of unique(csr.malformedExtensions)) out.push(`extension ${describeOid(oid)} is malformed`)
+  for (const oid of unique(csr.otherAttributes)) out.push(`attribute ${describeOid(oid)} is not allowed`)
+  const badKu = unique((csr.keyUsage ?? []).filter((bit) => !ALLOWED_KEY_USAGE.includes(bit)))
+  if (badKu.length > 0) {
+    out.push(`key usage may only contain ${ALLOWED_KEY_USAGE.join(" and ")}, got ${badKu.join(", ")}`)
+  }
+  const badEku = unique((csr.extendedKeyUsage ?? []).filter((oid) => !ALLOWED_EXTENDED_KEY_USAGE.includes(oid)))
+  if (badEku.length > 0) {
+    out.push(`extended key usage may only contain serverAuth and clientAuth, got ${badEku.map(describeOid).join(", ")}`)
+  }
+  if (csr.basicConstraintsCa === true) out.push("basic constraints must not mark a CA")
+  return out
+}
+
+/** The rules for a request carrying the identity annotation. */
+const evaluateSpiffe = (policy: SpiffePolicy, request: CR.CertificateRequest, facts: CsrFacts, annotation: string) => {
+  const violations: Array<Violation> = []
+  const username = request.spec.username
+  const sa = username === undefined ? undefined : serviceAccountFromUsername(username)
+  const expected = sa === undefined ? undefined : forServiceAccount(policy.trustDomain, sa.namespace, sa.name)
+
+  if (facts._tag === "Unparsable") {
+    violations.push({ path: "spec.request", message: unparsableMessage(facts.why) })
+  } else {
+    for (const message of csrViolations(policy, facts, expected)) violations.push({ path: "spec.request", message })
+  }
+  violations.push(...durationViolations(policy, request))
+  violations.push(...usagesViolations(request))
+  violations.push(...isCaViolations(request))
+  violations.push(...issuerViolations(policy, request))
+  if (sa === undefined) {
+    violations.push({
+      path: "spec.username",
+      message: `must be a ServiceAccount (system:serviceaccount:<namespace>:<name>), got ${
+        username === undefined ? "none" : quote(username)
+      }`
+    })
+  }
+  if (expected !== undefined && annotation !== expected) {
+    violations.push({ path: ANNOTATION_PATH, message: `must be ${expected}, got ${quote(annotation)}` })
+  }
+  return Decision.fromReasons(sorted(violations))
+}
+
+/** A URI SAN that names a SPIFFE ID in any spelling of the scheme (the check is deliberately loose). */
+const looksLikeSpiffe = (uri: string): boolean => /^\s*spiffe:/i.test(uri)
+
+/**
+ * `--auto-approve-non-spiffe` for a request without the identity annotation: approve, unless it targets
+ * the SPIFFE issuer (compared with cert-manager's defaulting, unlike the original) or smuggles a SPIFFE
+ * URI. A CSR that cannot be read is denied, since it cannot be shown to carry no SPIFFE URI.
+ */
+const evaluateNonSpiffe = (policy: SpiffePolicy, request: CR.CertificateRequest, facts: CsrFacts) => {
+  const why = `a request without the ${CR.IDENTITY_ANNOTATION} annotation`
+  const violations: Array<Violation> = []
+  if (IssuerRef.equals(request.spec.issuerRef, policy.issuer)) {
+    violations.push({ path: "spec.issuerRef", message: `${why} must not use the SPIFFE issuer ${IssuerRef.format(policy.issuer)}` })
+  }
+  if (facts._tag === "Unparsable") {
+    violations.push({ path: "spec.request", message: unparsableMessage(facts.why) })
+  } else if (facts.uris.some(looksLikeSpiffe)) {
+    violations.push({ path: "spec.request", message: `${why} must not contain a SPIFFE URI SAN` })
+  }
+  return Decision.fromReasons(sorted(violations))
+}
+
+/**
+ * The decision for `request`, whose `spec.request` yielded `facts`. Requests without the identity
+ * annotation are `Unprocessed` unless auto-approve is on.
+ */
+export const evaluate = (policy: SpiffePolicy, request: CR.CertificateRequest, facts: CsrFacts): Decision.Decision => {
+  const annotation = request.metadata.annotations?.[CR.IDENTITY_ANNOTATION]
+  if (annotation !== undefined) return evaluateSpiffe(policy, request, facts, annotation)
+  if (!policy.autoApproveNonSpiffe) {
+    return Decision.Unprocessed({ why: `no ${CR.IDENTITY_ANNOTATION} annotation and auto-approve is off` })
+  }
+  return evaluateNonSpiffe(policy, request, facts)
+}
