@@ -33,7 +33,9 @@ import { type CsiServices, loadCsiServices } from "./CsiProto.ts"
 // Errors
 // ---------------------------------------------------------------------------------------------
 
-export const GrpcServerErrorReason = Schema.Literals(["InvalidEndpoint", "StaleSocket", "Bind"])
+// InvalidEndpoint: unparseable --endpoint; SocketPath: cannot create the socket directory or remove a
+// stale socket; Bind: grpc-js could not listen.
+export const GrpcServerErrorReason = Schema.Literals(["InvalidEndpoint", "SocketPath", "Bind"])
 export type GrpcServerErrorReason = typeof GrpcServerErrorReason.Type
 
 /** The server could not start. Raised while the layer is built, never while serving. */
@@ -321,7 +323,7 @@ const make = Effect.fn("GrpcServer.make")(function*(options: GrpcServerOptions) 
     yield* fs.makeDirectory(path.dirname(endpoint.path), { recursive: true }).pipe(
       Effect.andThen(removeSocket),
       Effect.mapError((cause) =>
-        new GrpcServerError({ reason: "StaleSocket", endpoint: options.endpoint, detail: cause.message, cause })
+        new GrpcServerError({ reason: "SocketPath", endpoint: options.endpoint, detail: cause.message, cause })
       )
     )
   }
