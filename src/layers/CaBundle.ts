@@ -1,10 +1,61 @@
 /**
  * CaBundle implementations: none (no CA file), a fixed bundle, or a watched file.
  */
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Layer, Queue, Stream, SubscriptionRef } from "effect"
+import * as fsSync from "node:fs"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
 import { CaBundle } from "../services/CaBundle.ts"
+import { Crypto, CryptoError } from "../services/Crypto.ts"
 
 export const layerNone = Layer.succeed(CaBundle, CaBundle.of({ current: Effect.succeed(undefined), changes: Stream.empty }))
 
 export const layerStatic = (pem: string) =>
   Layer.succeed(CaBundle, CaBundle.of({ current: Effect.succeed(pem), changes: Stream.empty }))
+
+/**
+ * The `--source-ca-bundle` file. It must exist and hold valid PEM certificates at start-up (an
+ * invalid bundle is an error, never an empty CA file). Its *directory* is watched, so the atomic
+ * `..data` symlink swap of a Secret or ConfigMap volume is seen; bursts of events are coalesced
+ * (debounced by COALESCE) and a change is published only when the validated content differs.
+ */
+export const layerFile = (file: string) =>
+  Layer.effect(
+    CaBundle,
+    Effect.gen(function*() {
+      const crypto = yield* Crypto
+      const read = Effect.tryPromise({
+        try: () => fs.readFile(file, "utf8"),
+        catch: (e) => new CryptoError({ operation: `read CA bundle ${file}`, detail: e instanceof Error ? e.message : String(e) })
+      })
+      const load = read.pipe(Effect.tap((pem) => crypto.validateBundle(pem)))
+      const initial = yield* load
+      const ref = yield* SubscriptionRef.make(initial)
+      const events = Stream.callback<void>((queue) =>
+        Effect.acquireRelease(
+          Effect.sync(() => fsSync.watch(path.dirname(file), () => Queue.offerUnsafe(queue, undefined))),
+          (w) => Effect.sync(() => w.close())
+        )
+      )
+      yield* events.pipe(
+        Stream.debounce(COALESCE),
+        Stream.runForEach(() =>
+          load.pipe(
+            Effect.flatMap((pem) => SubscriptionRef.update(ref, (old) => (old === pem ? old : pem))),
+            Effect.catch((e) => Effect.logError("CA bundle not updated: the new content is invalid", { file, error: e.message }))
+          )
+        ),
+        Effect.forkScoped
+      )
+      return CaBundle.of({
+        current: SubscriptionRef.get(ref),
+        changes: SubscriptionRef.changes(ref).pipe(Stream.drop(1), Stream.changes)
+      })
+    })
+  )
+
+/** Bundle files change in bursts (a symlink swap is several events); 100 ms joins one burst. */
+export const COALESCE = "100 millis"
+
+export const layerFor = (config: { readonly sourceCaBundle: string | undefined }) =>
+  config.sourceCaBundle === undefined ? layerNone : layerFile(config.sourceCaBundle)

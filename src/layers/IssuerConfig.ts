@@ -2,9 +2,13 @@
  * IssuerConfig implementations. `layerStatic` serves the `--issuer-*` flags (or none) and is also
  * what tests use to switch issuers.
  */
-import { Effect, Layer, Stream, SubscriptionRef } from "effect"
+import { Clock, Effect, Layer, Result, Schedule, Schema, Stream, SubscriptionRef } from "effect"
 import type { IssuerRef } from "../domain/IssuerRef.ts"
+import * as Issuer from "../domain/IssuerRef.ts"
+import type { ConfigMap } from "../domain/KubeObjects.ts"
+import { ConfigMaps, Events } from "../domain/KubeObjects.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
+import { KubeClient } from "../services/KubeClient.ts"
 
 export const makeStatic = (issuer: IssuerRef | undefined) =>
   Effect.gen(function*() {
@@ -21,3 +25,106 @@ export const makeStatic = (issuer: IssuerRef | undefined) =>
 
 export const layerStatic = (issuer: IssuerRef | undefined) =>
   Layer.effect(IssuerConfig, Effect.map(makeStatic(issuer), (s) => s.service))
+
+/** The runtime issuance ConfigMap's keys, all three required and non-empty. */
+const IssuerData = Schema.Struct({
+  "issuer-name": Schema.NonEmptyString,
+  "issuer-kind": Schema.NonEmptyString,
+  "issuer-group": Schema.NonEmptyString
+})
+const decodeIssuerData = Schema.decodeUnknownResult(IssuerData)
+
+/** The issuer a ConfigMap names, or the reason it names none. */
+export const issuerFromConfigMap = (cm: ConfigMap): Result.Result<IssuerRef, string> =>
+  Result.mapBoth(decodeIssuerData(cm.data ?? {}), {
+    onFailure: () => "the ConfigMap must set issuer-name, issuer-kind and issuer-group, all non-empty",
+    onSuccess: (d) => ({ name: d["issuer-name"], kind: d["issuer-kind"], group: d["issuer-group"] })
+  })
+
+/** Reconnect delays of the ConfigMap watch (the original slept a fixed, uninterruptible 5 s). */
+const WATCH_RETRY = Schedule.min([Schedule.exponential("500 millis", 2), Schedule.spaced("30 seconds")])
+
+/**
+ * Follows the runtime issuance ConfigMap: a valid one wins; a deleted or invalid one falls back to
+ * the static issuer (which may be none). An invalid edit is logged as an error and recorded as a
+ * Warning Event on the ConfigMap. `loaded` turns true after the first successful read.
+ */
+export const layerConfigMap = (
+  source: { readonly name: string; readonly namespace: string },
+  fallback: IssuerRef | undefined,
+  component: string
+) =>
+  Layer.effect(
+    IssuerConfig,
+    Effect.gen(function*() {
+      const kube = yield* KubeClient
+      const ref = yield* SubscriptionRef.make<IssuerRef | undefined>(fallback)
+      let loaded = false
+      const selector = { namespace: source.namespace, fieldSelector: `metadata.name=${source.name}` }
+
+      const apply = Effect.fnUntraced(function*(cm: ConfigMap | undefined) {
+        if (cm === undefined) {
+          yield* SubscriptionRef.set(ref, fallback)
+          yield* Effect.logInfo("runtime issuance ConfigMap absent; using the static issuer", { issuer: fallback === undefined ? "none" : Issuer.format(fallback) })
+          return
+        }
+        const issuer = issuerFromConfigMap(cm)
+        if (Result.isSuccess(issuer)) {
+          yield* SubscriptionRef.set(ref, issuer.success)
+          yield* Effect.logInfo("runtime issuer configured", { issuer: Issuer.format(issuer.success) })
+          return
+        }
+        yield* SubscriptionRef.set(ref, fallback)
+        yield* Effect.logError("invalid runtime issuance ConfigMap; using the static issuer", { configMap: `${source.namespace}/${source.name}`, error: issuer.failure })
+        yield* recordInvalid(cm, issuer.failure)
+      })
+
+      const recordInvalid = (cm: ConfigMap, reason: string) =>
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const stamp = new Date(now).toISOString().replace(/\.\d{3}Z$/, "Z")
+          yield* kube.create(Events, source.namespace, {
+            apiVersion: "v1",
+            kind: "Event",
+            metadata: { name: `${source.name}.${now.toString(16)}`, namespace: source.namespace },
+            involvedObject: { apiVersion: "v1", kind: "ConfigMap", name: source.name, namespace: source.namespace, uid: cm.metadata.uid },
+            reason: "InvalidIssuerConfig",
+            message: reason,
+            type: "Warning",
+            source: { component },
+            firstTimestamp: stamp,
+            lastTimestamp: stamp,
+            count: 1
+          })
+        }).pipe(Effect.catch((e) => Effect.logWarning("could not record an Event for the invalid ConfigMap", { error: e.message })))
+
+      const follow = Effect.gen(function*() {
+        const list = yield* kube.list(ConfigMaps, selector)
+        yield* apply(list.items[0])
+        loaded = true
+        yield* kube.watch(ConfigMaps, { ...selector, resourceVersion: list.resourceVersion }).pipe(
+          Stream.runForEach((ev) => (ev.type === "BOOKMARK" ? Effect.void : apply(ev.type === "DELETED" ? undefined : ev.object)))
+        )
+      })
+      yield* follow.pipe(
+        Effect.tapError((e) => Effect.logWarning("runtime issuance ConfigMap watch failed; retrying", { error: e.message })),
+        Effect.retry(WATCH_RETRY),
+        Effect.forever,
+        Effect.forkScoped
+      )
+
+      return IssuerConfig.of({
+        current: SubscriptionRef.get(ref),
+        changes: SubscriptionRef.changes(ref).pipe(Stream.drop(1)),
+        loaded: Effect.sync(() => loaded)
+      })
+    })
+  )
+
+export const layerFor = (config: {
+  readonly issuer: IssuerRef | undefined
+  readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
+}) =>
+  config.runtimeIssuanceConfigMap === undefined
+    ? layerStatic(config.issuer)
+    : layerConfigMap(config.runtimeIssuanceConfigMap, config.issuer, "csi-driver-spiffe")

@@ -2,7 +2,7 @@
  * `VolumeManager` over Issuance, VolumeStore, Mounter and CaBundle, with one renewal fiber per volume
  * in a FiberMap owned by the layer's scope.
  */
-import { Clock, Effect, FiberMap, Layer, Random, Semaphore } from "effect"
+import { Clock, Effect, FiberMap, Layer, Random, Semaphore, Stream } from "effect"
 import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
 import { failureDelay, notReadyDelay, renewalInstant } from "../domain/Renewal.ts"
 import { forServiceAccount } from "../domain/SpiffeId.ts"
@@ -209,6 +209,13 @@ export const layer = Layer.effect(
       }
       yield* startRenewal(stateFor(meta.volumeId, meta))
     }
+    // The bundle may have changed while the driver was down: bring every volume up to date once,
+    // then follow changes. Writes are skipped where the content is already current.
+    yield* refreshCaFiles
+    yield* caBundle.changes.pipe(
+      Stream.runForEach(() => Effect.logInfo("CA bundle changed; updating every volume").pipe(Effect.andThen(refreshCaFiles))),
+      Effect.forkScoped
+    )
     resumed = true
     yield* Effect.logInfo("volumes resumed", { count: volumes.size })
 

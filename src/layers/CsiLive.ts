@@ -1,0 +1,34 @@
+/**
+ * Composition root of the CSI node driver: every service wired with its live implementation.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { Layer } from "effect"
+import * as path from "node:path"
+import { GrpcServer } from "../csi/GrpcServer.ts"
+import type { DriverConfigShape } from "../services/DriverConfig.ts"
+import { DriverConfig } from "../services/DriverConfig.ts"
+import * as CaBundleLayers from "./CaBundle.ts"
+import * as CryptoLayers from "./Crypto.ts"
+import * as CsiPluginLayers from "./CsiPlugin.ts"
+import * as IssuanceLayers from "./Issuance.ts"
+import * as IssuerConfigLayers from "./IssuerConfig.ts"
+import * as KubeClientLayers from "./KubeClient.ts"
+import * as Logging from "./Logging.ts"
+import * as MounterLayers from "./Mounter.ts"
+import * as VolumeManagerLayers from "./VolumeManager.ts"
+import * as VolumeStoreLayers from "./VolumeStore.ts"
+
+export const CsiLive = (config: DriverConfigShape) => {
+  const ConfigLive = DriverConfig.layer(config)
+  const KubeLive = KubeClientLayers.layer(config.kubeconfig === undefined ? {} : { kubeconfig: config.kubeconfig })
+  const IssuerLive = IssuerConfigLayers.layerFor(config).pipe(Layer.provide([KubeLive, ConfigLive]))
+  const CaBundleLive = CaBundleLayers.layerFor(config).pipe(Layer.provide([CryptoLayers.layer, NodeServices.layer]))
+  const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, KubeLive, CryptoLayers.layer, IssuerLive]))
+  const StoreLive = VolumeStoreLayers.layerFileSystem(path.resolve(config.dataRoot, "inmemfs"))
+  const ManagerLive = VolumeManagerLayers.layer.pipe(
+    Layer.provide([ConfigLive, IssuanceLive, StoreLive, MounterLayers.layerLinux, CaBundleLive])
+  )
+  const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
+  const ServerLive = GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]))
+  return ServerLive.pipe(Layer.provide(Logging.layer(config.logLevel)))
+}
