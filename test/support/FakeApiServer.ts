@@ -76,6 +76,18 @@ const kubeconfigYaml = (url: string, token: string): string =>
     ""
   ].join("\n")
 
+/** Writes a kubeconfig for `url` and bearer `token` into a temporary directory removed with the scope. */
+export const writeKubeconfig = (url: string, token: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "fake-apiserver-"))),
+      (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
+    )
+    const file = path.join(dir, "kubeconfig")
+    fs.writeFileSync(file, kubeconfigYaml(url, token))
+    return file
+  })
+
 /** Starts the server; it and its kubeconfig are removed when the scope closes. */
 export const makeFakeApiServer = (
   handler: Handler,
@@ -114,11 +126,6 @@ export const makeFakeApiServer = (
         })
     )
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-    const dir = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "fake-apiserver-"))),
-      (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
-    )
-    const kubeconfig = path.join(dir, "kubeconfig")
-    fs.writeFileSync(kubeconfig, kubeconfigYaml(url, token))
+    const kubeconfig = yield* writeKubeconfig(url, token)
     return { url, kubeconfig, token, requests: () => [...recorded] }
   })

@@ -1,0 +1,327 @@
+/**
+ * The `KubeClient` over a real API server, through @kubernetes/client-node.
+ *
+ * Owns: loading the configuration (a kubeconfig file when given, else in-cluster, else the default
+ * kubeconfig search), generic REST on `/api/v1/...` and `/apis/<group>/<version>/...` using the
+ * client's own HTTP stack (its `RequestContext`, `applySecurityAuthentication` for credentials and
+ * TLS, and its fetch library), Schema decoding of every response, HTTP status → `KubeError`, watch
+ * as a line-delimited JSON stream aborted when the consumer stops, and per-call bearer tokens.
+ * Does not own: retries, relisting, caching (callers), discovery (resources are described by
+ * `domain/KubeObjects.ts`).
+ *
+ * The generated typed APIs are not used: they convert known core kinds (timestamps to `Date`)
+ * before our schemas see the wire form, and they have no generic status subresource. client-node's
+ * `Watch` is not used either: it drops unparsable lines silently and aborts after 30 s without data.
+ */
+import * as k8s from "@kubernetes/client-node"
+import { Config, Effect, Option, Random, Redacted, Schema, Stream } from "effect"
+import type { Resource } from "../../domain/KubeObjects.ts"
+import type {
+  CallOptions,
+  KubeClientShape,
+  KubeError,
+  ListOptions,
+  ListResult,
+  WatchEvent,
+  WatchOptions
+} from "../../services/KubeClient.ts"
+import { decodeSummary, kubeError, reasonOf } from "./Errors.ts"
+import type { Verb } from "./Errors.ts"
+
+export interface LiveOptions {
+  /** Path of a kubeconfig file; when absent, in-cluster config, then the default kubeconfig search. */
+  readonly kubeconfig?: string | undefined
+}
+
+/**
+ * Server-side watch timeout, drawn per watch as client-go's reflector does so that the watches of
+ * many processes do not all reconnect at once. Kept under 300 s, undici's default body timeout, so
+ * a quiet watch ends cleanly (the caller resumes) instead of failing.
+ */
+const WATCH_TIMEOUT_SECONDS = { min: 240, max: 290 } as const
+
+/** What client-node's `loadFromDefault` falls back to when it finds nothing at all. */
+const isNothingFound = (kc: k8s.KubeConfig): boolean =>
+  kc.getCurrentCluster()?.name === "cluster" &&
+  kc.getCurrentCluster()?.server === "http://localhost:8080" &&
+  kc.getCurrentUser()?.name === "user" &&
+  kc.getCurrentUser()?.token === undefined
+
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+
+/** Loads the process's configuration; the error names what was tried, never credentials. */
+export const loadConfig = Effect.fn("KubeClient.loadConfig")(function*(options: LiveOptions) {
+  const inCluster = yield* Config.option(Config.String("KUBERNETES_SERVICE_HOST")).pipe(
+    Effect.orElseSucceed(() => Option.none<string>())
+  )
+  const kc = new k8s.KubeConfig()
+  const source = options.kubeconfig !== undefined
+    ? `kubeconfig ${options.kubeconfig}`
+    : Option.isSome(inCluster)
+    ? "in-cluster configuration"
+    : "default kubeconfig (KUBECONFIG, ~/.kube/config)"
+  yield* Effect.try({
+    try: () => {
+      if (options.kubeconfig !== undefined) kc.loadFromFile(options.kubeconfig)
+      else if (Option.isSome(inCluster)) kc.loadFromCluster()
+      else kc.loadFromDefault()
+    },
+    catch: (e) => kubeError("layer", "Invalid", `cannot load ${source}: ${messageOf(e)}`)
+  })
+  if (options.kubeconfig === undefined && Option.isNone(inCluster) && isNothingFound(kc)) {
+    return yield* kubeError(
+      "layer",
+      "Invalid",
+      "no Kubernetes configuration found: pass a kubeconfig path, set KUBECONFIG, provide ~/.kube/config, or run in a pod"
+    )
+  }
+  const cluster = kc.getCurrentCluster()
+  if (cluster === null || cluster.server === "") {
+    return yield* kubeError("layer", "Invalid", `${source} has no current cluster`)
+  }
+  return kc
+})
+
+const Status = Schema.Struct({
+  message: Schema.optional(Schema.String),
+  reason: Schema.optional(Schema.String),
+  code: Schema.optional(Schema.Int)
+})
+const decodeStatusText = Schema.decodeUnknownOption(Schema.fromJsonString(Status))
+const decodeStatus = Schema.decodeUnknownOption(Status)
+
+const ListEnvelope = Schema.Struct({
+  metadata: Schema.Struct({ resourceVersion: Schema.String }),
+  items: Schema.NullOr(Schema.Array(Schema.Unknown))
+})
+
+const WatchLine = Schema.Struct({
+  type: Schema.Literals(["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]),
+  object: Schema.Unknown
+})
+
+const Bookmark = Schema.Struct({ metadata: Schema.Struct({ resourceVersion: Schema.String }) })
+
+interface Reply {
+  readonly status: number
+  readonly text: string
+}
+
+const http = new k8s.IsomorphicFetchHttpLibrary()
+
+const basePath = (r: Resource<unknown>): string => (r.group === "" ? `/api/${r.version}` : `/apis/${r.group}/${r.version}`)
+
+const collectionPath = (r: Resource<unknown>, namespace: string | undefined): string =>
+  `${basePath(r)}${namespace === undefined ? "" : `/namespaces/${encodeURIComponent(namespace)}`}/${r.plural}`
+
+const itemPath = (r: Resource<unknown>, namespace: string, name: string): string =>
+  `${collectionPath(r, namespace)}/${encodeURIComponent(name)}`
+
+/** A failed reply as a KubeError, with the API server's own message when it sent a Status. */
+const failure = (verb: Verb, reply: Reply): KubeError => {
+  const status = decodeStatusText(reply.text)
+  const message = Option.isSome(status) && status.value.message !== undefined && status.value.message !== ""
+    ? status.value.message
+    : `HTTP ${reply.status}`
+  return kubeError(verb, reasonOf(verb, reply.status), message, reply.status)
+}
+
+const decodeJson = <A>(verb: Verb, schema: Schema.Decoder<A>, what: string, text: string): Effect.Effect<A, KubeError> =>
+  Effect.try({
+    try: (): unknown => JSON.parse(text),
+    catch: () => kubeError(verb, "Decode", `${what} is not JSON`)
+  }).pipe(
+    Effect.flatMap(Schema.decodeUnknownEffect(schema)),
+    Effect.mapError((e) => (e._tag === "KubeError" ? e : kubeError(verb, "Decode", decodeSummary(what, e))))
+  )
+
+/** One process identity (or one pod's token) speaking REST to the cluster of `kc`. */
+const restClient = (kc: k8s.KubeConfig) => {
+  const server = kc.getCurrentCluster()?.server ?? ""
+
+  const prepare = (
+    verb: Verb,
+    method: k8s.HttpMethod,
+    path: string,
+    query: Readonly<Record<string, string | undefined>>,
+    body?: unknown
+  ): Effect.Effect<k8s.RequestContext, KubeError> =>
+    Effect.gen(function*() {
+      const ctx = new k8s.RequestContext(server + path, method)
+      for (const [key, value] of Object.entries(query)) if (value !== undefined) ctx.setQueryParam(key, value)
+      ctx.setHeaderParam("Accept", "application/json")
+      if (body !== undefined) {
+        const json = yield* Effect.try({
+          try: () => JSON.stringify(body),
+          catch: () => kubeError(verb, "Invalid", "body cannot be serialised as JSON", 400)
+        })
+        ctx.setHeaderParam("Content-Type", "application/json")
+        ctx.setBody(json)
+      }
+      yield* Effect.tryPromise({
+        try: () => kc.applySecurityAuthentication(ctx),
+        catch: (e) => kubeError(verb, "Unauthorized", `cannot apply credentials: ${messageOf(e)}`)
+      })
+      return ctx
+    })
+
+  const request = (
+    verb: Verb,
+    method: k8s.HttpMethod,
+    path: string,
+    query: Readonly<Record<string, string | undefined>>,
+    body?: unknown
+  ): Effect.Effect<Reply, KubeError> =>
+    Effect.flatMap(prepare(verb, method, path, query, body), (ctx) =>
+      Effect.tryPromise({
+        try: async (signal) => {
+          ctx.setSignal(signal)
+          const response = await http.send(ctx).toPromise()
+          return { status: response.httpStatusCode, text: await response.body.text() }
+        },
+        catch: (e) => kubeError(verb, "Unavailable", `request failed: ${messageOf(e)}`)
+      })
+    )
+
+  return { prepare, request }
+}
+
+/** The live KubeClient over an already loaded configuration. */
+export const make = (kc: k8s.KubeConfig): KubeClientShape => {
+  const own = restClient(kc)
+  const cluster = kc.getCurrentCluster()
+
+  /** Same cluster, CA and TLS settings; the token is the only credential. */
+  const asBearer = (token: Redacted.Redacted<string>) => {
+    const bearer = new k8s.KubeConfig()
+    if (cluster !== null) bearer.loadFromClusterAndUser(cluster, { name: "call-bearer-token", token: Redacted.value(token) })
+    return restClient(bearer)
+  }
+
+  const get = Effect.fn("KubeClient.get")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
+    const reply = yield* own.request("get", k8s.HttpMethod.GET, itemPath(resource, namespace, name), {})
+    if (reply.status === 404) return undefined
+    if (reply.status !== 200) return yield* failure("get", reply)
+    return yield* decodeJson("get", resource.schema, `${resource.kind} ${namespace}/${name}`, reply.text)
+  })
+
+  const list = Effect.fn("KubeClient.list")(function*<A>(resource: Resource<A>, options: ListOptions) {
+    const reply = yield* own.request("list", k8s.HttpMethod.GET, collectionPath(resource, options.namespace), {
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector
+    })
+    if (reply.status !== 200) return yield* failure("list", reply)
+    const envelope = yield* decodeJson("list", ListEnvelope, `${resource.kind} list`, reply.text)
+    const decodeItem = Schema.decodeUnknownEffect(resource.schema)
+    const items = yield* Effect.forEach(envelope.items ?? [], (item, i) =>
+      decodeItem(item).pipe(
+        Effect.mapError((e) => kubeError("list", "Decode", decodeSummary(`${resource.kind} list item ${i}`, e)))
+      ))
+    return { items, resourceVersion: envelope.metadata.resourceVersion } satisfies ListResult<A>
+  })
+
+  const parseEvent = <A>(resource: Resource<A>, line: string): Effect.Effect<WatchEvent<A>, KubeError> =>
+    Effect.gen(function*() {
+      const event = yield* decodeJson("watch", WatchLine, "watch event", line)
+      switch (event.type) {
+        case "ERROR": {
+          const status = decodeStatus(event.object)
+          const code = Option.isSome(status) ? status.value.code : undefined
+          const message = Option.isSome(status) ? status.value.message : undefined
+          return yield* kubeError("watch", reasonOf("watch", code ?? 500), message ?? "watch error event", code)
+        }
+        case "BOOKMARK": {
+          const bookmark = yield* Schema.decodeUnknownEffect(Bookmark)(event.object).pipe(
+            Effect.mapError((e) => kubeError("watch", "Decode", decodeSummary("watch bookmark", e)))
+          )
+          return { type: "BOOKMARK", resourceVersion: bookmark.metadata.resourceVersion }
+        }
+        default: {
+          const object = yield* Schema.decodeUnknownEffect(resource.schema)(event.object).pipe(
+            Effect.mapError((e) => kubeError("watch", "Decode", decodeSummary(`${resource.kind} in ${event.type} event`, e)))
+          )
+          return { type: event.type, object }
+        }
+      }
+    })
+
+  const watch = <A>(resource: Resource<A>, options: WatchOptions): Stream.Stream<WatchEvent<A>, KubeError> =>
+    Stream.unwrap(
+      Effect.gen(function*() {
+        const timeoutSeconds = yield* Random.nextIntBetween(WATCH_TIMEOUT_SECONDS.min, WATCH_TIMEOUT_SECONDS.max)
+        const ctx = yield* own.prepare("watch", k8s.HttpMethod.GET, collectionPath(resource, options.namespace), {
+          watch: "true",
+          resourceVersion: options.resourceVersion,
+          allowWatchBookmarks: "true",
+          timeoutSeconds: String(timeoutSeconds),
+          labelSelector: options.labelSelector,
+          fieldSelector: options.fieldSelector
+        })
+        // Not the signal of tryPromise: the body is read after the response promise settles, and
+        // the connection must close exactly when the stream's scope does.
+        ctx.setSignal(yield* Effect.abortSignal)
+        const response = yield* Effect.tryPromise({
+          try: () => http.send(ctx).toPromise(),
+          catch: (e) => kubeError("watch", "Unavailable", `request failed: ${messageOf(e)}`)
+        })
+        if (response.httpStatusCode !== 200) {
+          const text = yield* Effect.tryPromise({
+            try: () => response.body.text(),
+            catch: (e) => kubeError("watch", "Unavailable", `reading error response: ${messageOf(e)}`)
+          })
+          return yield* failure("watch", { status: response.httpStatusCode, text })
+        }
+        const body = response.body.stream()
+        if (body === null) return Stream.empty
+        return Stream.fromReadableStream({
+          evaluate: () => body,
+          onError: (e) => kubeError("watch", "Unavailable", `watch connection: ${messageOf(e)}`)
+        }).pipe(
+          Stream.decodeText(),
+          Stream.splitLines,
+          Stream.filter((line) => line.trim() !== ""),
+          Stream.mapEffect((line) => parseEvent(resource, line))
+        )
+      }).pipe(Effect.withSpan("KubeClient.watch"))
+    )
+
+  const create = Effect.fn("KubeClient.create")(function*<A>(
+    resource: Resource<A>,
+    namespace: string,
+    body: unknown,
+    options?: CallOptions
+  ) {
+    const client = options?.bearerToken === undefined ? own : asBearer(options.bearerToken)
+    const reply = yield* client.request("create", k8s.HttpMethod.POST, collectionPath(resource, namespace), {}, body)
+    if (reply.status !== 200 && reply.status !== 201 && reply.status !== 202) return yield* failure("create", reply)
+    return yield* decodeJson("create", resource.schema, `created ${resource.kind}`, reply.text)
+  })
+
+  const delete_ = Effect.fn("KubeClient.delete")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
+    const reply = yield* own.request("delete", k8s.HttpMethod.DELETE, itemPath(resource, namespace, name), {})
+    if (reply.status === 404 || (reply.status >= 200 && reply.status < 300)) return
+    return yield* failure("delete", reply)
+  })
+
+  const put = <A>(verb: "replace" | "replaceStatus", resource: Resource<A>, path: string, name: string, body: unknown) =>
+    Effect.gen(function*() {
+      const reply = yield* own.request(verb, k8s.HttpMethod.PUT, path, {}, body)
+      if (reply.status !== 200 && reply.status !== 201) return yield* failure(verb, reply)
+      return yield* decodeJson(verb, resource.schema, `${resource.kind} ${name}`, reply.text)
+    })
+
+  const replace = Effect.fn("KubeClient.replace")(function*<A>(resource: Resource<A>, namespace: string, name: string, body: unknown) {
+    return yield* put("replace", resource, itemPath(resource, namespace, name), name, body)
+  })
+
+  const replaceStatus = Effect.fn("KubeClient.replaceStatus")(function*<A>(
+    resource: Resource<A>,
+    namespace: string,
+    name: string,
+    body: unknown
+  ) {
+    return yield* put("replaceStatus", resource, `${itemPath(resource, namespace, name)}/status`, name, body)
+  })
+
+  return { get, list, watch, create, delete: delete_, replace, replaceStatus }
+}
