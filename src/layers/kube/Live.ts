@@ -135,51 +135,50 @@ const decodeJson = <A>(verb: Verb, schema: Schema.Decoder<A>, what: string, text
     Effect.mapError((e) => (e._tag === "KubeError" ? e : kubeError(verb, "Decode", decodeSummary(what, e))))
   )
 
+/** One API call: the verb names it in errors. */
+interface Call {
+  readonly verb: Verb
+  readonly method: k8s.HttpMethod
+  readonly path: string
+  readonly query?: Readonly<Record<string, string | undefined>>
+  readonly body?: unknown
+}
+
 /** One process identity (or one pod's token) speaking REST to the cluster of `kc`. */
 const restClient = (kc: k8s.KubeConfig) => {
   const server = kc.getCurrentCluster()?.server ?? ""
 
-  const prepare = (
-    verb: Verb,
-    method: k8s.HttpMethod,
-    path: string,
-    query: Readonly<Record<string, string | undefined>>,
-    body?: unknown
-  ): Effect.Effect<k8s.RequestContext, KubeError> =>
+  /** The request with credentials and TLS settings applied, not yet sent. */
+  const prepare = (call: Call): Effect.Effect<k8s.RequestContext, KubeError> =>
     Effect.gen(function*() {
-      const ctx = new k8s.RequestContext(server + path, method)
-      for (const [key, value] of Object.entries(query)) if (value !== undefined) ctx.setQueryParam(key, value)
+      const ctx = new k8s.RequestContext(server + call.path, call.method)
+      for (const [key, value] of Object.entries(call.query ?? {})) if (value !== undefined) ctx.setQueryParam(key, value)
       ctx.setHeaderParam("Accept", "application/json")
-      if (body !== undefined) {
+      if (call.body !== undefined) {
         const json = yield* Effect.try({
-          try: () => JSON.stringify(body),
-          catch: () => kubeError(verb, "Invalid", "body cannot be serialised as JSON", 400)
+          try: () => JSON.stringify(call.body),
+          catch: () => kubeError(call.verb, "Invalid", "body cannot be serialised as JSON", 400)
         })
         ctx.setHeaderParam("Content-Type", "application/json")
         ctx.setBody(json)
       }
       yield* Effect.tryPromise({
         try: () => kc.applySecurityAuthentication(ctx),
-        catch: (e) => kubeError(verb, "Unauthorized", `cannot apply credentials: ${messageOf(e)}`)
+        catch: (e) => kubeError(call.verb, "Unauthorized", `cannot apply credentials: ${messageOf(e)}`)
       })
       return ctx
     })
 
-  const request = (
-    verb: Verb,
-    method: k8s.HttpMethod,
-    path: string,
-    query: Readonly<Record<string, string | undefined>>,
-    body?: unknown
-  ): Effect.Effect<Reply, KubeError> =>
-    Effect.flatMap(prepare(verb, method, path, query, body), (ctx) =>
+  /** Sends the call and reads the whole reply; interruption aborts the request. */
+  const request = (call: Call): Effect.Effect<Reply, KubeError> =>
+    Effect.flatMap(prepare(call), (ctx) =>
       Effect.tryPromise({
         try: async (signal) => {
           ctx.setSignal(signal)
           const response = await http.send(ctx).toPromise()
           return { status: response.httpStatusCode, text: await response.body.text() }
         },
-        catch: (e) => kubeError(verb, "Unavailable", `request failed: ${messageOf(e)}`)
+        catch: (e) => kubeError(call.verb, "Unavailable", `request failed: ${messageOf(e)}`)
       })
     )
 
@@ -199,16 +198,18 @@ export const make = (kc: k8s.KubeConfig): KubeClientShape => {
   }
 
   const get = Effect.fn("KubeClient.get")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
-    const reply = yield* own.request("get", k8s.HttpMethod.GET, itemPath(resource, namespace, name), {})
+    const reply = yield* own.request({ verb: "get", method: k8s.HttpMethod.GET, path: itemPath(resource, namespace, name) })
     if (reply.status === 404) return undefined
     if (reply.status !== 200) return yield* failure("get", reply)
     return yield* decodeJson("get", resource.schema, `${resource.kind} ${namespace}/${name}`, reply.text)
   })
 
   const list = Effect.fn("KubeClient.list")(function*<A>(resource: Resource<A>, options: ListOptions) {
-    const reply = yield* own.request("list", k8s.HttpMethod.GET, collectionPath(resource, options.namespace), {
-      labelSelector: options.labelSelector,
-      fieldSelector: options.fieldSelector
+    const reply = yield* own.request({
+      verb: "list",
+      method: k8s.HttpMethod.GET,
+      path: collectionPath(resource, options.namespace),
+      query: { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector }
     })
     if (reply.status !== 200) return yield* failure("list", reply)
     const envelope = yield* decodeJson("list", ListEnvelope, `${resource.kind} list`, reply.text)
@@ -249,13 +250,18 @@ export const make = (kc: k8s.KubeConfig): KubeClientShape => {
     Stream.unwrap(
       Effect.gen(function*() {
         const timeoutSeconds = yield* Random.nextIntBetween(WATCH_TIMEOUT_SECONDS.min, WATCH_TIMEOUT_SECONDS.max)
-        const ctx = yield* own.prepare("watch", k8s.HttpMethod.GET, collectionPath(resource, options.namespace), {
-          watch: "true",
-          resourceVersion: options.resourceVersion,
-          allowWatchBookmarks: "true",
-          timeoutSeconds: String(timeoutSeconds),
-          labelSelector: options.labelSelector,
-          fieldSelector: options.fieldSelector
+        const ctx = yield* own.prepare({
+          verb: "watch",
+          method: k8s.HttpMethod.GET,
+          path: collectionPath(resource, options.namespace),
+          query: {
+            watch: "true",
+            resourceVersion: options.resourceVersion,
+            allowWatchBookmarks: "true",
+            timeoutSeconds: String(timeoutSeconds),
+            labelSelector: options.labelSelector,
+            fieldSelector: options.fieldSelector
+          }
         })
         // Not the signal of tryPromise: the body is read after the response promise settles, and
         // the connection must close exactly when the stream's scope does.
@@ -292,20 +298,20 @@ export const make = (kc: k8s.KubeConfig): KubeClientShape => {
     options?: CallOptions
   ) {
     const client = options?.bearerToken === undefined ? own : asBearer(options.bearerToken)
-    const reply = yield* client.request("create", k8s.HttpMethod.POST, collectionPath(resource, namespace), {}, body)
+    const reply = yield* client.request({ verb: "create", method: k8s.HttpMethod.POST, path: collectionPath(resource, namespace), body })
     if (reply.status !== 200 && reply.status !== 201 && reply.status !== 202) return yield* failure("create", reply)
     return yield* decodeJson("create", resource.schema, `created ${resource.kind}`, reply.text)
   })
 
   const delete_ = Effect.fn("KubeClient.delete")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
-    const reply = yield* own.request("delete", k8s.HttpMethod.DELETE, itemPath(resource, namespace, name), {})
+    const reply = yield* own.request({ verb: "delete", method: k8s.HttpMethod.DELETE, path: itemPath(resource, namespace, name) })
     if (reply.status === 404 || (reply.status >= 200 && reply.status < 300)) return
     return yield* failure("delete", reply)
   })
 
   const put = <A>(verb: "replace" | "replaceStatus", resource: Resource<A>, path: string, name: string, body: unknown) =>
     Effect.gen(function*() {
-      const reply = yield* own.request(verb, k8s.HttpMethod.PUT, path, {}, body)
+      const reply = yield* own.request({ verb, method: k8s.HttpMethod.PUT, path, body })
       if (reply.status !== 200 && reply.status !== 201) return yield* failure(verb, reply)
       return yield* decodeJson(verb, resource.schema, `${resource.kind} ${name}`, reply.text)
     })

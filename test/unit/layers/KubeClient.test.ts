@@ -363,9 +363,10 @@ describe("layer (live, against a fake API server)", () => {
         assert.deepStrictEqual(post?.body, crBody("a"))
       })))
 
-  it.effect("maps statuses: 409 on create → AlreadyExists, on update → Conflict; 403, 422, 500", () =>
+  it.effect("maps statuses: 409 on create → AlreadyExists, on update → Conflict; 401, 403, 422, 500", () =>
     withServer((req, res) => {
       if (req.path.endsWith("/forbidden")) reply(res, 403, status(403, "Forbidden", "no"))
+      else if (req.path.endsWith("/unauthorized")) reply(res, 401, status(401, "Unauthorized", "Unauthorized"))
       else if (req.path.endsWith("/invalid")) reply(res, 422, status(422, "Invalid", "spec.request: Required value"))
       else if (req.path.endsWith("/broken")) reply(res, 500, "not a status")
       else reply(res, 409, status(409, req.method === "POST" ? "AlreadyExists" : "Conflict", "the object has been modified"))
@@ -383,6 +384,7 @@ describe("layer (live, against a fake API server)", () => {
         assert.strictEqual(server.requests().at(-1)?.method, "PUT")
         assert.strictEqual((yield* failed(kube.replace(CertificateRequests, NS, "a", crJson("a")))).reason, "Conflict")
         assert.strictEqual((yield* failed(kube.get(CertificateRequests, NS, "forbidden"))).reason, "Forbidden")
+        assert.strictEqual((yield* failed(kube.get(CertificateRequests, NS, "unauthorized"))).reason, "Unauthorized")
         assert.strictEqual((yield* failed(kube.get(CertificateRequests, NS, "invalid"))).reason, "Invalid")
         const broken = yield* failed(kube.get(CertificateRequests, NS, "broken"))
         assert.strictEqual(broken.reason, "Unavailable")
@@ -452,6 +454,8 @@ describe("layer (live, against a fake API server)", () => {
         assert.strictEqual(req?.query["allowWatchBookmarks"], "true")
         assert.strictEqual(req?.query["resourceVersion"], "9")
         assert.strictEqual(req?.query["labelSelector"], "x=y")
+        const timeout = Number(req?.query["timeoutSeconds"])
+        assert.isTrue(timeout >= 240 && timeout < 300, `timeoutSeconds ${timeout}`)
         assert.strictEqual(req?.authorization, "Bearer driver-sa-token")
       })))
 
