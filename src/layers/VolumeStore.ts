@@ -104,6 +104,53 @@ const contentOf = (file: VolumeFile): string =>
 const truncate = (text: string): string =>
   text.length > DETAIL_MAX_CHARS ? `${text.slice(0, DETAIL_MAX_CHARS)}…` : text
 
+/** What a layer implements; the shared front validates every id, name and payload first. */
+type Backend = Omit<VolumeStoreShape, "root">
+
+/**
+ * The service both layers expose: validation, span names and the `dataDir` guard in one place, so
+ * the two cannot drift apart. `dataDir` is a plain function in the contract, so an unsafe id cannot
+ * fail in the error channel; it throws (a defect) rather than answer a path outside the root.
+ */
+const makeStore = (root: string, backend: Backend): VolumeStoreShape =>
+  VolumeStore.of({
+    root,
+    list: backend.list.pipe(Effect.withSpan("VolumeStore.list")),
+    read: Effect.fn("VolumeStore.read")(function*(volumeId: string) {
+      yield* validateVolumeId("read", volumeId)
+      return yield* backend.read(volumeId)
+    }),
+    write: Effect.fn("VolumeStore.write")(function*(metadata: VolumeMetadata) {
+      yield* validateVolumeId("write", metadata.volumeId)
+      yield* backend.write(metadata)
+    }),
+    writeFiles: Effect.fn("VolumeStore.writeFiles")(function*(
+      volumeId: string,
+      files: ReadonlyArray<VolumeFile>,
+      gid: number | undefined
+    ) {
+      yield* validateVolumeId("writeFiles", volumeId)
+      yield* validatePayload(volumeId, files, gid)
+      yield* backend.writeFiles(volumeId, files, gid)
+    }),
+    readFile: Effect.fn("VolumeStore.readFile")(function*(volumeId: string, name: string) {
+      yield* validateVolumeId("readFile", volumeId)
+      yield* validateFileName("readFile", volumeId, name)
+      return yield* backend.readFile(volumeId, name)
+    }),
+    dataDir: (volumeId) => {
+      const reason = unsafeSegmentReason(volumeId)
+      if (reason !== undefined) {
+        throw new VolumeStoreError({ operation: "dataDir", volumeId, detail: `volume id ${reason}` })
+      }
+      return backend.dataDir(volumeId)
+    },
+    remove: Effect.fn("VolumeStore.remove")(function*(volumeId: string) {
+      yield* validateVolumeId("remove", volumeId)
+      yield* backend.remove(volumeId)
+    })
+  })
+
 // ---------------------------------------------------------------------------------------------
 // File system layer
 
@@ -187,8 +234,7 @@ export const layerFileSystem = (root: string): Layer.Layer<VolumeStore> =>
         )
       })
 
-      const read = Effect.fn("VolumeStore.read")(function*(volumeId: string) {
-        yield* validateVolumeId("read", volumeId)
+      const read = Effect.fnUntraced(function*(volumeId: string) {
         const stored = yield* readStored("read", volumeId)
         switch (stored._tag) {
           case "Missing":
@@ -217,11 +263,10 @@ export const layerFileSystem = (root: string): Layer.Layer<VolumeStore> =>
           yield* io("list", volumeId, () => fsp.rm(volumeDirOf(volumeId), { recursive: true, force: true }))
         }
         return volumes
-      })).pipe(Effect.withSpan("VolumeStore.list"))
+      }))
 
-      const write = Effect.fn("VolumeStore.write")(function*(metadata: VolumeMetadata) {
+      const write = Effect.fnUntraced(function*(metadata: VolumeMetadata) {
         const volumeId = metadata.volumeId
-        yield* validateVolumeId("write", volumeId)
         const json = yield* encodeJson(metadata).pipe(
           Effect.mapError((error) => new VolumeStoreError({ operation: "write", volumeId, detail: truncate(error.message) }))
         )
@@ -343,53 +388,21 @@ export const layerFileSystem = (root: string): Layer.Layer<VolumeStore> =>
         })
       })
 
-      const writeFiles = Effect.fn("VolumeStore.writeFiles")(function*(
-        volumeId: string,
-        files: ReadonlyArray<VolumeFile>,
-        gid: number | undefined
-      ) {
-        yield* validateVolumeId("writeFiles", volumeId)
-        yield* validatePayload(volumeId, files, gid)
-        yield* mutations.withPermit(publish(volumeId, files, gid))
-      })
-
-      const readFile = Effect.fn("VolumeStore.readFile")(function*(volumeId: string, name: string) {
-        yield* validateVolumeId("readFile", volumeId)
-        yield* validateFileName("readFile", volumeId, name)
-        return yield* ioUnlessMissing("readFile", volumeId, () => fsp.readFile(nodePath.join(dataDirOf(volumeId), name), "utf8"))
-      })
-
-      const remove = Effect.fn("VolumeStore.remove")(function*(volumeId: string) {
-        yield* validateVolumeId("remove", volumeId)
-        yield* mutations.withPermit(
-          io("remove", volumeId, () => fsp.rm(volumeDirOf(volumeId), { recursive: true, force: true }))
-        )
-      })
-
-      return VolumeStore.of({
-        root,
+      return makeStore(root, {
         list,
         read,
         write,
-        writeFiles,
-        readFile,
-        dataDir: (volumeId) => dataDirOrThrow(volumeId, dataDirOf),
-        remove
-      } satisfies VolumeStoreShape)
+        writeFiles: (volumeId, files, gid) => mutations.withPermit(publish(volumeId, files, gid)),
+        readFile: (volumeId, name) =>
+          ioUnlessMissing("readFile", volumeId, () => fsp.readFile(nodePath.join(dataDirOf(volumeId), name), "utf8")),
+        dataDir: dataDirOf,
+        remove: (volumeId) =>
+          mutations.withPermit(
+            io("remove", volumeId, () => fsp.rm(volumeDirOf(volumeId), { recursive: true, force: true }))
+          )
+      })
     })
   )
-
-/**
- * `dataDir` is a plain function in the contract, so an unsafe id cannot fail in the error channel;
- * it throws (a defect) instead of returning a path outside the root. The driver validates first.
- */
-const dataDirOrThrow = (volumeId: string, dataDirOf: (volumeId: string) => string): string => {
-  const reason = unsafeSegmentReason(volumeId)
-  if (reason !== undefined) {
-    throw new VolumeStoreError({ operation: "dataDir", volumeId, detail: `volume id ${reason}` })
-  }
-  return dataDirOf(volumeId)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Memory layer
@@ -436,7 +449,6 @@ const layerMemoryStore = (root: string): Layer.Layer<VolumeStore, never, VolumeS
     VolumeStore,
     Effect.gen(function*() {
       const { volumes } = yield* VolumeStoreMemory
-      const dataDirOf = (volumeId: string) => `memory://${root}/${volumeId}/${DATA_DIR}`
       const updateVolume = (volumeId: string, f: (volume: MemoryVolume) => MemoryVolume) =>
         Ref.update(volumes, (map) => new Map(map).set(volumeId, f(map.get(volumeId) ?? emptyVolume)))
 
@@ -449,57 +461,30 @@ const layerMemoryStore = (root: string): Layer.Layer<VolumeStore, never, VolumeS
           listed.push(volume.metadata)
         }
         return [listed as ReadonlyArray<VolumeMetadata>, kept as ReadonlyMap<string, MemoryVolume>] as const
-      }).pipe(Effect.withSpan("VolumeStore.list"))
-
-      const read = Effect.fn("VolumeStore.read")(function*(volumeId: string) {
-        yield* validateVolumeId("read", volumeId)
-        return (yield* Ref.get(volumes)).get(volumeId)?.metadata
       })
 
-      const write = Effect.fn("VolumeStore.write")(function*(metadata: VolumeMetadata) {
-        yield* validateVolumeId("write", metadata.volumeId)
-        yield* updateVolume(metadata.volumeId, (volume) => ({ ...volume, metadata }))
-      })
-
-      const writeFiles = Effect.fn("VolumeStore.writeFiles")(function*(
-        volumeId: string,
-        files: ReadonlyArray<VolumeFile>,
-        gid: number | undefined
-      ) {
-        yield* validateVolumeId("writeFiles", volumeId)
-        yield* validatePayload(volumeId, files, gid)
+      const writeFiles = (volumeId: string, files: ReadonlyArray<VolumeFile>, gid: number | undefined) => {
         const next = new Map(files.map((file) => [file.name, { content: contentOf(file), mode: file.mode }]))
-        yield* updateVolume(volumeId, (volume) =>
+        return updateVolume(volumeId, (volume) =>
           sameFiles(volume.files, next) && volume.swaps > 0 && (gid === undefined || gid === volume.gid)
             ? volume
             : { ...volume, files: next, gid: gid ?? volume.gid, swaps: volume.swaps + 1 })
-      })
+      }
 
-      const readFile = Effect.fn("VolumeStore.readFile")(function*(volumeId: string, name: string) {
-        yield* validateVolumeId("readFile", volumeId)
-        yield* validateFileName("readFile", volumeId, name)
-        return (yield* Ref.get(volumes)).get(volumeId)?.files.get(name)?.content
-      })
-
-      const remove = Effect.fn("VolumeStore.remove")(function*(volumeId: string) {
-        yield* validateVolumeId("remove", volumeId)
-        yield* Ref.update(volumes, (map) => {
-          const next = new Map(map)
-          next.delete(volumeId)
-          return next
-        })
-      })
-
-      return VolumeStore.of({
-        root,
+      return makeStore(root, {
         list,
-        read,
-        write,
+        read: (volumeId) => Effect.map(Ref.get(volumes), (map) => map.get(volumeId)?.metadata),
+        write: (metadata) => updateVolume(metadata.volumeId, (volume) => ({ ...volume, metadata })),
         writeFiles,
-        readFile,
-        dataDir: (volumeId) => dataDirOrThrow(volumeId, dataDirOf),
-        remove
-      } satisfies VolumeStoreShape)
+        readFile: (volumeId, name) => Effect.map(Ref.get(volumes), (map) => map.get(volumeId)?.files.get(name)?.content),
+        dataDir: (volumeId) => `memory://${root}/${volumeId}/${DATA_DIR}`,
+        remove: (volumeId) =>
+          Ref.update(volumes, (map) => {
+            const next = new Map(map)
+            next.delete(volumeId)
+            return next
+          })
+      })
     })
   )
 
