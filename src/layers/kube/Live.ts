@@ -47,7 +47,11 @@ const isNothingFound = (kc: k8s.KubeConfig): boolean =>
   kc.getCurrentUser()?.name === "user" &&
   kc.getCurrentUser()?.token === undefined
 
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+/** An error's message with its cause's (undici says only "fetch failed" and puts ECONNREFUSED below). */
+const messageOf = (e: unknown): string => {
+  if (!(e instanceof Error)) return String(e)
+  return e.cause instanceof Error && e.cause.message !== "" ? `${e.message}: ${e.cause.message}` : e.message
+}
 
 /** Loads the process's configuration; the error names what was tried, never credentials. */
 export const loadConfig = Effect.fn("KubeClient.loadConfig")(function*(options: LiveOptions) {

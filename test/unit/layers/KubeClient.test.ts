@@ -494,12 +494,14 @@ describe("layer (live, against a fake API server)", () => {
 
   it.effect("connection failures are Unavailable", () =>
     Effect.gen(function*() {
-      // Port 1 on the loopback interface refuses connections.
-      const kubeconfig = yield* writeKubeconfig("http://127.0.0.1:1", "driver-sa-token")
+      // A port that was just listened on and closed again refuses connections.
+      const closed = yield* Effect.scoped(Effect.map(makeFakeApiServer(() => undefined), (s) => s.url))
+      const kubeconfig = yield* writeKubeconfig(closed, "driver-sa-token")
       const kube = yield* KubeClient.pipe(Effect.provide(layer({ kubeconfig })))
       const refused = yield* failed(kube.get(CertificateRequests, NS, "a"))
       assert.strictEqual(refused.reason, "Unavailable")
       assert.strictEqual(refused.operation, "KubeClient.get")
+      assert.include(refused.detail, "ECONNREFUSED")
       const watch = yield* failed(Stream.runCollect(kube.watch(CertificateRequests, { resourceVersion: "1" })))
       assert.strictEqual(watch.reason, "Unavailable")
     }))
