@@ -1,0 +1,78 @@
+/**
+ * The driver's whole service stack on memory layers (KubeClient, VolumeStore, Mounter) with the
+ * test signer acting as cert-manager and approver. The "node" part (memory API server, store, mount
+ * table, signer) is built separately from the "driver process" part (Issuance, VolumeManager,
+ * CsiPlugin), so a test can stop the driver and start a new one over the same node state.
+ */
+import { Context, Effect, Layer, Scope } from "effect"
+import * as Renewal from "../../src/domain/Renewal.ts"
+import * as CaBundleLayers from "../../src/layers/CaBundle.ts"
+import * as CryptoLayers from "../../src/layers/Crypto.ts"
+import * as CsiPluginLayers from "../../src/layers/CsiPlugin.ts"
+import * as IssuanceLayers from "../../src/layers/Issuance.ts"
+import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
+import * as KubeLayers from "../../src/layers/KubeClient.ts"
+import * as MounterLayers from "../../src/layers/Mounter.ts"
+import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
+import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
+import type { DriverConfigShape } from "../../src/services/DriverConfig.ts"
+import { DriverConfig } from "../../src/services/DriverConfig.ts"
+import * as TestSigner from "./TestSigner.ts"
+
+/** Exact renewal timing for TestClock assertions: no jitter anywhere. */
+export const exactPolicy: Renewal.RenewalPolicy = { ...Renewal.defaultPolicy, jitter: 0, failureJitter: 0 }
+
+export const testConfig = (overrides: Partial<DriverConfigShape> = {}): DriverConfigShape => ({
+  csiDriverName: "spiffe.csi.cert-manager.io",
+  version: "test",
+  logLevel: 1,
+  kubeconfig: undefined,
+  nodeId: "test-node",
+  endpoint: "unix:///tmp/unused.sock",
+  dataRoot: "data",
+  useOwnServiceAccount: false,
+  runtimeIssuanceConfigMap: undefined,
+  trustDomain: "foo.bar",
+  certificateRequestDurationMillis: 3_600_000,
+  extraCertificateRequestAnnotations: {},
+  issuer: { name: "csi-driver-spiffe-ca", kind: "ClusterIssuer", group: "cert-manager.io" },
+  fileNames: { certificate: "tls.crt", key: "tls.key", ca: "ca.crt" },
+  sourceCaBundle: undefined,
+  metricsBindAddress: undefined,
+  renewal: exactPolicy,
+  issuanceTimeoutMillis: 60_000,
+  ...overrides
+})
+
+/** What stays when the driver process restarts: API server, tmpfs contents, mount table, signer. */
+export const nodeLayer = Layer.mergeAll(VolumeStoreLayers.layerMemory("data/inmemfs"), MounterLayers.layerMemory).pipe(
+  Layer.provideMerge(TestSigner.layer.pipe(Layer.provideMerge(KubeLayers.layerMemory)))
+)
+
+/** One driver process over the node's services. */
+export const driverLayer = (config: DriverConfigShape, caPem?: string) => {
+  const ConfigLive = DriverConfig.layer(config)
+  const IssuerLive = IssuerConfigLayers.layerStatic(config.issuer)
+  const CaLive = caPem === undefined ? CaBundleLayers.layerNone : CaBundleLayers.layerStatic(caPem)
+  const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, CryptoLayers.layer, IssuerLive]))
+  const ManagerLive = VolumeManagerLayers.layer.pipe(Layer.provide([ConfigLive, CaLive]), Layer.provideMerge(IssuanceLive))
+  return CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, IssuerLive]), Layer.provideMerge(ManagerLive))
+}
+
+/** Builds a driver over an already built node context in its own scope, so it can be stopped. */
+export const startDriver = <N>(node: Context.Context<N>, config: DriverConfigShape, caPem?: string) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const ctx = yield* Layer.buildWithScope(driverLayer(config, caPem).pipe(Layer.provide(Layer.succeedContext(node))), scope)
+    return { ctx, stop: Scope.close(scope, undefined as never) }
+  })
+
+/** Yields to the event loop (not a timed sleep) until `check` holds; WebCrypto work is real async. */
+export const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, what: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 5_000; i++) {
+      if (yield* check) return
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    }
+    return yield* Effect.die(new Error(`condition never held: ${what}`))
+  })
