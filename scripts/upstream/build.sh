@@ -50,29 +50,31 @@ with_lock() { # <dir> <fn> [args...]
 # Source fingerprint for components whose code is ours (rebuild when it changes).
 src_hash() { (cd "$HERE" && sha256sum "$@" | sha256sum | cut -c1-12); }
 
-# done_or_build <component-dir> <stamp-content> <build-fn>
-# Skips when <dir>/.done holds the same content and every listed binary exists.
+# done_or_build <component-dir> <stamp-content> <build-fn> <binaries...>
+# Skips when <dir>/.done holds the same stamp; otherwise builds under a lock.
 done_or_build() {
-  local dir="$1" stamp="$2" fn="$3"
+  local dir="$1" stamp="$2"
   if [[ -f "$dir/.done" && "$(cat "$dir/.done")" == "$stamp" ]]; then
     log "$(basename "$dir"): cached"
     return 0
   fi
-  with_lock "$dir" _build_locked "$dir" "$stamp" "$fn"
+  with_lock "$dir" _build_locked "$@"
 }
 _build_locked() {
-  local dir="$1" stamp="$2" fn="$3"
+  local dir="$1" stamp="$2" fn="$3"; shift 3
   if [[ -f "$dir/.done" && "$(cat "$dir/.done")" == "$stamp" ]]; then
     log "$(basename "$dir"): cached (built by a concurrent run)"
     return 0
   fi
   rm -f "$dir/.done"
-  local t0=$SECONDS
+  local t0=$SECONDS b
   log "$(basename "$dir"): building in $dir"
-  (cd "$dir" && "$fn" "$dir")
+  cd "$dir"
+  "$fn" "$dir"
+  for b in "$@"; do [[ -x "$dir/bin/$b" ]] || die "$(basename "$dir"): bin/$b missing after build"; done
   printf '%s' "$stamp" >"$dir/.done"
   log "$(basename "$dir"): done in $((SECONDS - t0))s"
-  printf '%s\t%s\n' "$(basename "$dir")" "$((SECONDS - t0))s" >>"$CACHE_ROOT/build-times.tsv"
+  printf '%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$(basename "$dir")" "$((SECONDS - t0))s" >>"$CACHE_ROOT/build-times.tsv"
 }
 
 # A throwaway module: go.mod with a module path and the go directive.
@@ -224,6 +226,15 @@ component_spec() {
   esac
 }
 
+# Internal entry point: build one component in this (top-level, set -e) shell.
+build_one() {
+  local spec dir stamp fn bins envname
+  spec="$(component_spec "$1")"
+  IFS='|' read -r dir stamp fn bins envname <<<"$spec"
+  # shellcheck disable=SC2086 # bins is a space-separated list
+  done_or_build "$CACHE_ROOT/$dir" "$stamp" "$fn" $bins
+}
+
 main() {
   local print_only=0 comps=() c
   for c in "$@"; do
@@ -244,7 +255,9 @@ main() {
     dir="$CACHE_ROOT/$dir"
     if [[ $print_only -eq 0 ]]; then
       mkdir -p "$dir/bin"
-      if ! (done_or_build "$dir" "$stamp" "$fn"); then
+      # A separate bash process, so that `set -e` holds inside the build functions
+      # (bash ignores -e in functions called from an `if`/`||` context).
+      if ! "$BASH" "${BASH_SOURCE[0]}" __build "$c"; then
         log "$c: FAILED (log above)"
         failed+=("$c")
         continue
@@ -262,4 +275,9 @@ main() {
   fi
 }
 
-main "$@"
+if [[ "${1:-}" == "__build" ]]; then
+  mkdir -p "$CACHE_ROOT"
+  build_one "$2"
+else
+  main "$@"
+fi

@@ -1,0 +1,90 @@
+// Where the upstream binaries are: runs scripts/upstream/build.sh (which builds what is missing
+// and is instant when everything is cached) and reads the CSI_SPIFFE_BIN_* lines it prints.
+// Variables already set in the environment win, so a caller can point at other builds.
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { HarnessError } from "./process.ts"
+
+export const buildScript = fileURLToPath(new URL("../../scripts/upstream/build.sh", import.meta.url))
+
+export type Component =
+  | "etcd"
+  | "kube-apiserver"
+  | "cert-manager"
+  | "csi-sanity"
+  | "helm"
+  | "csi-driver-spiffe"
+  | "spiffe-checker"
+
+/** The components startControlPlane needs. */
+export const controlPlaneComponents: ReadonlyArray<Component> = ["etcd", "kube-apiserver", "cert-manager"]
+
+export interface UpstreamPaths {
+  /** CSI_SPIFFE_BIN_* (bin directories) and CSI_SPIFFE_CERT_MANAGER_CRDS */
+  readonly env: Readonly<Record<string, string>>
+  readonly bin: (name: string) => string
+}
+
+const envKey: Record<string, string> = {
+  etcd: "CSI_SPIFFE_BIN_ETCD",
+  "kube-apiserver": "CSI_SPIFFE_BIN_KUBE_APISERVER",
+  "cm-controller": "CSI_SPIFFE_BIN_CERT_MANAGER",
+  "cm-webhook": "CSI_SPIFFE_BIN_CERT_MANAGER",
+  "csi-sanity": "CSI_SPIFFE_BIN_CSI_SANITY",
+  helm: "CSI_SPIFFE_BIN_HELM",
+  "csi-driver-spiffe": "CSI_SPIFFE_BIN_CSI_DRIVER_SPIFFE_GO",
+  "csi-driver-spiffe-approver": "CSI_SPIFFE_BIN_CSI_DRIVER_SPIFFE_GO",
+  "spiffe-checker": "CSI_SPIFFE_BIN_SPIFFE_CHECKER"
+}
+
+export interface EnsureOptions {
+  /** false: only report what is already built (build.sh --print-env); default true */
+  readonly build?: boolean
+  /** progress lines from build.sh (stderr); default: written to process.stderr */
+  readonly onProgress?: (line: string) => void
+}
+
+export const ensureUpstream = async (
+  components: ReadonlyArray<Component> = controlPlaneComponents,
+  opts: EnsureOptions = {}
+): Promise<UpstreamPaths> => {
+  const args = opts.build === false ? ["--print-env", ...components] : [...components]
+  const onProgress = opts.onProgress ?? ((line: string) => process.stderr.write(`${line}\n`))
+  const stdout = await new Promise<string>((resolve, reject) => {
+    const child = spawn("bash", [buildScript, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    let errTail: Array<string> = []
+    let partial = ""
+    child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")))
+    child.stderr.on("data", (c: Buffer) => {
+      const lines = (partial + c.toString("utf8")).split("\n")
+      partial = lines.pop() ?? ""
+      for (const line of lines) {
+        onProgress(line)
+        errTail = [...errTail.slice(-30), line]
+      }
+    })
+    child.on("error", reject)
+    child.on("close", (code) => {
+      if (partial !== "") onProgress(partial)
+      if (code === 0) resolve(out)
+      else reject(new HarnessError(`${buildScript} ${args.join(" ")} failed (exit ${code}):\n${errTail.join("\n")}`))
+    })
+  })
+  const env: Record<string, string> = {}
+  for (const line of stdout.split("\n")) {
+    const m = /^(CSI_SPIFFE_[A-Z_]+)=(.*)$/.exec(line.trim())
+    if (m?.[1] !== undefined && m[2] !== undefined) env[m[1]] = process.env[m[1]] ?? m[2]
+  }
+  return {
+    env,
+    bin: (name) => {
+      const key = envKey[name]
+      const dir = key === undefined ? undefined : env[key]
+      if (dir === undefined) {
+        throw new HarnessError(`binary ${name} is not built; run: ${buildScript} ${components.join(" ")}`)
+      }
+      return `${dir}/${name}`
+    }
+  }
+}
