@@ -1,0 +1,157 @@
+/**
+ * One level-based reconcile of one CertificateRequest key.
+ *
+ * Owns: re-reading the object, skipping what is gone or already decided, asking the Evaluator, the
+ * single status write (the conditions cert-manager expects, through the `status` subresource with
+ * the resourceVersion we read), retrying the whole read-decide-write on a write Conflict, and the
+ * Warning Event on a denial.
+ * Does not own: the decision rules (Evaluator), which keys to reconcile and when (Controller).
+ *
+ * Events carry only the denial reasons, never the CSR or internal errors, and are best effort: a
+ * failed Event write is logged and does not undo or repeat the decision.
+ */
+import { Clock, Effect, Schedule } from "effect"
+import * as CR from "../domain/CertificateRequest.ts"
+import type { Decision } from "../domain/Decision.ts"
+import { CertificateRequests, Events } from "../domain/KubeObjects.ts"
+import { Evaluator } from "../services/Evaluator.ts"
+import { KubeClient } from "../services/KubeClient.ts"
+import type { KubeError } from "../services/KubeClient.ts"
+
+/** A CertificateRequest's identity in the work queue: `<namespace>/<name>`. */
+export interface Key {
+  readonly namespace: string
+  readonly name: string
+}
+
+export const keyString = (key: Key): string => `${key.namespace}/${key.name}`
+
+export const parseKey = (key: string): Key => {
+  const slash = key.indexOf("/")
+  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) }
+}
+
+export type ReconcileResult =
+  | { readonly _tag: "Approved" }
+  | { readonly _tag: "Denied"; readonly reasons: ReadonlyArray<string> }
+  /** Nothing written: gone, already decided or finished, or not ours (`Unprocessed`). */
+  | { readonly _tag: "Skipped"; readonly why: string }
+
+/** The component name on our Events, as `kubectl describe` shows it under "From". */
+export const EVENT_COMPONENT = "csi-driver-spiffe-approver"
+
+/**
+ * The API server's limit on an Event's message (events.k8s.io `note`, 1 KiB); client-go's recorder
+ * truncates core/v1 Event messages to the same length.
+ */
+const MAX_EVENT_MESSAGE = 1024
+
+/**
+ * Conflicts are retried right away a few times: each retry re-reads, so it converges as soon as the
+ * other writer (cert-manager, usually adding its own condition) is done. Five attempts 10 ms apart,
+ * doubling, span about 300 ms; a request still conflicting after that is requeued by the Controller.
+ */
+const CONFLICT_RETRY = { schedule: Schedule.exponential("10 millis"), times: 5 } as const
+
+/** Why a request needs no decision from us, or undefined when it does. */
+export const alreadySettled = (cr: CR.CertificateRequest): string | undefined => {
+  if (CR.condition(cr, "Approved")?.status === "True") return "already approved"
+  if (CR.condition(cr, "Denied")?.status === "True") return "already denied"
+  const ready = CR.condition(cr, "Ready")
+  if (ready?.status === "True") return "already issued"
+  if (ready?.reason === "Failed") return "already failed"
+  return undefined
+}
+
+/** The Kubernetes timestamp format (RFC 3339, whole seconds). */
+const rfc3339 = (millis: number): string => new Date(millis).toISOString().replace(/\.\d{3}Z$/, "Z")
+
+const condition = (decision: "Approved" | "Denied", message: string, now: number): CR.Condition => ({
+  type: decision,
+  status: "True",
+  reason: CR.APPROVER_REASON,
+  message,
+  lastTransitionTime: rfc3339(now)
+})
+
+export const deniedMessage = (reasons: ReadonlyArray<string>): string => `Denied request: ${reasons.join("; ")}`
+
+const truncateBytes = (s: string, max: number): string => {
+  const bytes = Buffer.from(s, "utf8")
+  return bytes.length <= max ? s : `${bytes.subarray(0, max - 3).toString("utf8").replace(/\uFFFD$/, "")}...`
+}
+
+const emitDenied = Effect.fn("Reconcile.emitDenied")(function*(cr: CR.CertificateRequest, reasons: ReadonlyArray<string>) {
+  const kube = yield* KubeClient
+  const now = yield* Clock.currentTimeMillis
+  const { namespace, name } = cr.metadata
+  yield* kube.create(Events, namespace, {
+    apiVersion: "v1",
+    kind: "Event",
+    // client-go's recorder names events `<object>.<unix nanos in hex>`.
+    metadata: { name: `${name}.${(BigInt(now) * 1_000_000n).toString(16)}`, namespace },
+    involvedObject: {
+      apiVersion: CR.API_VERSION,
+      kind: "CertificateRequest",
+      name,
+      namespace,
+      ...(cr.metadata.uid === undefined ? {} : { uid: cr.metadata.uid }),
+      ...(cr.metadata.resourceVersion === undefined ? {} : { resourceVersion: cr.metadata.resourceVersion })
+    },
+    reason: "Denied",
+    message: truncateBytes(reasons.join("; "), MAX_EVENT_MESSAGE),
+    type: "Warning",
+    source: { component: EVENT_COMPONENT },
+    reportingComponent: EVENT_COMPONENT,
+    firstTimestamp: rfc3339(now),
+    lastTimestamp: rfc3339(now),
+    count: 1
+  })
+}, Effect.catchTag("KubeError", (e) => Effect.logWarning("could not record the denial Event", e.message)))
+
+/** One read-decide-write pass; fails with the write's KubeError (Conflict included). */
+const attempt = Effect.fn("Reconcile.attempt")(function*(key: Key): Effect.fn.Return<
+  { readonly result: ReconcileResult; readonly cr: CR.CertificateRequest | undefined },
+  KubeError,
+  KubeClient | Evaluator
+> {
+  const kube = yield* KubeClient
+  const evaluator = yield* Evaluator
+  const cr = yield* kube.get(CertificateRequests, key.namespace, key.name)
+  if (cr === undefined) return { result: { _tag: "Skipped", why: "not found" }, cr }
+  const settled = alreadySettled(cr)
+  if (settled !== undefined) return { result: { _tag: "Skipped", why: settled }, cr }
+  const decision: Decision = yield* evaluator.evaluate(cr)
+  if (decision._tag === "Unprocessed") return { result: { _tag: "Skipped", why: decision.why }, cr }
+  const now = yield* Clock.currentTimeMillis
+  const added = decision._tag === "Approved"
+    ? condition("Approved", "Approved request", now)
+    : condition("Denied", deniedMessage(decision.reasons), now)
+  yield* kube.replaceStatus(CertificateRequests, key.namespace, key.name, {
+    apiVersion: CR.API_VERSION,
+    kind: "CertificateRequest",
+    metadata: cr.metadata,
+    spec: cr.spec,
+    status: { ...cr.status, conditions: [...(cr.status?.conditions ?? []), added] }
+  })
+  return {
+    result: decision._tag === "Approved" ? { _tag: "Approved" } : { _tag: "Denied", reasons: decision.reasons },
+    cr
+  }
+})
+
+/**
+ * Reconciles `key`. Fails only with a KubeError the caller should retry later (the read failed, or
+ * the write failed with something other than a Conflict that outlived the retries).
+ */
+export const reconcile = Effect.fn("Reconcile.reconcile")(function*(key: Key): Effect.fn.Return<
+  ReconcileResult,
+  KubeError,
+  KubeClient | Evaluator
+> {
+  const done = yield* attempt(key).pipe(
+    Effect.retry({ ...CONFLICT_RETRY, while: (e: KubeError) => e.reason === "Conflict" })
+  )
+  if (done.result._tag === "Denied" && done.cr !== undefined) yield* emitDenied(done.cr, done.result.reasons)
+  return done.result
+})

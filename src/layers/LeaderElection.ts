@@ -1,0 +1,255 @@
+/**
+ * LeaderElection implementations.
+ *
+ * Owns: the Lease algorithm (client-go's `leaderelection` with a `LeaseLock`): acquire when the lease
+ * is absent, released (empty holder) or not renewed for `leaseDuration` as seen on *our* clock (we
+ * time how long the record stayed unchanged, never trusting the other holder's timestamps); renew
+ * every `retryPeriod`; give leadership up when no renewal succeeded for `renewDeadline`; release the
+ * lease on shutdown so a successor need not wait. Time comes only from `Clock`.
+ * Does not own: what runs while leading (callers pass it to `whileLeader`).
+ *
+ * Safety rests on `renewDeadline < leaseDuration`: a leader that cannot renew stops its work (after
+ * `renewDeadline`) before any other replica may take the lease (after `leaseDuration` unchanged).
+ */
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
+import { Clock, Duration, Effect, Layer, Stream, SubscriptionRef } from "effect"
+import { ApproverConfig } from "../approver/ApproverConfig.ts"
+import { type Lease, Leases } from "../domain/KubeObjects.ts"
+import { KubeClient } from "../services/KubeClient.ts"
+import type { KubeError } from "../services/KubeClient.ts"
+import { LeaderElection } from "../services/LeaderElection.ts"
+import type { LeaderElectionShape } from "../services/LeaderElection.ts"
+
+export interface LeaseTimings {
+  /** How long a lease stays valid after its last observed change; a successor waits this long. */
+  readonly leaseDuration: Duration.Duration
+  /** How long the leader keeps leading without a successful renewal. Must be < leaseDuration. */
+  readonly renewDeadline: Duration.Duration
+  /** Pause between acquisition attempts and between renewals. */
+  readonly retryPeriod: Duration.Duration
+}
+
+/**
+ * controller-runtime's defaults (`pkg/manager`: LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod
+ * 2 s), which the Go approver uses unchanged: a failover takes at most ~17 s, a leader renews about
+ * five times per lease, and stops 5 s before anyone else may start.
+ */
+export const DEFAULT_TIMINGS: LeaseTimings = {
+  leaseDuration: Duration.seconds(15),
+  renewDeadline: Duration.seconds(10),
+  retryPeriod: Duration.seconds(2)
+}
+
+/** A released lease is written with this duration (client-go does the same) so it expires at once. */
+const RELEASED_LEASE_SECONDS = 1
+
+/** Bound on the release write at shutdown: shutdown must not hang on an unreachable API server. */
+const RELEASE_TIMEOUT = Duration.seconds(5)
+
+export interface LeaseOptions {
+  readonly namespace: string
+  /** The Lease's name; the approver uses `--csi-driver-name`. */
+  readonly name: string
+  /** This replica's holder identity; unique per process. */
+  readonly identity: string
+  readonly timings?: LeaseTimings
+}
+
+/** `metav1.MicroTime` on the wire: RFC 3339 with exactly six fractional digits. */
+const microTime = (millis: number): string => new Date(millis).toISOString().replace(/Z$/, "000Z")
+
+/** Work that is restarted after this pause when it fails while we still lead (the original: process exit). */
+const RESTART_DELAY = Duration.seconds(2)
+
+/** `whileLeader` over a stream of leadership states. */
+const whileLeaderOf = (states: Stream.Stream<boolean>): LeaderElectionShape["whileLeader"] => (work) => {
+  const supervised = Effect.gen(function*() {
+    while (true) {
+      yield* work.pipe(
+        Effect.catchCause((cause) => Effect.logError("leader work stopped; restarting", cause)),
+        Effect.andThen(Effect.sleep(RESTART_DELAY))
+      )
+    }
+  })
+  return states.pipe(
+    Stream.changes,
+    Stream.switchMap((leading) => (leading ? Stream.fromEffect(supervised) : Stream.empty)),
+    Stream.runDrain,
+    Effect.andThen(Effect.never)
+  )
+}
+
+/**
+ * Runs the election for `options` in the current scope. The returned service reflects this process's
+ * state; on scope close the work is stopped and a held lease is released.
+ */
+export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOptions) {
+  const kube = yield* KubeClient
+  const timings = options.timings ?? DEFAULT_TIMINGS
+  const leaseMillis = Duration.toMillis(timings.leaseDuration)
+  const leaseSeconds = Math.ceil(leaseMillis / 1000)
+  const renewDeadlineMillis = Duration.toMillis(timings.renewDeadline)
+  const leading = yield* SubscriptionRef.make(false)
+  const { namespace, name, identity } = options
+
+  /** The last lease spec we saw and when it changed, on our clock. */
+  let observed: { readonly record: string; readonly at: number } | undefined
+
+  const observe = (spec: Lease["spec"], now: number) => {
+    const record = JSON.stringify(spec ?? {})
+    if (observed?.record !== record) observed = { record, at: now }
+  }
+
+  /** One attempt (client-go `tryAcquireOrRenew`): true when we hold the lease afterwards. */
+  const tryAcquireOrRenew: Effect.Effect<boolean, KubeError> = Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const lease = yield* kube.get(Leases, namespace, name)
+    if (lease === undefined) {
+      const created = yield* kube.create(Leases, namespace, {
+        apiVersion: "coordination.k8s.io/v1",
+        kind: "Lease",
+        metadata: { name, namespace },
+        spec: {
+          holderIdentity: identity,
+          leaseDurationSeconds: leaseSeconds,
+          acquireTime: microTime(now),
+          renewTime: microTime(now),
+          leaseTransitions: 0
+        }
+      })
+      observe(created.spec, now)
+      return true
+    }
+    const spec = lease.spec ?? {}
+    observe(spec, now)
+    const holder = spec.holderIdentity ?? ""
+    const mine = holder === identity
+    const validFor = (spec.leaseDurationSeconds ?? leaseSeconds) * 1000
+    if (!mine && holder !== "" && observed!.at + validFor > now) return false
+    const transitions = spec.leaseTransitions ?? 0
+    const updated = yield* kube.replace(Leases, namespace, name, {
+      ...lease,
+      spec: {
+        holderIdentity: identity,
+        leaseDurationSeconds: leaseSeconds,
+        acquireTime: mine ? spec.acquireTime ?? microTime(now) : microTime(now),
+        renewTime: microTime(now),
+        leaseTransitions: mine ? transitions : transitions + 1
+      }
+    })
+    observe(updated.spec, now)
+    return true
+  })
+
+  /** An attempt where losing a race (Conflict, AlreadyExists) or any API error counts as "not held". */
+  const attempt = (budget: Duration.Duration) =>
+    tryAcquireOrRenew.pipe(
+      Effect.catchTag("KubeError", (e) =>
+        e.reason === "Conflict" || e.reason === "AlreadyExists"
+          ? Effect.succeed(false)
+          : Effect.as(Effect.logWarning("leader election: lease update failed", e.message), false)
+      ),
+      Effect.timeoutOption(budget),
+      Effect.map((held) => held._tag === "Some" && held.value)
+    )
+
+  const acquire = Effect.gen(function*() {
+    while (!(yield* attempt(timings.renewDeadline))) yield* Effect.sleep(timings.retryPeriod)
+  })
+
+  /** Renews until `renewDeadline` passes without a successful renewal. */
+  const renew = Effect.gen(function*() {
+    let lastRenewal = yield* Clock.currentTimeMillis
+    while (true) {
+      yield* Effect.sleep(timings.retryPeriod)
+      const left = lastRenewal + renewDeadlineMillis - (yield* Clock.currentTimeMillis)
+      const held = left > 0 && (yield* attempt(Duration.millis(left)))
+      const now = yield* Clock.currentTimeMillis
+      if (held) lastRenewal = now
+      else if (now - lastRenewal >= renewDeadlineMillis) return
+    }
+  })
+
+  const release = Effect.gen(function*() {
+    const lease = yield* kube.get(Leases, namespace, name)
+    if (lease?.spec?.holderIdentity !== identity) return
+    const now = yield* Clock.currentTimeMillis
+    yield* kube.replace(Leases, namespace, name, {
+      ...lease,
+      spec: {
+        holderIdentity: "",
+        leaseDurationSeconds: RELEASED_LEASE_SECONDS,
+        acquireTime: microTime(now),
+        renewTime: microTime(now),
+        leaseTransitions: lease.spec.leaseTransitions ?? 0
+      }
+    })
+  }).pipe(
+    Effect.timeoutOption(RELEASE_TIMEOUT),
+    Effect.catchCause((cause) => Effect.logWarning("leader election: releasing the lease failed", cause))
+  )
+
+  const loop = Effect.gen(function*() {
+    while (true) {
+      yield* acquire
+      yield* Effect.logInfo("leader election: became leader").pipe(Effect.annotateLogs({ lease: `${namespace}/${name}` }))
+      yield* SubscriptionRef.set(leading, true)
+      yield* renew
+      yield* SubscriptionRef.set(leading, false)
+      yield* Effect.logWarning("leader election: lost the lease").pipe(Effect.annotateLogs({ lease: `${namespace}/${name}` }))
+    }
+  })
+
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      const wasLeading = yield* SubscriptionRef.getAndSet(leading, false)
+      if (wasLeading) yield* release
+    })
+  )
+  yield* Effect.forkScoped(loop)
+
+  return LeaderElection.of({
+    isLeader: SubscriptionRef.get(leading),
+    whileLeader: whileLeaderOf(SubscriptionRef.changes(leading))
+  })
+})
+
+/** Lease election for `options`. */
+export const layerLease = (options: LeaseOptions): Layer.Layer<LeaderElection, never, KubeClient> =>
+  Layer.effect(LeaderElection, make(options))
+
+/** This process's holder identity, as client-go builds it: host name plus a unique suffix. */
+export const defaultIdentity: Effect.Effect<string> = Effect.sync(() => `${hostname()}_${randomUUID()}`)
+
+/**
+ * The approver's election: Lease `--csi-driver-name` in `--leader-election-namespace`, default timings,
+ * a fresh identity per process.
+ */
+export const layer: Layer.Layer<LeaderElection, never, KubeClient | ApproverConfig> = Layer.effect(
+  LeaderElection,
+  Effect.gen(function*() {
+    const config = yield* ApproverConfig
+    const identity = yield* defaultIdentity
+    return yield* make({ namespace: config.leaderElectionNamespace, name: config.csiDriverName, identity })
+  })
+)
+
+/** Always leading: one replica, or tests of the work itself. */
+export const layerAlwaysLeader: Layer.Layer<LeaderElection> = Layer.succeed(
+  LeaderElection,
+  LeaderElection.of({ isLeader: Effect.succeed(true), whileLeader: whileLeaderOf(Stream.make(true)) })
+)
+
+/** Leadership flipped by hand with `set`, for tests of what happens when it is gained or lost. */
+export const makeManual = Effect.gen(function*() {
+  const leading = yield* SubscriptionRef.make(false)
+  return {
+    service: LeaderElection.of({
+      isLeader: SubscriptionRef.get(leading),
+      whileLeader: whileLeaderOf(SubscriptionRef.changes(leading))
+    }),
+    set: (value: boolean) => SubscriptionRef.set(leading, value)
+  }
+})
+
