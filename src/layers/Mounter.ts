@@ -189,7 +189,6 @@ export const layerLinux: Layer.Layer<Mounter> = Layer.succeed(
         return yield* new MountError({ operation, path: target, detail: `source ${source} is not a directory` })
       }
       yield* fsStep(operation, target, () => fsp.mkdir(target, { recursive: true, mode: TARGET_DIR_MODE }))
-      yield* run(operation, target, "mount", ["--bind", source, target])
       // A bind mount starts read-write; only a remount of the new mount makes it read-only. The
       // hardening options are repeated because older mount(8) replaces all per-mount flags here.
       const readOnly = Effect.gen(function*() {
@@ -199,8 +198,14 @@ export const layerLinux: Layer.Layer<Mounter> = Layer.succeed(
           return yield* new MountError({ operation, path: target, detail: "bind mount is not read-only after remount" })
         }
       })
-      // Never leave a writable bind in the pod: undo the first step when the second fails.
-      yield* readOnly.pipe(Effect.onError(() => Effect.ignore(run(operation, target, "umount", [target]))))
+      // Never leave a writable bind in the pod: once the bind exists, a failure or an interruption
+      // of the second step undoes the first (the mask closes the gap between the two steps).
+      yield* Effect.uninterruptibleMask((restore) =>
+        Effect.andThen(
+          restore(run(operation, target, "mount", ["--bind", source, target])),
+          restore(readOnly).pipe(Effect.onError(() => Effect.ignore(run(operation, target, "umount", [target]))))
+        )
+      )
     }),
 
     unmount: Effect.fn("Mounter.unmount")(function*(path: string) {
