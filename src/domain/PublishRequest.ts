@@ -17,8 +17,12 @@ export const POD_UID_KEY = "csi.storage.k8s.io/pod.uid"
 export const SERVICE_ACCOUNT_KEY = "csi.storage.k8s.io/serviceAccount.name"
 export const FS_GROUP_KEY = "spiffe.csi.cert-manager.io/fs-group"
 
-/** Linux gids are 32-bit; 0 (root) is refused as it would make the key readable by root's group only by accident. */
-export const MAX_GID = 4294967295
+/**
+ * Linux gids are 32-bit, and chown(2) reads 4294967295 ((gid_t)-1) as "leave unchanged", so the
+ * largest usable gid is one less. 0 (root's group) is refused: it would give the key to root's group
+ * only by accident.
+ */
+export const MAX_GID = 4294967294
 /** kubelet's volume handles are `csi-<64 hex>`; 128 leaves room for other callers while staying a sane path segment. */
 export const MAX_VOLUME_ID_LENGTH = 128
 

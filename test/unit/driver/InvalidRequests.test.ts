@@ -58,8 +58,8 @@ const publishCases: ReadonlyArray<readonly [string, (r: Req) => unknown, string]
     "token is bound to pod uid"
   ],
   ["fs-group not a number", (r) => ctx(r, { "spiffe.csi.cert-manager.io/fs-group": "wheel" }), "must be an integer gid"],
-  ["fs-group 0", (r) => ctx(r, { "spiffe.csi.cert-manager.io/fs-group": "0" }), "must be between 1 and 4294967295"],
-  ["fs-group too large", (r) => ctx(r, { "spiffe.csi.cert-manager.io/fs-group": "4294967296" }), "must be between 1 and 4294967295"],
+  ["fs-group 0", (r) => ctx(r, { "spiffe.csi.cert-manager.io/fs-group": "0" }), "must be between 1 and 4294967294"],
+  ["fs-group (gid_t)-1", (r) => ctx(r, { "spiffe.csi.cert-manager.io/fs-group": "4294967295" }), "must be between 1 and 4294967294"],
   ["not a request at all", () => "garbage", "not a NodePublishVolumeRequest"]
 ]
 
