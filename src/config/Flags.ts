@@ -39,19 +39,19 @@ export const parseFlags = (specs: ReadonlyArray<FlagSpec>, argv: ReadonlyArray<s
       const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2)
       inline = eq >= 0 ? arg.slice(eq + 1) : undefined
       spec = byName.get(name)
-      if (spec === undefined) return Result.fail(`unknown flag: --${name}`)
+      if (spec === undefined) return Result.fail(`unknown flag: ${JSON.stringify(`--${name}`)}`)
     } else if (arg.startsWith("-") && arg.length > 1) {
       const eq = arg.indexOf("=")
       const name = eq >= 0 ? arg.slice(1, eq) : arg.slice(1)
       inline = eq >= 0 ? arg.slice(eq + 1) : undefined
       spec = byShort.get(name)
-      if (spec === undefined) return Result.fail(`unknown shorthand flag: -${name}`)
+      if (spec === undefined) return Result.fail(`unknown shorthand flag: ${JSON.stringify(`-${name}`)}`)
     } else {
-      return Result.fail(`unexpected argument: ${arg}`)
+      return Result.fail(`unexpected argument: ${JSON.stringify(arg)}`)
     }
     if (spec.kind === "bool") {
       const v = inline ?? "true"
-      if (v !== "true" && v !== "false") return Result.fail(`invalid argument "${v}" for --${spec.name}: must be true or false`)
+      if (v !== "true" && v !== "false") return Result.fail(`invalid argument ${JSON.stringify(v)} for --${spec.name}: must be true or false`)
       values[spec.name] = v
     } else if (inline !== undefined) {
       values[spec.name] = inline

@@ -116,16 +116,23 @@ export const phase = (cr: CertificateRequest): Phase => {
 
 export const isDecided = (cr: CertificateRequest): boolean => isTrue(cr, "Approved") || isTrue(cr, "Denied")
 
-/** cert-manager prints durations the Go way; the driver sends e.g. `1h0m0s` for one hour. */
+/**
+ * Formats milliseconds as Go's `time.Duration.String` does (cert-manager stores `spec.duration` in
+ * that form): `1h0m0s`, `1m30.5s`, `500ms`; fractions of a second keep their digits without
+ * trailing zeros.
+ */
 export const formatGoDuration = (millis: number): string => {
-  let s = Math.floor(millis / 1000)
-  const h = Math.floor(s / 3600)
-  s -= h * 3600
-  const m = Math.floor(s / 60)
-  s -= m * 60
-  if (h > 0) return `${h}h${m}m${s}s`
-  if (m > 0) return `${m}m${s}s`
-  return `${s}s`
+  if (millis === 0) return "0s"
+  if (millis < 1000) return `${millis}ms`
+  const h = Math.floor(millis / 3_600_000)
+  const m = Math.floor((millis % 3_600_000) / 60_000)
+  const ms = millis % 60_000
+  const whole = Math.floor(ms / 1000)
+  const frac = ms % 1000
+  const sec = frac === 0 ? `${whole}` : `${whole}.${String(frac).padStart(3, "0").replace(/0+$/, "")}`
+  if (h > 0) return `${h}h${m}m${sec}s`
+  if (m > 0) return `${m}m${sec}s`
+  return `${sec}s`
 }
 
 /**

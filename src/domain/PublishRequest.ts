@@ -116,21 +116,28 @@ export const decodePublish = (input: unknown): Result.Result<PublishRequest, str
   v.push(...volumeIdViolations(r.volume_id))
   v.push(...targetPathViolations(r.target_path))
 
+  const ctx = r.volume_context ?? {}
+  const fsGroupAttr = ctx[FS_GROUP_KEY]
+  let fsGroup: number | undefined
   const cap = r.volume_capability
-  let mountGroup: string | undefined
   if (cap === undefined || cap === null) v.push("volume_capability is required")
   else if (cap.access_type === "block" || (cap.block !== undefined && cap.block !== null)) {
     v.push("volume_capability.block is not supported: this driver only publishes mount volumes")
   } else if (cap.mount === undefined || cap.mount === null) v.push("volume_capability.mount is required")
   else {
     if (cap.access_mode === undefined || cap.access_mode === null) v.push("volume_capability.access_mode is required")
+    // The fs-group attribute wins over the CSI mount group (as in the original); the mount group is
+    // only checked when it is the one that will be used.
     const g = cap.mount.volume_mount_group
-    mountGroup = g === undefined || g === null || g === "" ? undefined : g
+    if (fsGroupAttr === undefined && g !== undefined && g !== null && g !== "") {
+      const gid = parseGid("volume_capability.mount.volume_mount_group", g)
+      if (Result.isFailure(gid)) v.push(gid.failure)
+      else fsGroup = gid.success
+    }
   }
 
   if (r.readonly !== true) v.push("readonly must be true: set pod.spec.volumes[].csi.readOnly to 'true'")
 
-  const ctx = r.volume_context ?? {}
   if (ctx[EPHEMERAL_KEY] !== "true") {
     v.push(`volume_context["${EPHEMERAL_KEY}"] must be "true": only inline ephemeral volumes are supported`)
   }
@@ -162,14 +169,8 @@ export const decodePublish = (input: unknown): Result.Result<PublishRequest, str
     }
   }
 
-  let fsGroup: number | undefined
-  const attr = ctx[FS_GROUP_KEY]
-  if (attr !== undefined) {
-    const g = parseGid(`volume_context["${FS_GROUP_KEY}"]`, attr)
-    if (Result.isFailure(g)) v.push(g.failure)
-    else fsGroup = g.success
-  } else if (mountGroup !== undefined) {
-    const g = parseGid("volume_capability.mount.volume_mount_group", mountGroup)
+  if (fsGroupAttr !== undefined) {
+    const g = parseGid(`volume_context["${FS_GROUP_KEY}"]`, fsGroupAttr)
     if (Result.isFailure(g)) v.push(g.failure)
     else fsGroup = g.success
   }
