@@ -1,0 +1,205 @@
+/**
+ * The controller on the memory KubeClient: bursts are fully decided exactly once, watch drops and
+ * expired watches lose nothing, transient API errors are survived, and the stream runs only while
+ * this replica leads.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import * as ApproverConfig from "../../../src/approver/ApproverConfig.ts"
+import { Controller, layerWith as controllerWith, DEFAULT_OPTIONS } from "../../../src/approver/Controller.ts"
+import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
+import { CertificateRequests, Events } from "../../../src/domain/KubeObjects.ts"
+import * as Evaluator from "../../../src/layers/Evaluator.ts"
+import { layerStatic as issuerStatic } from "../../../src/layers/IssuerConfig.ts"
+import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
+import { layerAlwaysLeader, makeManual } from "../../../src/layers/LeaderElection.ts"
+import { LeaderElection } from "../../../src/services/LeaderElection.ts"
+import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE } from "../../support/csr.ts"
+import { advanceUntil, settle } from "./clock.ts"
+
+const world = (leader: Layer.Layer<LeaderElection> = layerAlwaysLeader, config: Partial<ApproverConfig.ApproverConfigShape> = {}) =>
+  Layer.mergeAll(
+    layerMemory,
+    ApproverConfig.layer(config),
+    leader,
+    Evaluator.layer.pipe(Layer.provide(Layer.merge(ApproverConfig.layer(config), issuerStatic(undefined))))
+  )
+
+/** Starts the controller in the test's scope, on the world provided around it. */
+const start = Effect.gen(function*() {
+  const context = yield* Layer.build(controllerWith(DEFAULT_OPTIONS))
+  return Context.get(context, Controller)
+})
+
+let request: string | undefined
+const validRequest = Effect.promise(async () => (request ??= await csrRequest(IDENTITY)))
+
+/** Creates requests `prefix-0…` through the client, as the driver does. */
+const createMany = (prefix: string, count: number, options: CrOptions = {}) =>
+  Effect.gen(function*() {
+    const memory = yield* KubeClientMemory
+    const req = yield* validRequest
+    for (let i = 0; i < count; i++) {
+      yield* memory.client.create(CertificateRequests, NAMESPACE, certificateRequest(req, { ...options, name: `${prefix}-${i}` }))
+    }
+  })
+
+const decisionsOf = (cr: CertificateRequest) =>
+  (cr.status?.conditions ?? []).filter((c) => c.type === "Approved" || c.type === "Denied")
+
+const allDecided = Effect.gen(function*() {
+  const memory = yield* KubeClientMemory
+  const all = yield* memory.all(CertificateRequests)
+  return all.every((cr) => decisionsOf(cr).length > 0)
+})
+
+/** Every request decided, each exactly once; returns the counts. */
+const awaitDecisions = Effect.gen(function*() {
+  assert.isTrue(yield* advanceUntil(allDecided), "every request decided")
+  const memory = yield* KubeClientMemory
+  const all = yield* memory.all(CertificateRequests)
+  for (const cr of all) assert.strictEqual(decisionsOf(cr).length, 1, `${cr.metadata.name} decided once`)
+  const count = (type: string) => all.filter((cr) => decisionsOf(cr)[0]?.type === type).length
+  return { approved: count("Approved"), denied: count("Denied") }
+})
+
+describe("Controller", () => {
+  it.effect("decides a burst of requests, each exactly once, with an Event per denial", () =>
+    Effect.gen(function*() {
+      const controller = yield* start
+      assert.isTrue(yield* advanceUntil(controller.synced))
+      yield* createMany("ok", 40)
+      yield* createMany("long", 20, { duration: "3h" })
+      assert.deepStrictEqual(yield* awaitDecisions, { approved: 40, denied: 20 })
+      yield* controller.drain
+      const memory = yield* KubeClientMemory
+      assert.strictEqual((yield* memory.all(Events)).length, 20)
+    }).pipe(Effect.provide(world())))
+
+  it.effect("leaves already decided requests untouched and decides the rest found by the first list", () =>
+    Effect.gen(function*() {
+      const memory = yield* KubeClientMemory
+      const req = yield* validRequest
+      const decided = yield* memory.upsert(
+        CertificateRequests,
+        certificateRequest(req, {
+          name: "old",
+          duration: "3h",
+          status: { conditions: [{ type: "Approved", status: "True", reason: "elsewhere" }] }
+        })
+      )
+      yield* createMany("pending", 5)
+      const controller = yield* start
+      assert.deepStrictEqual(yield* awaitDecisions, { approved: 6, denied: 0 })
+      assert.isTrue(yield* controller.synced)
+      const old = yield* memory.client.get(CertificateRequests, NAMESPACE, "old")
+      assert.strictEqual(old?.metadata.resourceVersion, decided.metadata.resourceVersion)
+    }).pipe(Effect.provide(world())))
+
+  it.effect("a watch drop in the middle of a burst loses no request", () =>
+    Effect.gen(function*() {
+      const memory = yield* KubeClientMemory
+      const controller = yield* start
+      assert.isTrue(yield* advanceUntil(controller.synced))
+      yield* createMany("a", 30)
+      yield* memory.dropWatches
+      yield* createMany("b", 30)
+      yield* memory.dropWatches
+      yield* memory.dropWatches
+      yield* createMany("c", 30, { duration: "2h" })
+      assert.deepStrictEqual(yield* awaitDecisions, { approved: 60, denied: 30 })
+    }).pipe(Effect.provide(world())))
+
+  it.effect("an expired watch (Gone) relists and finds requests created meanwhile", () =>
+    Effect.gen(function*() {
+      const memory = yield* KubeClientMemory
+      const controller = yield* start
+      assert.isTrue(yield* advanceUntil(controller.synced))
+      // The next watch fails, so the controller pauses 800 ms; while it does, requests arrive and
+      // the history they were written in is compacted away: only a relist can find them.
+      yield* memory.failNext("watch", "Unavailable", 1)
+      yield* memory.dropWatches
+      yield* settle()
+      yield* createMany("late", 10)
+      yield* memory.expireHistory
+      assert.deepStrictEqual(yield* awaitDecisions, { approved: 10, denied: 0 })
+    }).pipe(Effect.provide(world())))
+
+  it.effect("survives failing lists and reconciles, with backoff, and never dies", () =>
+    Effect.gen(function*() {
+      const memory = yield* KubeClientMemory
+      yield* createMany("early", 3)
+      yield* memory.failNext("list", "Unavailable", 3)
+      yield* memory.failNext("get", "Unavailable", 4)
+      yield* memory.failNext("replaceStatus", "Forbidden", 2)
+      const controller = yield* start
+      yield* settle()
+      assert.isFalse(yield* controller.synced)
+      assert.deepStrictEqual(yield* awaitDecisions, { approved: 3, denied: 0 })
+      yield* memory.failNext("watch", "Unavailable", 5)
+      yield* memory.dropWatches
+      yield* createMany("later", 2)
+      assert.deepStrictEqual(yield* awaitDecisions, { approved: 5, denied: 0 })
+    }).pipe(Effect.provide(world())))
+
+  it.effect("requests without the identity annotation are ignored when auto-approve is off", () =>
+    Effect.gen(function*() {
+      const memory = yield* KubeClientMemory
+      const controller = yield* start
+      assert.isTrue(yield* advanceUntil(controller.synced))
+      yield* createMany("plain", 3, { annotation: null })
+      yield* createMany("spiffe", 1)
+      assert.isTrue(yield* advanceUntil(Effect.map(memory.client.get(CertificateRequests, NAMESPACE, "spiffe-0"), (cr) => cr !== undefined && decisionsOf(cr).length === 1)))
+      yield* settle()
+      yield* controller.drain
+      for (const cr of yield* memory.all(CertificateRequests)) {
+        assert.strictEqual(decisionsOf(cr).length, cr.metadata.name.startsWith("plain") ? 0 : 1)
+      }
+    }).pipe(Effect.provide(world())))
+
+  it.effect("with auto-approve, unannotated requests for other issuers are approved", () =>
+    Effect.gen(function*() {
+      const controller = yield* start
+      assert.isTrue(yield* advanceUntil(controller.synced))
+      const memory = yield* KubeClientMemory
+      const web = yield* Effect.promise(() => csrRequest("https://example.com/web"))
+      yield* memory.client.create(
+        CertificateRequests,
+        NAMESPACE,
+        certificateRequest(web, { name: "web", annotation: null, issuerRef: { name: "letsencrypt", kind: "ClusterIssuer" } })
+      )
+      yield* memory.client.create(CertificateRequests, NAMESPACE, certificateRequest(web, { name: "sneaky", annotation: null }))
+      assert.deepStrictEqual(yield* awaitDecisions, { approved: 1, denied: 1 })
+      const sneaky = yield* memory.client.get(CertificateRequests, NAMESPACE, "sneaky")
+      assert.strictEqual(decisionsOf(sneaky!)[0]!.type, "Denied")
+    }).pipe(Effect.provide(world(layerAlwaysLeader, { autoApproveNonSpiffe: true }))))
+
+  it.effect("runs only while leading; losing leadership stops the stream, regaining resumes it", () =>
+    Effect.gen(function*() {
+      const manual = yield* makeManual
+      return yield* Effect.gen(function*() {
+        const memory = yield* KubeClientMemory
+        const controller = yield* start
+        yield* createMany("first", 2)
+        yield* settle()
+        assert.isFalse(yield* controller.synced)
+        assert.isTrue(yield* controller.ready, "a replica standing by is ready")
+        assert.isFalse(yield* allDecided)
+
+        yield* manual.set(true)
+        assert.deepStrictEqual(yield* awaitDecisions, { approved: 2, denied: 0 })
+        assert.isTrue(yield* controller.ready)
+
+        yield* manual.set(false)
+        yield* settle()
+        assert.isFalse(yield* controller.synced)
+        yield* createMany("second", 2)
+        yield* settle()
+        const second = yield* memory.client.get(CertificateRequests, NAMESPACE, "second-0")
+        assert.strictEqual(decisionsOf(second!).length, 0, "no decision while standing by")
+
+        yield* manual.set(true)
+        assert.deepStrictEqual(yield* awaitDecisions, { approved: 4, denied: 0 })
+      }).pipe(Effect.provide(world(Layer.succeed(LeaderElection, manual.service))))
+    }))
+})
