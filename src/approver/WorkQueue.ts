@@ -32,7 +32,9 @@ export const make: Effect.Effect<WorkQueue, never, Scope.Scope> = Effect.gen(fun
   let waiting = 0
   const idle = yield* SubscriptionRef.make(true)
 
-  const refresh = SubscriptionRef.set(idle, dirty.size === 0 && processing.size === 0 && waiting === 0)
+  const refresh = Effect.suspend(() =>
+    SubscriptionRef.set(idle, dirty.size === 0 && processing.size === 0 && waiting === 0)
+  )
 
   const addNow = (key: string): void => {
     if (dirty.has(key)) return
@@ -48,7 +50,9 @@ export const make: Effect.Effect<WorkQueue, never, Scope.Scope> = Effect.gen(fun
   const addAfter = (key: string, delay: Duration.Input) =>
     Effect.suspend(() => {
       waiting += 1
-      return FiberSet.run(
+      return refresh
+    }).pipe(
+      Effect.andThen(FiberSet.run(
         delayed,
         Effect.sleep(delay).pipe(
           Effect.andThen(Effect.suspend(() => {
@@ -60,8 +64,9 @@ export const make: Effect.Effect<WorkQueue, never, Scope.Scope> = Effect.gen(fun
             return refresh
           }))
         )
-      )
-    }).pipe(Effect.asVoid)
+      )),
+      Effect.asVoid
+    )
 
   const work = (handler: (key: string) => Effect.Effect<void>) =>
     Effect.gen(function*() {
