@@ -13,6 +13,7 @@ import * as path from "node:path"
 import { GrpcServer } from "../src/csi/GrpcServer.ts"
 import * as CaBundleLayers from "../src/layers/CaBundle.ts"
 import * as CryptoLayers from "../src/layers/Crypto.ts"
+import * as EventRecorderLayers from "../src/layers/EventRecorder.ts"
 import * as CsiPluginLayers from "../src/layers/CsiPlugin.ts"
 import * as IssuanceLayers from "../src/layers/Issuance.ts"
 import * as IssuerConfigLayers from "../src/layers/IssuerConfig.ts"
@@ -41,7 +42,7 @@ const program = Effect.gen(function*() {
   const dataRoot = path.join(tmp, "data")
   const socket = path.join(tmp, "csi.sock")
   const config = testConfig({ endpoint: `unix://${socket}`, dataRoot, renewal: { ...testConfig().renewal, jitter: 0.05 } })
-  const node = yield* Layer.build(TestSigner.layer.pipe(Layer.provideMerge(KubeLayers.layerMemory)))
+  const node = yield* Layer.build(Layer.merge(TestSigner.layer, EventRecorderLayers.layerMemory).pipe(Layer.provideMerge(KubeLayers.layerMemory)))
   const signer = Context.get(node, TestSigner.TestSigner)
   const ConfigLive = DriverConfig.layer(config)
   const IssuerLive = IssuerConfigLayers.layerStatic(config.issuer)

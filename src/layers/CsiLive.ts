@@ -5,11 +5,13 @@ import { NodeServices } from "@effect/platform-node"
 import { Layer } from "effect"
 import * as path from "node:path"
 import { GrpcServer } from "../csi/GrpcServer.ts"
+import * as HealthServer from "../csi/HealthServer.ts"
 import type { DriverConfigShape } from "../services/DriverConfig.ts"
 import { DriverConfig } from "../services/DriverConfig.ts"
 import * as CaBundleLayers from "./CaBundle.ts"
 import * as CryptoLayers from "./Crypto.ts"
 import * as CsiPluginLayers from "./CsiPlugin.ts"
+import * as EventRecorderLayers from "./EventRecorder.ts"
 import * as IssuanceLayers from "./Issuance.ts"
 import * as IssuerConfigLayers from "./IssuerConfig.ts"
 import * as KubeClientLayers from "./KubeClient.ts"
@@ -25,10 +27,14 @@ export const CsiLive = (config: DriverConfigShape) => {
   const CaBundleLive = CaBundleLayers.layerFor(config).pipe(Layer.provide([CryptoLayers.layer, NodeServices.layer]))
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, KubeLive, CryptoLayers.layer, IssuerLive]))
   const StoreLive = VolumeStoreLayers.layerFileSystem(path.resolve(config.dataRoot, "inmemfs"))
+  const EventsLive = EventRecorderLayers.layer("csi-driver-spiffe", config.nodeId).pipe(Layer.provide(KubeLive))
   const ManagerLive = VolumeManagerLayers.layer.pipe(
-    Layer.provide([ConfigLive, IssuanceLive, StoreLive, MounterLayers.layerLinux, CaBundleLive])
+    Layer.provide([ConfigLive, IssuanceLive, StoreLive, MounterLayers.layerLinux, CaBundleLive, EventsLive])
   )
   const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
   const ServerLive = GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]))
-  return ServerLive.pipe(Layer.provide(Logging.layer(config.logLevel)))
+  const HealthLive = config.metricsBindAddress === undefined
+    ? Layer.empty
+    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive]))
+  return Layer.mergeAll(ServerLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel)))
 }

@@ -13,6 +13,7 @@ import type { IssuanceFailure } from "../services/Issuance.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import type { PublishError, UnpublishError } from "../services/VolumeManager.ts"
 import { VolumeManager } from "../services/VolumeManager.ts"
+import * as DriverMetrics from "./DriverMetrics.ts"
 
 const issuanceCodes: Record<IssuanceFailure, CsiCode> = {
   NotReady: "Unavailable",
@@ -61,7 +62,7 @@ export const layer = Layer.effect(
         if (Result.isFailure(decoded)) return yield* invalid(decoded.failure)
         yield* manager.publish(decoded.success).pipe(Effect.mapError(toCsiError))
         return {}
-      }),
+      }, DriverMetrics.timePublish),
       nodeUnpublishVolume: Effect.fn("CsiPlugin.nodeUnpublishVolume")(function*(request: unknown) {
         const decoded = decodeUnpublish(request)
         if (Result.isFailure(decoded)) return yield* invalid(decoded.failure)

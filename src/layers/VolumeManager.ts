@@ -16,6 +16,9 @@ import { Mounter } from "../services/Mounter.ts"
 import type { VolumeFile } from "../services/VolumeStore.ts"
 import { VolumeStore } from "../services/VolumeStore.ts"
 import { VolumeConflictError, VolumeManager } from "../services/VolumeManager.ts"
+import type { VolumeStatus } from "../services/VolumeManager.ts"
+import { EventRecorder } from "../services/EventRecorder.ts"
+import * as DriverMetrics from "./DriverMetrics.ts"
 
 /** File modes: readable by the owner (root) and the fs-group only; the pod sees them through a read-only bind. */
 const FILE_MODE = 0o440
@@ -28,6 +31,27 @@ interface VolumeState {
   readonly lock: Semaphore.Semaphore
 }
 
+const statusOf = (s: VolumeState): VolumeStatus => ({
+  volumeId: s.meta.volumeId,
+  podNamespace: s.meta.podNamespace,
+  podName: s.meta.podName,
+  issued: s.meta.nextIssuanceAt !== undefined,
+  hasToken: s.token !== undefined,
+  nextIssuanceAt: s.meta.nextIssuanceAt,
+  notAfter: s.meta.notAfter
+})
+
+/** Event reasons on the Pod, by issuance failure; NotReady is a wait state and records nothing. */
+const eventReasons: Record<IssuanceError["reason"], string | undefined> = {
+  NotReady: undefined,
+  Denied: "SpiffeIssuanceDenied",
+  Failed: "SpiffeIssuanceFailed",
+  Timeout: "SpiffeIssuanceTimedOut",
+  Api: "SpiffeIssuanceError",
+  BadChain: "SpiffeCertificateRejected",
+  Crypto: "SpiffeIssuanceError"
+}
+
 export const layer = Layer.effect(
   VolumeManager,
   Effect.gen(function*() {
@@ -36,6 +60,7 @@ export const layer = Layer.effect(
     const store = yield* VolumeStore
     const mounter = yield* Mounter
     const caBundle = yield* CaBundle
+    const events = yield* EventRecorder
     const policy = config.renewal
     const volumes = new Map<string, VolumeState>()
     const renewals = yield* FiberMap.make<string>()
@@ -61,7 +86,26 @@ export const layer = Layer.effect(
     })
 
     /** One issuance for the volume, its files published, its metadata advanced. Caller holds the lock. */
-    const issueAndWrite = Effect.fn("VolumeManager.issueAndWrite")(function*(state: VolumeState) {
+    /** Tells the pod's owner why its SVID did not arrive (`kubectl describe pod`). */
+    const recordFailure = (m: VolumeMetadata, e: IssuanceError) => {
+      const reason = eventReasons[e.reason]
+      return reason === undefined
+        ? Effect.void
+        : events.record({
+          involvedObject: { apiVersion: "v1", kind: "Pod", name: m.podName, namespace: m.podNamespace, uid: m.podUid },
+          type: "Warning",
+          reason,
+          message: `SPIFFE SVID for volume ${m.volumeId}: ${e.message}`
+        })
+    }
+
+    const issueAndWrite = (state: VolumeState, kind: DriverMetrics.IssuanceKind) =>
+      issueAndWriteOnce(state).pipe(
+        DriverMetrics.timeIssuance(kind),
+        Effect.tapError((e) => (e._tag === "IssuanceError" ? recordFailure(state.meta, e) : Effect.void))
+      )
+
+    const issueAndWriteOnce = Effect.fn("VolumeManager.issueAndWrite")(function*(state: VolumeState) {
       const m = state.meta
       const issued = yield* issuance.issue({
         volumeId: m.volumeId,
@@ -102,7 +146,7 @@ export const layer = Layer.effect(
           const now = yield* Clock.currentTimeMillis
           const due = state.meta.nextIssuanceAt ?? now
           if (due > now) yield* Effect.sleep(due - now)
-          const result = yield* state.lock.withPermit(issueAndWrite(state)).pipe(Effect.result)
+          const result = yield* state.lock.withPermit(issueAndWrite(state, "renewal")).pipe(Effect.result)
           if (result._tag === "Success") {
             failures = 0
             waits = 0
@@ -159,7 +203,7 @@ export const layer = Layer.effect(
           }
           state.meta = fresh
           yield* store.write(fresh)
-          yield* issueAndWrite(state).pipe(
+          yield* issueAndWrite(state, "first").pipe(
             // A first issuance that fails leaves nothing on disk; its pending request (if any) is
             // remembered by Issuance and resumed by the kubelet's next attempt.
             Effect.tapError(() => store.remove(req.volumeId).pipe(Effect.ignore))
@@ -227,16 +271,9 @@ export const layer = Layer.effect(
       status: (volumeId) =>
         Effect.sync(() => {
           const s = volumes.get(volumeId)
-          return s === undefined
-            ? undefined
-            : {
-              volumeId,
-              issued: s.meta.nextIssuanceAt !== undefined,
-              hasToken: s.token !== undefined,
-              nextIssuanceAt: s.meta.nextIssuanceAt,
-              notAfter: s.meta.notAfter
-            }
+          return s === undefined ? undefined : statusOf(s)
         }),
+      statuses: Effect.sync(() => [...volumes.values()].map(statusOf)),
       managed: FiberMap.size(renewals)
     })
   })

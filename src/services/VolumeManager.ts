@@ -32,6 +32,8 @@ export type UnpublishError = VolumeStoreError | MountError
 
 export interface VolumeStatus {
   readonly volumeId: string
+  readonly podNamespace: string
+  readonly podName: string
   readonly issued: boolean
   readonly hasToken: boolean
   readonly nextIssuanceAt: number | undefined
@@ -48,6 +50,8 @@ export interface VolumeManagerShape {
   /** True once the stored volumes have been resumed. */
   readonly ready: Effect.Effect<boolean>
   readonly status: (volumeId: string) => Effect.Effect<VolumeStatus | undefined>
+  /** Every volume the driver knows, for metrics. */
+  readonly statuses: Effect.Effect<ReadonlyArray<VolumeStatus>>
   /** Volumes with a running renewal fiber. */
   readonly managed: Effect.Effect<number>
 }

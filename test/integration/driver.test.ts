@@ -15,6 +15,7 @@ import { x509 } from "../../src/x509.ts"
 import { GrpcServer } from "../../src/csi/GrpcServer.ts"
 import * as CaBundleLayers from "../../src/layers/CaBundle.ts"
 import * as CryptoLayers from "../../src/layers/Crypto.ts"
+import * as EventRecorderLayers from "../../src/layers/EventRecorder.ts"
 import * as CsiPluginLayers from "../../src/layers/CsiPlugin.ts"
 import * as IssuanceLayers from "../../src/layers/Issuance.ts"
 import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
@@ -75,7 +76,7 @@ describe.skipIf(!isRoot)("driver over real gRPC, tmpfs and bind mounts (needs ro
         }).pipe(Effect.provide(MounterLayers.layerLinux))
       )
 
-      const node = yield* Layer.build(TestSigner.layer.pipe(Layer.provideMerge(KubeLayers.layerMemory)))
+      const node = yield* Layer.build(Layer.merge(TestSigner.layer, EventRecorderLayers.layerMemory).pipe(Layer.provideMerge(KubeLayers.layerMemory)))
       const signer = Context.get(node, TestSigner.TestSigner)
       const kube = Context.get(node, KubeLayers.KubeClientMemory)
 

@@ -8,6 +8,7 @@ import { Context, Effect, Layer, Scope } from "effect"
 import * as Renewal from "../../src/domain/Renewal.ts"
 import * as CaBundleLayers from "../../src/layers/CaBundle.ts"
 import * as CryptoLayers from "../../src/layers/Crypto.ts"
+import * as EventRecorderLayers from "../../src/layers/EventRecorder.ts"
 import * as CsiPluginLayers from "../../src/layers/CsiPlugin.ts"
 import * as IssuanceLayers from "../../src/layers/Issuance.ts"
 import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
@@ -45,7 +46,7 @@ export const testConfig = (overrides: Partial<DriverConfigShape> = {}): DriverCo
 })
 
 /** What stays when the driver process restarts: API server, tmpfs contents, mount table, signer. */
-export const nodeLayer = Layer.mergeAll(VolumeStoreLayers.layerMemory("data/inmemfs"), MounterLayers.layerMemory).pipe(
+export const nodeLayer = Layer.mergeAll(VolumeStoreLayers.layerMemory("data/inmemfs"), MounterLayers.layerMemory, EventRecorderLayers.layerMemory).pipe(
   Layer.provideMerge(TestSigner.layer.pipe(Layer.provideMerge(KubeLayers.layerMemory)))
 )
 

@@ -10,6 +10,7 @@ import { x509 } from "../../../src/x509.ts"
 import * as CR from "../../../src/domain/CertificateRequest.ts"
 import { labelHash } from "../../../src/domain/Hash.ts"
 import { CertificateRequests } from "../../../src/domain/KubeObjects.ts"
+import { EventRecorderMemory } from "../../../src/layers/EventRecorder.ts"
 import { KubeClientMemory } from "../../../src/layers/KubeClient.ts"
 import { MounterMemory } from "../../../src/layers/Mounter.ts"
 import { VolumeStoreMemory } from "../../../src/layers/VolumeStore.ts"
@@ -137,6 +138,10 @@ describe("NodePublishVolume", () => {
       const mem = yield* VolumeStoreMemory
       assert.strictEqual((yield* Ref.get(mem.volumes)).size, 0)
       assert.strictEqual((yield* Ref.get((yield* MounterMemory).table)).size, 1) // only the driver's tmpfs
+      const events = yield* Ref.get(yield* EventRecorderMemory)
+      assert.deepStrictEqual(events.map((ev) => [ev.type, ev.reason, ev.involvedObject.kind, ev.involvedObject.name]), [["Warning", "SpiffeIssuanceDenied", "Pod", "my-csi-app"]])
+      assert.include(events[0]!.message, "wrong identity")
+      assert.notInclude(events[0]!.message, publishRequest().token)
     }).pipe(Effect.provide(stack())))
 
   it.effect("a chain for another key is never mounted", () =>
