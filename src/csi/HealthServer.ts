@@ -1,7 +1,8 @@
 /**
  * The driver's HTTP endpoint on `--metrics-bind-address`: `/metrics` (Prometheus text: Effect's
  * counters and histograms, then the per-volume gauges), `/healthz` (the process serves requests) and
- * `/readyz` (the CSI Probe's answer: volumes resumed, request watch synced, issuer loaded).
+ * `/readyz` (the CSI Probe's answer — volumes resumed, request watch synced, issuer configuration
+ * read — and an issuer is configured).
  *
  * Owns: the listening socket, for the layer's lifetime. Plain HTTP without authentication, as the
  * original's approver metrics; bind it to the pod network only.
@@ -13,6 +14,7 @@ import { PrometheusMetrics } from "effect/observability"
 import { renderVolumeGauges } from "../layers/DriverMetrics.ts"
 import { CsiPlugin } from "../services/CsiPlugin.ts"
 import { DriverConfig } from "../services/DriverConfig.ts"
+import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { VolumeManager } from "../services/VolumeManager.ts"
 
 export const splitBindAddress = (address: string): { readonly host: string | undefined; readonly port: number } => {
@@ -31,6 +33,7 @@ export const layer = (bindAddress: string) =>
       const config = yield* DriverConfig
       const plugin = yield* CsiPlugin
       const manager = yield* VolumeManager
+      const issuers = yield* IssuerConfig
       // Request handlers run as fibers of this layer, interrupted when it closes.
       const run = yield* FiberSet.makeRuntime()
 
@@ -45,8 +48,16 @@ export const layer = (bindAddress: string) =>
           case "/healthz":
             return Effect.succeed({ status: 200, type: "text/plain", body: "ok\n" })
           case "/readyz":
-            return Effect.map(plugin.probe, ({ ready }) =>
-              ready ? { status: 200, type: "text/plain", body: "ok\n" } : { status: 503, type: "text/plain", body: "not ready\n" })
+            // Stricter than the CSI Probe (which the livenessprobe sidecar turns into restarts): not
+            // ready while no issuer is configured either, so `kubectl get pods` shows it.
+            return Effect.gen(function*() {
+              const { ready } = yield* plugin.probe
+              if (!ready) return { status: 503, type: "text/plain", body: "not ready: starting (resuming volumes, syncing requests, reading issuer configuration)\n" }
+              if ((yield* issuers.current) === undefined) {
+                return { status: 503, type: "text/plain", body: "not ready: no issuer configured (set --issuer-name or the runtime issuance ConfigMap)\n" }
+              }
+              return { status: 200, type: "text/plain", body: "ok\n" }
+            })
           default:
             return Effect.succeed({ status: 404, type: "text/plain", body: "not found\n" })
         }

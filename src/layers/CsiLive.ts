@@ -35,6 +35,6 @@ export const CsiLive = (config: DriverConfigShape) => {
   const ServerLive = GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]))
   const HealthLive = config.metricsBindAddress === undefined
     ? Layer.empty
-    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive]))
+    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive]))
   return Layer.mergeAll(ServerLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel)))
 }

@@ -6,6 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as HealthServer from "../../src/csi/HealthServer.ts"
 import { CsiPlugin } from "../../src/services/CsiPlugin.ts"
+import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
 import { DriverConfig } from "../../src/services/DriverConfig.ts"
 import { driverLayer, nodeLayer, testConfig } from "../support/DriverStack.ts"
 import { publishRequest, unpublishRequest } from "../support/publish.ts"
@@ -14,6 +15,7 @@ const config = testConfig()
 const stack = HealthServer.layer("127.0.0.1:0").pipe(
   Layer.provideMerge(driverLayer(config)),
   Layer.provideMerge(DriverConfig.layer(config)),
+  Layer.provideMerge(IssuerConfigLayers.layerStatic(config.issuer)),
   Layer.provideMerge(nodeLayer)
 )
 
