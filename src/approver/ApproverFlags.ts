@@ -1,0 +1,91 @@
+/**
+ * The approver's command line: the Go original's flags, names and defaults (go-original.md §1.3),
+ * decoded once into `ApproverConfigShape` plus the process settings around it. A bad value is one
+ * line and exit code 2.
+ */
+import { Result } from "effect"
+import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
+import { parseFlags } from "../config/Flags.ts"
+import { KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
+import { trustDomainViolations } from "../domain/SpiffeId.ts"
+import { parseBindAddress, parseLogLevel, parseRequestDuration } from "../services/DriverConfig.ts"
+import type { ApproverConfigShape } from "./ApproverConfig.ts"
+
+export interface ApproverSettings {
+  readonly config: ApproverConfigShape
+  readonly logLevel: number
+  readonly kubeconfig: string | undefined
+  readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
+  /** Whether `--issuer-name` was empty: then only the runtime ConfigMap names the SPIFFE issuer. */
+  readonly staticIssuer: boolean
+  readonly readinessBindAddress: string | undefined
+  readonly metricsBindAddress: string | undefined
+}
+
+export const approverFlags: ReadonlyArray<FlagSpec> = [
+  { section: "App", name: "csi-driver-name", kind: "string", default: "spiffe.csi.cert-manager.io", usage: "Name of the CSI driver; also the name of the leader-election Lease." },
+  { section: "App", name: "log-level", short: "v", kind: "string", default: "1", usage: "Log level (1-5)." },
+  { section: "Kubernetes", name: "kubeconfig", kind: "string", default: "", usage: "Path to a kubeconfig; in-cluster configuration when empty." },
+  { section: "cert-manager", name: "runtime-issuance-config-map-name", kind: "string", default: "", usage: "Name of the runtime issuance ConfigMap naming the SPIFFE issuer." },
+  { section: "cert-manager", name: "runtime-issuance-config-map-namespace", kind: "string", default: "", usage: "Namespace of the runtime issuance ConfigMap." },
+  { section: "cert-manager", name: "trust-domain", kind: "string", default: "cluster.local", usage: "The only trust domain requests may ask for." },
+  { section: "cert-manager", name: "certificate-request-duration", kind: "string", default: "1h", usage: "Duration every request must ask for, exactly." },
+  { section: "cert-manager", name: "issuer-name", kind: "string", default: "my-spiffe-ca", usage: "Name of the SPIFFE issuer." },
+  { section: "cert-manager", name: "issuer-kind", kind: "string", default: "ClusterIssuer", usage: "Kind of the SPIFFE issuer." },
+  { section: "cert-manager", name: "issuer-group", kind: "string", default: "cert-manager.io", usage: "API group of the SPIFFE issuer." },
+  { section: "cert-manager", name: "allowed-key-types", kind: "string", default: "ecdsa-p256", usage: `Comma-separated key types requests may use (${KNOWN_KEY_TYPES.join(", ")}).` },
+  { section: "Controller", name: "auto-approve-non-spiffe", kind: "bool", default: "false", usage: "Also approve requests without the identity annotation, unless they target the SPIFFE issuer or carry a spiffe:// URI." },
+  { section: "Controller", name: "leader-election-namespace", kind: "string", default: "cert-manager", usage: "Namespace of the leader-election Lease." },
+  { section: "Controller", name: "readiness-probe-bind-address", kind: "string", default: ":6060", usage: "Address of the readiness endpoint (/readyz); 0 disables." },
+  { section: "Controller", name: "metrics-bind-address", kind: "string", default: ":9402", usage: "Address of the Prometheus endpoint (/metrics); 0 disables." }
+]
+
+export const decodeApproverSettings = (values: Readonly<Record<string, string>>): Result.Result<ApproverSettings, string> => {
+  const v = (k: string): string => values[k] ?? ""
+  const errors: Array<string> = []
+  const take = <A>(r: Result.Result<A, string>, fallback: A): A => {
+    if (Result.isFailure(r)) {
+      errors.push(r.failure)
+      return fallback
+    }
+    return r.success
+  }
+  const logLevel = take(parseLogLevel(v("log-level")), 1)
+  for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
+  const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
+  const readiness = take(parseBindAddress("readiness-probe-bind-address", v("readiness-probe-bind-address")), undefined)
+  const metrics = take(parseBindAddress("metrics-bind-address", v("metrics-bind-address")), undefined)
+  const keyTypes = v("allowed-key-types").split(",").map((s) => s.trim()).filter((s) => s !== "")
+  for (const k of keyTypes) if (!KNOWN_KEY_TYPES.includes(k)) errors.push(`--allowed-key-types: unknown key type ${JSON.stringify(k)}`)
+  if (keyTypes.length === 0) errors.push("--allowed-key-types must name at least one key type")
+  const cmName = v("runtime-issuance-config-map-name")
+  const cmNamespace = v("runtime-issuance-config-map-namespace")
+  if (cmName !== "" && cmNamespace === "") errors.push("--runtime-issuance-config-map-namespace is required with --runtime-issuance-config-map-name")
+  if (v("leader-election-namespace") === "") errors.push("--leader-election-namespace must not be empty")
+  if (errors.length > 0) return Result.fail(errors.join("; "))
+  return Result.succeed({
+    config: {
+      csiDriverName: v("csi-driver-name"),
+      trustDomain: v("trust-domain"),
+      certificateRequestDuration: duration,
+      issuer: { name: v("issuer-name"), kind: v("issuer-kind") === "" ? "Issuer" : v("issuer-kind"), group: v("issuer-group") === "" ? "cert-manager.io" : v("issuer-group") },
+      autoApproveNonSpiffe: v("auto-approve-non-spiffe") === "true",
+      leaderElectionNamespace: v("leader-election-namespace"),
+      allowedKeyTypes: keyTypes
+    },
+    logLevel,
+    kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
+    runtimeIssuanceConfigMap: cmName === "" ? undefined : { name: cmName, namespace: cmNamespace },
+    staticIssuer: v("issuer-name") !== "",
+    readinessBindAddress: readiness,
+    metricsBindAddress: metrics
+  })
+}
+
+export type ApproverArgs = { readonly _tag: "Help" } | { readonly _tag: "Settings"; readonly settings: ApproverSettings }
+
+export const parseApproverArgs = (argv: ReadonlyArray<string>): Result.Result<ApproverArgs, string> =>
+  Result.flatMap(parseFlags(approverFlags, argv), (p: ParsedFlags): Result.Result<ApproverArgs, string> =>
+    p._tag === "Help"
+      ? Result.succeed({ _tag: "Help" })
+      : Result.map(decodeApproverSettings(p.values), (settings): ApproverArgs => ({ _tag: "Settings", settings })))

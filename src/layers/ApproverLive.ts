@@ -1,0 +1,59 @@
+/**
+ * Composition root of the approver: KubeClient, the runtime issuer, the evaluator, the Lease-based
+ * leader election and the controller, plus the readiness and metrics endpoints.
+ */
+import { Effect, Layer } from "effect"
+import * as ApproverConfigLayers from "../approver/ApproverConfig.ts"
+import type { ApproverSettings } from "../approver/ApproverFlags.ts"
+import * as ControllerLayers from "../approver/Controller.ts"
+import { Controller } from "../approver/Controller.ts"
+import { LeaderElection } from "../services/LeaderElection.ts"
+import * as EvaluatorLayers from "./Evaluator.ts"
+import * as HttpEndpoint from "./HttpEndpoint.ts"
+import * as IssuerConfigLayers from "./IssuerConfig.ts"
+import * as KubeClientLayers from "./KubeClient.ts"
+import * as LeaderElectionLayers from "./LeaderElection.ts"
+import * as Logging from "./Logging.ts"
+
+const readiness = Effect.gen(function*() {
+  const controller = yield* Controller
+  return {
+    "/healthz": Effect.succeed(HttpEndpoint.ok),
+    "/readyz": Effect.map(controller.ready, (ready) => (ready ? HttpEndpoint.ok : HttpEndpoint.notReady("leading but the first list of CertificateRequests is not done")))
+  }
+})
+
+const metrics = (driverName: string) =>
+  Effect.gen(function*() {
+    const leader = yield* LeaderElection
+    return {
+      "/metrics": Effect.flatMap(leader.isLeader, (leading) =>
+        HttpEndpoint.prometheus(
+          [
+            "# HELP csi_spiffe_approver_leader 1 while this replica holds the leader-election Lease.",
+            "# TYPE csi_spiffe_approver_leader gauge",
+            `csi_spiffe_approver_leader{name="${driverName}"} ${leading ? 1 : 0}`,
+            ""
+          ].join("\n")
+        ))
+    }
+  })
+
+export const ApproverLive = (settings: ApproverSettings) => {
+  const ConfigLive = ApproverConfigLayers.layer(settings.config)
+  const KubeLive = KubeClientLayers.layer(settings.kubeconfig === undefined ? {} : { kubeconfig: settings.kubeconfig })
+  const IssuerLive = IssuerConfigLayers.layerFor({
+    issuer: settings.staticIssuer ? settings.config.issuer : undefined,
+    runtimeIssuanceConfigMap: settings.runtimeIssuanceConfigMap
+  }).pipe(Layer.provide(KubeLive))
+  const EvaluatorLive = EvaluatorLayers.layer.pipe(Layer.provide([ConfigLive, IssuerLive]))
+  const LeaderLive = LeaderElectionLayers.layer.pipe(Layer.provide([KubeLive, ConfigLive]))
+  const ControllerLive = ControllerLayers.layer.pipe(Layer.provide([KubeLive, EvaluatorLive, LeaderLive, ConfigLive]))
+  const ReadinessLive = settings.readinessBindAddress === undefined
+    ? Layer.empty
+    : HttpEndpoint.layer(settings.readinessBindAddress, readiness).pipe(Layer.provide(ControllerLive))
+  const MetricsLive = settings.metricsBindAddress === undefined
+    ? Layer.empty
+    : HttpEndpoint.layer(settings.metricsBindAddress, metrics(settings.config.csiDriverName)).pipe(Layer.provide(LeaderLive))
+  return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel)))
+}
