@@ -20,6 +20,8 @@ export interface Tlv {
   /** The identifier octet: class bits, constructed bit and tag number (low-tag-number form only). */
   readonly tag: number
   readonly content: Uint8Array
+  /** The whole element, header included (what a signature covers). */
+  readonly raw: Uint8Array
 }
 
 export const TAG = {
@@ -43,6 +45,7 @@ export const readAll = (bytes: Uint8Array): ReadonlyArray<Tlv> => {
   const out: Array<Tlv> = []
   let at = 0
   while (at < bytes.length) {
+    const start = at
     const tag = bytes[at]!
     if ((tag & 0x1f) === 0x1f) throw new DerError({ detail: "high tag number" })
     at += 1
@@ -61,7 +64,7 @@ export const readAll = (bytes: Uint8Array): ReadonlyArray<Tlv> => {
       at += count
     }
     if (at + length > bytes.length) throw new DerError({ detail: "truncated content" })
-    out.push({ tag, content: bytes.subarray(at, at + length) })
+    out.push({ tag, content: bytes.subarray(at, at + length), raw: bytes.subarray(start, at + length) })
     at += length
   }
   return out
@@ -128,6 +131,16 @@ export const bitStringBytes = (tlv: Tlv): Uint8Array => {
     throw new DerError({ detail: "expected an octet-aligned BIT STRING" })
   }
   return tlv.content.subarray(1)
+}
+
+/** The magnitude of a non-negative INTEGER, without leading zero octets. */
+export const unsignedBytes = (tlv: Tlv): Uint8Array => {
+  if (tlv.tag !== TAG.INTEGER || tlv.content.length === 0 || (tlv.content[0]! & 0x80) !== 0) {
+    throw new DerError({ detail: "expected a non-negative INTEGER" })
+  }
+  let i = 0
+  while (i < tlv.content.length - 1 && tlv.content[i] === 0) i++
+  return tlv.content.subarray(i)
 }
 
 /** Significant bits of a non-negative INTEGER (an RSA modulus). */

@@ -3,7 +3,8 @@
  * `CsrFacts`.
  *
  * Owns: strict decoding (canonical base64, exactly one `CERTIFICATE REQUEST` PEM block and nothing but
- * whitespace around it, DER with no trailing bytes) and signature verification through WebCrypto.
+ * whitespace around it, DER with no trailing bytes) and signature verification with WebCrypto over
+ * the exact signed bytes (no re-encoding by a library), for `SUPPORTED_SIGNATURE_ALGORITHMS`.
  * Does not own: any judgement (`domain/SpiffeRules.ts`).
  *
  * Never fails: input that does not decode yields `Unparsable` facts with a short reason that quotes
@@ -20,7 +21,6 @@ import {
   OID,
   type ParsedCsr
 } from "../domain/CsrFacts.ts"
-import { x509 } from "../x509.ts"
 import * as Der from "./Der.ts"
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
@@ -40,6 +40,14 @@ const GENERAL_NAME_KINDS: Readonly<Record<number, string>> = {
 }
 
 type Structure = Omit<ParsedCsr, "signatureValid">
+
+/** What the self-signature check needs, as the request carries it. */
+interface Signed {
+  /** CertificationRequestInfo, header included: the signed bytes. */
+  readonly info: Uint8Array
+  readonly spki: Uint8Array
+  readonly signature: Uint8Array
+}
 
 /** The DER of the single PEM block, or the reason there is none. */
 const pemToDer = (request: string): Uint8Array | string => {
@@ -137,7 +145,7 @@ const readBasicConstraintsCa = (value: Uint8Array): boolean => {
 }
 
 /** Decodes the request's structure; throws `DerError` when it is not a PKCS#10 request. */
-const structureOf = (der: Uint8Array): Structure => {
+const structureOf = (der: Uint8Array): { readonly structure: Structure; readonly signed: Signed } => {
   const [info, signatureAlgorithm, signature] = Der.children(Der.readOne(der, Der.TAG.SEQUENCE), Der.TAG.SEQUENCE)
   if (signatureAlgorithm?.tag !== Der.TAG.SEQUENCE || signature?.tag !== Der.TAG.BIT_STRING) {
     throw new Der.DerError({ detail: "not a CertificationRequest" })
@@ -204,8 +212,10 @@ const structureOf = (der: Uint8Array): Structure => {
     }
   }
 
-  return {
+  const [signatureOid] = Der.children(signatureAlgorithm, Der.TAG.SEQUENCE)
+  const structure: Structure = {
     _tag: "Parsed",
+    signatureAlgorithm: Der.oid(signatureOid!),
     publicKey,
     subjectAttributes,
     ...sans,
@@ -216,23 +226,81 @@ const structureOf = (der: Uint8Array): Structure => {
     basicConstraintsCa,
     otherAttributes
   }
+  return { structure, signed: { info: info!.raw, spki: spki.raw, signature: Der.bitStringBytes(signature) } }
 }
 
-const verifySignature = (der: Uint8Array): Effect.Effect<boolean> =>
-  Effect.tryPromise(() => new x509.Pkcs10CertificateRequest(der).verify()).pipe(
-    Effect.orElseSucceed(() => false)
-  )
+/** Field sizes of the supported curves: an ECDSA signature is r‖s, each this many bytes, for WebCrypto. */
+const CURVE_BYTES: Readonly<Record<string, number>> = { "P-256": 32, "P-384": 48, "P-521": 66 }
+
+/** DER `SEQUENCE { r INTEGER, s INTEGER }` → the fixed-width r‖s WebCrypto verifies. */
+const ecdsaRaw = (der: Uint8Array, size: number): Uint8Array => {
+  const [r, s, ...rest] = Der.children(Der.readOne(der, Der.TAG.SEQUENCE), Der.TAG.SEQUENCE)
+  if (r === undefined || s === undefined || rest.length > 0) throw new Der.DerError({ detail: "bad ECDSA signature" })
+  const out = new Uint8Array(2 * size)
+  for (const [i, part] of [Der.unsignedBytes(r), Der.unsignedBytes(s)].entries()) {
+    if (part.length > size) throw new Der.DerError({ detail: "bad ECDSA signature" })
+    out.set(part, (i + 1) * size - part.length)
+  }
+  return out
+}
+
+const HASHES: Readonly<Record<string, string>> = {
+  [OID.ecdsaWithSha256]: "SHA-256",
+  [OID.ecdsaWithSha384]: "SHA-384",
+  [OID.ecdsaWithSha512]: "SHA-512",
+  [OID.sha256WithRsa]: "SHA-256",
+  [OID.sha384WithRsa]: "SHA-384",
+  [OID.sha512WithRsa]: "SHA-512"
+}
+
+/** The WebCrypto parameters for this algorithm and key, or undefined when they do not match. */
+const webCryptoParams = (algorithm: string, key: KeyAlgorithm, signature: Uint8Array) => {
+  const hash = HASHES[algorithm]
+  if (key._tag === "Ecdsa" && algorithm.startsWith("1.2.840.10045.4.3.") && hash !== undefined) {
+    const size = CURVE_BYTES[key.curve]
+    if (size === undefined) return undefined
+    return {
+      importParams: { name: "ECDSA", namedCurve: key.curve },
+      verifyParams: { name: "ECDSA", hash },
+      signature: ecdsaRaw(signature, size)
+    }
+  }
+  if (key._tag === "Rsa" && algorithm.startsWith("1.2.840.113549.1.1.") && hash !== undefined) {
+    return { importParams: { name: "RSASSA-PKCS1-v1_5", hash }, verifyParams: { name: "RSASSA-PKCS1-v1_5" }, signature }
+  }
+  if (key._tag === "Ed25519" && algorithm === OID.ed25519) {
+    return { importParams: { name: "Ed25519" }, verifyParams: { name: "Ed25519" }, signature }
+  }
+  return undefined
+}
+
+/** Whether the request's own key verifies its signature; false for anything unsupported or malformed. */
+const verifySignature = (structure: Structure, signed: Signed): Effect.Effect<boolean> =>
+  Effect.suspend(() => {
+    let params: ReturnType<typeof webCryptoParams>
+    try {
+      params = webCryptoParams(structure.signatureAlgorithm, structure.publicKey, signed.signature)
+    } catch {
+      return Effect.succeed(false)
+    }
+    if (params === undefined) return Effect.succeed(false)
+    const { importParams, verifyParams, signature } = params
+    return Effect.tryPromise(async () => {
+      const key = await globalThis.crypto.subtle.importKey("spki", signed.spki, importParams, false, ["verify"])
+      return globalThis.crypto.subtle.verify(verifyParams, key, signature, signed.info)
+    }).pipe(Effect.orElseSucceed(() => false))
+  })
 
 /** The facts of `spec.request`; never fails. */
 export const inspectCsr = Effect.fn("InspectCsr.inspectCsr")(function*(request: string): Effect.fn.Return<CsrFacts> {
   const der = pemToDer(request)
   if (typeof der === "string") return { _tag: "Unparsable", why: der }
-  let structure: Structure
+  let decoded: ReturnType<typeof structureOf>
   try {
-    structure = structureOf(der)
+    decoded = structureOf(der)
   } catch (e) {
     return { _tag: "Unparsable", why: e instanceof Der.DerError ? `malformed DER: ${e.detail}` : "malformed DER" }
   }
-  const signatureValid = yield* verifySignature(der)
-  return { ...structure, signatureValid }
+  const signatureValid = yield* verifySignature(decoded.structure, decoded.signed)
+  return { ...decoded.structure, signatureValid }
 })

@@ -38,8 +38,29 @@ export const OID = {
   clientAuth: "1.3.6.1.5.5.7.3.2",
   ecPublicKey: "1.2.840.10045.2.1",
   rsaEncryption: "1.2.840.113549.1.1.1",
-  ed25519: "1.3.101.112"
+  ed25519: "1.3.101.112",
+  ecdsaWithSha256: "1.2.840.10045.4.3.2",
+  ecdsaWithSha384: "1.2.840.10045.4.3.3",
+  ecdsaWithSha512: "1.2.840.10045.4.3.4",
+  sha256WithRsa: "1.2.840.113549.1.1.11",
+  sha384WithRsa: "1.2.840.113549.1.1.12",
+  sha512WithRsa: "1.2.840.113549.1.1.13"
 } as const
+
+/**
+ * Signature algorithms the approver verifies: ECDSA and RSA PKCS#1 v1.5 with SHA-2, and Ed25519 —
+ * what Go's `x509.CreateCertificateRequest` produces for the key types policy can allow. SHA-1,
+ * RSA-PSS and anything else are reported as unsupported rather than silently trusted.
+ */
+export const SUPPORTED_SIGNATURE_ALGORITHMS: ReadonlyArray<string> = [
+  OID.ecdsaWithSha256,
+  OID.ecdsaWithSha384,
+  OID.ecdsaWithSha512,
+  OID.sha256WithRsa,
+  OID.sha384WithRsa,
+  OID.sha512WithRsa,
+  OID.ed25519
+]
 
 /** Readable names for the OIDs that show up in denial messages; anything else prints as its OID. */
 const OID_NAMES: Readonly<Record<string, string>> = {
@@ -59,6 +80,16 @@ const OID_NAMES: Readonly<Record<string, string>> = {
   "1.3.6.1.5.5.7.3.8": "timeStamping",
   "1.3.6.1.5.5.7.3.9": "OCSPSigning",
   "2.5.29.37.0": "anyExtendedKeyUsage",
+  "1.2.840.10045.4.1": "ecdsa-with-SHA1",
+  "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
+  "1.2.840.10045.4.3.3": "ecdsa-with-SHA384",
+  "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
+  "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
+  "1.2.840.113549.1.1.10": "RSASSA-PSS",
+  "1.2.840.113549.1.1.11": "sha256WithRSAEncryption",
+  "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
+  "1.2.840.113549.1.1.13": "sha512WithRSAEncryption",
+  "1.3.101.112": "Ed25519",
   "1.2.840.113549.1.9.7": "challengePassword",
   "1.2.840.113549.1.9.14": "extensionRequest",
   "2.5.4.3": "CN",
@@ -116,7 +147,9 @@ export interface ExtensionFact {
 /** A CSR that decoded. Every list keeps the order in which the CSR carries its entries. */
 export interface ParsedCsr {
   readonly _tag: "Parsed"
-  /** The self-signature verifies with the request's own public key. */
+  /** The OID of the algorithm the request is signed with. */
+  readonly signatureAlgorithm: string
+  /** The self-signature verifies with the request's own public key (false for unsupported algorithms). */
   readonly signatureValid: boolean
   readonly publicKey: KeyAlgorithm
   /** Attribute types of every RDN of the subject; empty for an empty subject. */

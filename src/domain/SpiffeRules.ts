@@ -21,7 +21,8 @@ import {
   type KeyUsageBit,
   keyTypeName,
   OID,
-  type ParsedCsr
+  type ParsedCsr,
+  SUPPORTED_SIGNATURE_ALGORITHMS
 } from "./CsrFacts.ts"
 import * as Decision from "./Decision.ts"
 import * as IssuerRef from "./IssuerRef.ts"
@@ -132,7 +133,9 @@ const uriViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | 
 /** Signature, key, subject, SANs, extensions and their contents, in that order. */
 const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | undefined): ReadonlyArray<string> => {
   const out: Array<string> = []
-  if (!csr.signatureValid) out.push("signature does not verify")
+  if (!SUPPORTED_SIGNATURE_ALGORITHMS.includes(csr.signatureAlgorithm)) {
+    out.push(`signature algorithm ${describeOid(csr.signatureAlgorithm)} is not supported`)
+  } else if (!csr.signatureValid) out.push("signature does not verify")
   const keyType = keyTypeName(csr.publicKey)
   if (!policy.allowedKeyTypes.includes(keyType)) {
     out.push(`public key type ${keyType} is not allowed (allowed: ${policy.allowedKeyTypes.join(", ") || "none"})`)

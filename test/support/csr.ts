@@ -138,6 +138,8 @@ export interface CsrOptions {
   readonly extensions?: ReadonlyArray<x509.Extension>
   /** CSR attributes besides the extension request (e.g. `challengePassword`). */
   readonly attributes?: ReadonlyArray<x509.Attribute>
+  /** Overrides the signature algorithm (e.g. ECDSA with SHA-1); defaults to the key type's usual one. */
+  readonly signingAlgorithm?: object
   /** Flip the last byte of the signature so it no longer verifies while the request still parses. */
   readonly tamper?: boolean
 }
@@ -156,7 +158,7 @@ export const csrDer = async (uri: string, options: CsrOptions = {}): Promise<Uin
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     ...(options.subject === undefined ? {} : { name: options.subject }),
     keys: keys as never,
-    signingAlgorithm: algorithms[type].sign as never,
+    signingAlgorithm: (options.signingAlgorithm ?? algorithms[type].sign) as never,
     extensions: [...(options.extensions ?? driverExtensions(uri))],
     ...(options.attributes === undefined ? {} : { attributes: [...options.attributes] })
   })

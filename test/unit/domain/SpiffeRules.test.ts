@@ -284,6 +284,31 @@ const tricks: ReadonlyArray<Case> = [
   { name: "RSA-2048 key when allowed", request: csr({ keyType: "rsa-2048" }), policy: { allowedKeyTypes: ["ecdsa-p256", "rsa-2048"] }, expect: Approved() },
   { name: "Ed25519 key when allowed", request: csr({ keyType: "ed25519" }), policy: { allowedKeyTypes: KNOWN_KEY_TYPES }, expect: Approved() },
   { name: "tampered signature", request: csr({ tamper: true }), expect: Denied({ reasons: [r("signature does not verify")] }) },
+  {
+    name: "tampered RSA signature",
+    request: csr({ keyType: "rsa-2048", tamper: true }),
+    policy: { allowedKeyTypes: KNOWN_KEY_TYPES },
+    expect: Denied({ reasons: [r("signature does not verify")] })
+  },
+  {
+    name: "tampered Ed25519 signature",
+    request: csr({ keyType: "ed25519", tamper: true }),
+    policy: { allowedKeyTypes: KNOWN_KEY_TYPES },
+    expect: Denied({ reasons: [r("signature does not verify")] })
+  },
+  {
+    name: "ECDSA with SHA-1 is not a supported signature",
+    request: csr({ signingAlgorithm: { name: "ECDSA", hash: "SHA-1" } }),
+    expect: Denied({ reasons: [r("signature algorithm ecdsa-with-SHA1 (1.2.840.10045.4.1) is not supported")] })
+  },
+  { name: "P-384 key when allowed", request: csr({ keyType: "ecdsa-p384" }), policy: { allowedKeyTypes: KNOWN_KEY_TYPES }, expect: Approved() },
+  { name: "RSA-3072 key when allowed", request: csr({ keyType: "rsa-3072" }), policy: { allowedKeyTypes: KNOWN_KEY_TYPES }, expect: Approved() },
+  {
+    name: "RSA-3072 key when only RSA-2048 is allowed",
+    request: csr({ keyType: "rsa-3072" }),
+    policy: { allowedKeyTypes: ["ecdsa-p256", "rsa-2048"] },
+    expect: Denied({ reasons: [r("public key type rsa-3072 is not allowed (allowed: ecdsa-p256, rsa-2048)")] })
+  },
   { name: "subject O=", request: csr({ subject: "O=system:masters" }), expect: Denied({ reasons: [r("subject must be empty, got O")] }) },
   {
     name: "username that is not a ServiceAccount",
