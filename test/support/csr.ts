@@ -7,6 +7,7 @@
 import type { webcrypto } from "node:crypto"
 import type { CertificateRequest } from "../../src/domain/CertificateRequest.ts"
 import { IDENTITY_ANNOTATION, REQUIRED_USAGES } from "../../src/domain/CertificateRequest.ts"
+import type { SpiffePolicy } from "../../src/domain/SpiffeRules.ts"
 import { x509 } from "../../src/x509.ts"
 
 export type KeyType = "ecdsa-p256" | "ecdsa-p384" | "ecdsa-p521" | "rsa-2048" | "rsa-3072" | "rsa-4096" | "ed25519"
@@ -183,6 +184,15 @@ export const NAMESPACE = "sandbox"
 export const SERVICE_ACCOUNT = "app"
 export const IDENTITY = `spiffe://${TRUST_DOMAIN}/ns/${NAMESPACE}/sa/${SERVICE_ACCOUNT}`
 export const SPIFFE_ISSUER = { name: "my-spiffe-ca", kind: "ClusterIssuer", group: "cert-manager.io" } as const
+
+/** The approver's policy with the original's defaults: the requests above pass it. */
+export const TEST_POLICY: SpiffePolicy = {
+  trustDomain: TRUST_DOMAIN,
+  certificateRequestDurationMs: 3_600_000,
+  issuer: SPIFFE_ISSUER,
+  allowedKeyTypes: ["ecdsa-p256"],
+  autoApproveNonSpiffe: false
+}
 
 export interface CrOptions {
   readonly name?: string

@@ -13,15 +13,9 @@ import type { SpiffePolicy } from "../../../src/domain/SpiffeRules.ts"
 import { layerStatic } from "../../../src/layers/Evaluator.ts"
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
 import { joinAdvancing } from "./clock.ts"
-import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE, SPIFFE_ISSUER } from "../../support/csr.ts"
+import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE, TEST_POLICY } from "../../support/csr.ts"
 
-const POLICY: SpiffePolicy = {
-  trustDomain: "cluster.local",
-  certificateRequestDurationMs: 3_600_000,
-  issuer: SPIFFE_ISSUER,
-  allowedKeyTypes: ["ecdsa-p256"],
-  autoApproveNonSpiffe: false
-}
+const POLICY = TEST_POLICY
 
 const NOW = Date.UTC(2030, 0, 2, 3, 4, 5)
 const key = (name: string) => ({ namespace: NAMESPACE, name })

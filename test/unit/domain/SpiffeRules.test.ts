@@ -29,17 +29,11 @@ import {
   sanExtension,
   SERVER_AUTH,
   specRequest,
-  SPIFFE_ISSUER,
+  TEST_POLICY,
   toPem
 } from "../../support/csr.ts"
 
-const POLICY: SpiffePolicy = {
-  trustDomain: "cluster.local",
-  certificateRequestDurationMs: 3_600_000,
-  issuer: SPIFFE_ISSUER,
-  allowedKeyTypes: ["ecdsa-p256"],
-  autoApproveNonSpiffe: false
-}
+const POLICY = TEST_POLICY
 
 const r = (message: string) => `spec.request: ${message}`
 const notSpiffe = (violation: string) => r(`URI SAN is not a valid SPIFFE ID: ${violation}`)
