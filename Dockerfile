@@ -24,8 +24,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 COPY proto ./proto
 COPY src ./src
+# Fail the build now if a module does not resolve or a type cannot be stripped.
 RUN chmod 0755 src/bin/*.ts \
- # Fail the build now if a module does not resolve or a type cannot be stripped.
  && for bin in src/bin/*.ts; do node "$bin" --help >/dev/null || exit 1; done
 
 # ---------------------------------------------------------------- runtime
