@@ -217,11 +217,17 @@ export const make = (kc: k8s.KubeConfig): KubeClientShape => {
     })
     if (reply.status !== 200) return yield* failure("list", reply)
     const envelope = yield* decodeJson("list", ListEnvelope, `${resource.kind} list`, reply.text)
+    // One malformed object (another client's) must not make every list fail forever: it is skipped
+    // with a warning, as an informer would drop it.
     const decodeItem = Schema.decodeUnknownEffect(resource.schema)
-    const items = yield* Effect.forEach(envelope.items ?? [], (item, i) =>
+    const decoded = yield* Effect.forEach(envelope.items ?? [], (item, i) =>
       decodeItem(item).pipe(
-        Effect.mapError((e) => kubeError("list", "Decode", decodeSummary(`${resource.kind} list item ${i}`, e)))
+        Effect.map((a): A | undefined => a),
+        Effect.catch((e) =>
+          Effect.as(Effect.logWarning("skipping an object that does not decode", { summary: decodeSummary(`${resource.kind} list item ${i}`, e) }), undefined)
+        )
       ))
+    const items = decoded.filter((a): a is A => a !== undefined)
     return { items, resourceVersion: envelope.metadata.resourceVersion } satisfies ListResult<A>
   })
 
@@ -242,10 +248,16 @@ export const make = (kc: k8s.KubeConfig): KubeClientShape => {
           return { type: "BOOKMARK", resourceVersion: bookmark.metadata.resourceVersion }
         }
         default: {
-          const object = yield* Schema.decodeUnknownEffect(resource.schema)(event.object).pipe(
+          const decoded = yield* Effect.result(Schema.decodeUnknownEffect(resource.schema)(event.object))
+          if (decoded._tag === "Success") return { type: event.type, object: decoded.success }
+          // A malformed object is skipped like in `list`; its resourceVersion still moves the watch on.
+          yield* Effect.logWarning("skipping a watch event whose object does not decode", {
+            summary: decodeSummary(`${resource.kind} in ${event.type} event`, decoded.failure)
+          })
+          const bookmark = yield* Schema.decodeUnknownEffect(Bookmark)(event.object).pipe(
             Effect.mapError((e) => kubeError("watch", "Decode", decodeSummary(`${resource.kind} in ${event.type} event`, e)))
           )
-          return { type: event.type, object }
+          return { type: "BOOKMARK", resourceVersion: bookmark.metadata.resourceVersion }
         }
       }
     })

@@ -459,6 +459,24 @@ describe("layer (live, against a fake API server)", () => {
         assert.strictEqual(req?.authorization, "Bearer driver-sa-token")
       })))
 
+  it.effect("one malformed object never blocks the others: list skips it, watch turns it into a bookmark", () =>
+    withServer((req, res) => {
+      const malformed = { metadata: { name: "bad", namespace: NS, resourceVersion: "13" }, spec: { request: 42 } }
+      if (req.query["watch"] === "true") {
+        res.writeHead(200, { "content-type": "application/json" })
+        res.end([{ type: "ADDED", object: malformed }, { type: "ADDED", object: crJson("b", "14") }].map((l) => JSON.stringify(l) + "\n").join(""))
+      } else {
+        reply(res, 200, { kind: "CertificateRequestList", apiVersion: "cert-manager.io/v1", metadata: { resourceVersion: "12" }, items: [crJson("a", "10"), malformed] })
+      }
+    }, () =>
+      Effect.gen(function*() {
+        const kube = yield* KubeClient
+        const listed = yield* kube.list(CertificateRequests, {})
+        assert.deepStrictEqual(listed.items.map((i) => i.metadata.name), ["a"])
+        const events = yield* Stream.runCollect(kube.watch(CertificateRequests, { resourceVersion: "12" }))
+        assert.deepStrictEqual(summary(events), ["BOOKMARK 13", "ADDED b"])
+      })))
+
   it.effect("a watch ERROR event with code 410 fails with Gone, as does an HTTP 410", () =>
     withServer((req, res) => {
       if (req.query["resourceVersion"] === "1") {
