@@ -19,6 +19,7 @@ import type { KubeError, WatchEvent } from "../services/KubeClient.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import { ApproverConfig } from "./ApproverConfig.ts"
 import { alreadySettled, keyString, parseKey, reconcile } from "./Reconcile.ts"
+import * as ApproverMetrics from "./ApproverMetrics.ts"
 import * as WorkQueue from "./WorkQueue.ts"
 
 export interface ControllerShape {
@@ -86,6 +87,7 @@ const runTerm = (
     const failures = new Map<string, number>()
     const handle = (key: string): Effect.Effect<void> =>
       reconcile(parseKey(key)).pipe(
+        ApproverMetrics.timeReconcile,
         Effect.provideService(KubeClient, kube),
         Effect.provideService(Evaluator, evaluator),
         Effect.tap((result) => {
@@ -152,6 +154,7 @@ const runTerm = (
       const watched = yield* Effect.result(
         kube.watch(CertificateRequests, { resourceVersion }).pipe(Stream.runForEach(onEvent))
       )
+      yield* ApproverMetrics.countWatchRestart(watched._tag === "Success" ? "closed" : watched.failure.reason === "Gone" ? "gone" : "error")
       if (watched._tag === "Failure") {
         if (watched.failure.reason === "Gone") {
           yield* Effect.logInfo("watch expired; relisting")
