@@ -6,6 +6,7 @@
 import { Result } from "effect"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
 import { parseFlags } from "../config/Flags.ts"
+import * as Common from "../config/CommonFlags.ts"
 import { KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import { parseBindAddress, parseLogLevel, parseRequestDuration } from "../services/DriverConfig.ts"
@@ -23,17 +24,16 @@ export interface ApproverSettings {
 }
 
 export const approverFlags: ReadonlyArray<FlagSpec> = [
-  { section: "App", name: "csi-driver-name", kind: "string", default: "spiffe.csi.cert-manager.io", usage: "Name of the CSI driver; also the name of the leader-election Lease." },
-  { section: "App", name: "log-level", short: "v", kind: "string", default: "1", usage: "Log level (1-5)." },
-  { section: "Kubernetes", name: "kubeconfig", kind: "string", default: "", usage: "Path to a kubeconfig; in-cluster configuration when empty." },
-  { section: "cert-manager", name: "runtime-issuance-config-map-name", kind: "string", default: "", usage: "Name of the runtime issuance ConfigMap naming the SPIFFE issuer." },
-  { section: "cert-manager", name: "runtime-issuance-config-map-namespace", kind: "string", default: "", usage: "Namespace of the runtime issuance ConfigMap." },
-  { section: "cert-manager", name: "trust-domain", kind: "string", default: "cluster.local", usage: "The only trust domain requests may ask for." },
-  { section: "cert-manager", name: "certificate-request-duration", kind: "string", default: "1h", usage: "Duration every request must ask for, exactly." },
-  { section: "cert-manager", name: "issuer-name", kind: "string", default: "my-spiffe-ca", usage: "Name of the SPIFFE issuer." },
-  { section: "cert-manager", name: "issuer-kind", kind: "string", default: "ClusterIssuer", usage: "Kind of the SPIFFE issuer." },
-  { section: "cert-manager", name: "issuer-group", kind: "string", default: "cert-manager.io", usage: "API group of the SPIFFE issuer." },
+  Common.csiDriverName("Name of the CSI driver; also the name of the leader-election Lease."),
+  Common.logLevel,
+  Common.kubeconfig,
+  ...Common.runtimeIssuanceConfigMap,
+  Common.trustDomain("The only trust domain requests may ask for."),
+  Common.certificateRequestDuration("Duration every request must ask for, exactly."),
+  ...Common.issuer,
   { section: "cert-manager", name: "allowed-key-types", kind: "string", default: "ecdsa-p256", usage: `Comma-separated key types requests may use (${KNOWN_KEY_TYPES.join(", ")}).` },
+  { section: "cert-manager", name: "use-own-service-account", kind: "bool", default: "false", usage: "The original's mode where the driver requests with its own ServiceAccount (not supported by this approver yet)." },
+  { section: "cert-manager", name: "driver-service-account", kind: "string", default: "", usage: "With --use-own-service-account: the driver's ServiceAccount username (not supported yet)." },
   { section: "Controller", name: "auto-approve-non-spiffe", kind: "bool", default: "false", usage: "Also approve requests without the identity annotation, unless they target the SPIFFE issuer or carry a spiffe:// URI." },
   { section: "Controller", name: "leader-election-namespace", kind: "string", default: "cert-manager", usage: "Namespace of the leader-election Lease." },
   { section: "Controller", name: "readiness-probe-bind-address", kind: "string", default: ":6060", usage: "Address of the readiness endpoint (/readyz); 0 disables." },
@@ -61,6 +61,9 @@ export const decodeApproverSettings = (values: Readonly<Record<string, string>>)
   const cmName = v("runtime-issuance-config-map-name")
   const cmNamespace = v("runtime-issuance-config-map-namespace")
   if (cmName !== "" && cmNamespace === "") errors.push("--runtime-issuance-config-map-namespace is required with --runtime-issuance-config-map-name")
+  if (v("use-own-service-account") === "true") {
+    errors.push("--use-own-service-account is not supported by this approver yet: requests must be made with the pod's own token (the default)")
+  }
   if (v("leader-election-namespace") === "") errors.push("--leader-election-namespace must not be empty")
   if (errors.length > 0) return Result.fail(errors.join("; "))
   return Result.succeed({

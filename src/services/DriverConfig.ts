@@ -13,6 +13,7 @@ import { defaultPolicy } from "../domain/Renewal.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
 import { parseFlags } from "../config/Flags.ts"
+import * as Common from "../config/CommonFlags.ts"
 
 export interface DriverConfigShape {
   readonly csiDriverName: string
@@ -46,22 +47,19 @@ export class DriverConfig extends Context.Service<DriverConfig, DriverConfigShap
 }
 
 export const driverFlags: ReadonlyArray<FlagSpec> = [
-  { section: "App", name: "csi-driver-name", kind: "string", default: "spiffe.csi.cert-manager.io", usage: "Name of the CSI driver as installed (the CSIDriver object's name)." },
-  { section: "App", name: "log-level", short: "v", kind: "string", default: "1", usage: "Log level (1-5)." },
-  { section: "Kubernetes", name: "kubeconfig", kind: "string", default: "", usage: "Path to a kubeconfig; in-cluster configuration when empty." },
+  Common.csiDriverName("Name of the CSI driver as installed (the CSIDriver object's name)."),
+  Common.logLevel,
+  Common.kubeconfig,
   { section: "Driver", name: "node-id", kind: "string", default: "", usage: "Name of the node the driver runs on (required)." },
   { section: "Driver", name: "endpoint", kind: "string", default: "", usage: "gRPC endpoint, unix:///path/to/csi.sock (required)." },
   { section: "Driver", name: "data-root", kind: "string", default: "", usage: "Directory for the driver's tmpfs and volume state (required)." },
   { section: "Driver", name: "metrics-bind-address", kind: "string", default: "0", usage: "Address for /metrics, /healthz and /readyz; 0 disables." },
   { section: "cert-manager", name: "use-own-service-account", kind: "bool", default: "false", usage: "Create CertificateRequests with the driver's ServiceAccount instead of the pod's." },
-  { section: "cert-manager", name: "runtime-issuance-config-map-name", kind: "string", default: "", usage: "Name of a ConfigMap with issuer-name, issuer-kind and issuer-group, watched at runtime." },
-  { section: "cert-manager", name: "runtime-issuance-config-map-namespace", kind: "string", default: "", usage: "Namespace of the runtime issuance ConfigMap." },
-  { section: "cert-manager", name: "trust-domain", kind: "string", default: "cluster.local", usage: "Trust domain of the SPIFFE IDs issued." },
-  { section: "cert-manager", name: "certificate-request-duration", kind: "string", default: "1h", usage: "Duration requested for every certificate." },
+  ...Common.runtimeIssuanceConfigMap,
+  Common.trustDomain("Trust domain of the SPIFFE IDs issued."),
+  Common.certificateRequestDuration("Duration requested for every certificate."),
   { section: "cert-manager", name: "extra-certificate-request-annotations", kind: "string", default: "", usage: "Extra annotations for every CertificateRequest, as k1=v1,k2=v2." },
-  { section: "cert-manager", name: "issuer-name", kind: "string", default: "my-spiffe-ca", usage: "Name of the issuer that signs the SVIDs." },
-  { section: "cert-manager", name: "issuer-kind", kind: "string", default: "ClusterIssuer", usage: "Kind of the issuer." },
-  { section: "cert-manager", name: "issuer-group", kind: "string", default: "cert-manager.io", usage: "API group of the issuer." },
+  ...Common.issuer,
   { section: "Volume", name: "file-name-certificate", kind: "string", default: "tls.crt", usage: "File name of the certificate chain in the volume." },
   { section: "Volume", name: "file-name-key", kind: "string", default: "tls.key", usage: "File name of the private key in the volume." },
   { section: "Volume", name: "file-name-ca", kind: "string", default: "ca.crt", usage: "File name of the CA bundle in the volume." },

@@ -1,0 +1,34 @@
+/**
+ * The flags both binaries take, with the original's names and defaults; each binary words the help
+ * text of the ones whose meaning differs for it.
+ */
+import type { FlagSpec } from "./Flags.ts"
+
+export const csiDriverName = (usage: string): FlagSpec =>
+  ({ section: "App", name: "csi-driver-name", kind: "string", default: "spiffe.csi.cert-manager.io", usage })
+
+export const logLevel: FlagSpec = { section: "App", name: "log-level", short: "v", kind: "string", default: "1", usage: "Log level (1-5)." }
+
+export const kubeconfig: FlagSpec = {
+  section: "Kubernetes",
+  name: "kubeconfig",
+  kind: "string",
+  default: "",
+  usage: "Path to a kubeconfig; in-cluster configuration when empty."
+}
+
+export const runtimeIssuanceConfigMap: ReadonlyArray<FlagSpec> = [
+  { section: "cert-manager", name: "runtime-issuance-config-map-name", kind: "string", default: "", usage: "Name of a ConfigMap with issuer-name, issuer-kind and issuer-group, watched at runtime." },
+  { section: "cert-manager", name: "runtime-issuance-config-map-namespace", kind: "string", default: "", usage: "Namespace of the runtime issuance ConfigMap." }
+]
+
+export const trustDomain = (usage: string): FlagSpec => ({ section: "cert-manager", name: "trust-domain", kind: "string", default: "cluster.local", usage })
+
+export const certificateRequestDuration = (usage: string): FlagSpec =>
+  ({ section: "cert-manager", name: "certificate-request-duration", kind: "string", default: "1h", usage })
+
+export const issuer: ReadonlyArray<FlagSpec> = [
+  { section: "cert-manager", name: "issuer-name", kind: "string", default: "my-spiffe-ca", usage: "Name of the issuer that signs the SVIDs." },
+  { section: "cert-manager", name: "issuer-kind", kind: "string", default: "ClusterIssuer", usage: "Kind of the issuer." },
+  { section: "cert-manager", name: "issuer-group", kind: "string", default: "cert-manager.io", usage: "API group of the issuer." }
+]
