@@ -28,16 +28,24 @@ export const layerFile = (file: string) =>
         try: () => fs.readFile(file, "utf8"),
         catch: (e) => new CryptoError({ operation: `read CA bundle ${file}`, detail: e instanceof Error ? e.message : String(e) })
       })
-      const load = read.pipe(Effect.tap((pem) => crypto.validateBundle(pem)))
-      const initial = yield* load
-      const ref = yield* SubscriptionRef.make(initial)
-      const events = Stream.callback<void>((queue) =>
-        Effect.acquireRelease(
-          Effect.sync(() => fsSync.watch(path.dirname(file), () => Queue.offerUnsafe(queue, undefined))),
-          (w) => Effect.sync(() => w.close())
+      const load = read.pipe(
+        Effect.tap((pem) =>
+          crypto.validateBundle(pem).pipe(Effect.mapError((e) => new CryptoError({ operation: `validate CA bundle ${file}`, detail: e.detail })))
         )
       )
-      yield* events.pipe(
+      // Watch before the first read, so a change made while the driver starts is never missed.
+      // One pending event is enough: the reload reads the file as it is then.
+      const events = yield* Queue.sliding<void>(1)
+      yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => fsSync.watch(path.dirname(file), () => Queue.offerUnsafe(events, undefined)),
+          catch: (e) => new CryptoError({ operation: `watch CA bundle directory ${path.dirname(file)}`, detail: e instanceof Error ? e.message : String(e) })
+        }),
+        (w) => Effect.sync(() => w.close())
+      )
+      const initial = yield* load
+      const ref = yield* SubscriptionRef.make(initial)
+      yield* Stream.fromQueue(events).pipe(
         Stream.debounce(COALESCE),
         Stream.runForEach(() =>
           load.pipe(

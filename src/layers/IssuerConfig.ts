@@ -62,19 +62,34 @@ export const layerConfigMap = (
       let loaded = false
       const selector = { namespace: source.namespace, fieldSelector: `metadata.name=${source.name}` }
 
+      // The resourceVersion of the invalid ConfigMap last reported, so that a relist (every watch
+      // reconnect) neither republishes an unchanged issuer nor repeats the error and its Event.
+      let reportedInvalid: string | undefined
+
+      /** Publishes `next` only when it differs from the current issuer; true when it did. */
+      const setIssuer = (next: IssuerRef | undefined) =>
+        Effect.flatMap(SubscriptionRef.get(ref), (now) => {
+          const same = now === undefined || next === undefined ? now === next : Issuer.equals(now, next)
+          return same ? Effect.succeed(false) : Effect.as(SubscriptionRef.set(ref, next), true)
+        })
+
       const apply = Effect.fnUntraced(function*(cm: ConfigMap | undefined) {
         if (cm === undefined) {
-          yield* SubscriptionRef.set(ref, fallback)
-          yield* Effect.logInfo("runtime issuance ConfigMap absent; using the static issuer", { issuer: fallback === undefined ? "none" : Issuer.format(fallback) })
+          reportedInvalid = undefined
+          if ((yield* setIssuer(fallback)) || !loaded) {
+            yield* Effect.logInfo("runtime issuance ConfigMap absent; using the static issuer", { issuer: fallback === undefined ? "none" : Issuer.format(fallback) })
+          }
           return
         }
         const issuer = issuerFromConfigMap(cm)
         if (Result.isSuccess(issuer)) {
-          yield* SubscriptionRef.set(ref, issuer.success)
-          yield* Effect.logInfo("runtime issuer configured", { issuer: Issuer.format(issuer.success) })
+          reportedInvalid = undefined
+          if ((yield* setIssuer(issuer.success)) || !loaded) yield* Effect.logInfo("runtime issuer configured", { issuer: Issuer.format(issuer.success) })
           return
         }
-        yield* SubscriptionRef.set(ref, fallback)
+        yield* setIssuer(fallback)
+        if (reportedInvalid === cm.metadata.resourceVersion) return
+        reportedInvalid = cm.metadata.resourceVersion
         yield* Effect.logError("invalid runtime issuance ConfigMap; using the static issuer", { configMap: `${source.namespace}/${source.name}`, error: issuer.failure })
         yield* recordInvalid(cm, issuer.failure)
       })

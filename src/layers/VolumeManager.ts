@@ -228,9 +228,12 @@ export const layer = Layer.effect(
       yield* state === undefined ? run : state.lock.withPermit(run)
     }, Effect.annotateLogs({ component: "unpublish" }))
 
-    const refreshCaFiles = Effect.gen(function*() {
-      for (const state of volumes.values()) {
-        yield* state.lock.withPermit(
+    // Volumes are refreshed concurrently: one whose lock is held by a slow renewal must not delay
+    // the CA change of all the others.
+    const refreshCaFiles = Effect.suspend(() => Effect.forEach(
+      [...volumes.values()],
+      (state) =>
+        state.lock.withPermit(
           Effect.gen(function*() {
             if (state.meta.nextIssuanceAt === undefined) return
             const cert = yield* store.readFile(state.meta.volumeId, config.fileNames.certificate)
@@ -238,9 +241,9 @@ export const layer = Layer.effect(
             if (cert === undefined || key === undefined) return
             yield* store.writeFiles(state.meta.volumeId, yield* filesFor(cert, key), state.meta.fsGroup)
           })
-        ).pipe(Effect.catch((e) => Effect.logWarning("could not refresh the CA file", { volume: state.meta.volumeId, error: e.message })))
-      }
-    })
+        ).pipe(Effect.catch((e) => Effect.logWarning("could not refresh the CA file", { volume: state.meta.volumeId, error: e.message }))),
+      { concurrency: "unbounded", discard: true }
+    ))
 
     // Start-up: make sure the tmpfs is there (reusing the one a previous driver mounted), then resume
     // every volume that has a certificate. A volume whose first issuance never finished is dropped:
@@ -255,11 +258,12 @@ export const layer = Layer.effect(
     }
     // The bundle may have changed while the driver was down: bring every volume up to date once,
     // then follow changes. Writes are skipped where the content is already current.
-    yield* refreshCaFiles
+    // Subscribe first (started at once), so a change during or right after this pass is not lost.
     yield* caBundle.changes.pipe(
       Stream.runForEach(() => Effect.logInfo("CA bundle changed; updating every volume").pipe(Effect.andThen(refreshCaFiles))),
-      Effect.forkScoped
+      Effect.forkScoped({ startImmediately: true })
     )
+    yield* refreshCaFiles
     resumed = true
     yield* Effect.logInfo("volumes resumed", { count: volumes.size })
 

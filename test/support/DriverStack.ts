@@ -16,7 +16,10 @@ import * as KubeLayers from "../../src/layers/KubeClient.ts"
 import * as MounterLayers from "../../src/layers/Mounter.ts"
 import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
+import type { CaBundle } from "../../src/services/CaBundle.ts"
 import type { DriverConfigShape } from "../../src/services/DriverConfig.ts"
+import type { IssuerConfig } from "../../src/services/IssuerConfig.ts"
+import type { KubeClient } from "../../src/services/KubeClient.ts"
 import { DriverConfig } from "../../src/services/DriverConfig.ts"
 import * as TestSigner from "./TestSigner.ts"
 
@@ -50,21 +53,30 @@ export const nodeLayer = Layer.mergeAll(VolumeStoreLayers.layerMemory("data/inme
   Layer.provideMerge(TestSigner.layer.pipe(Layer.provideMerge(KubeLayers.layerMemory)))
 )
 
+/**
+ * Replacements for the driver's IssuerConfig and CaBundle (by default: the static issuer from the
+ * config, and `caPem` or no CA). Each is built once per driver process.
+ */
+export interface DriverOverrides {
+  readonly issuerConfig?: Layer.Layer<IssuerConfig, never, KubeClient>
+  readonly caBundle?: Layer.Layer<CaBundle>
+}
+
 /** One driver process over the node's services. */
-export const driverLayer = (config: DriverConfigShape, caPem?: string) => {
+export const driverLayer = (config: DriverConfigShape, caPem?: string, overrides: DriverOverrides = {}) => {
   const ConfigLive = DriverConfig.layer(config)
-  const IssuerLive = IssuerConfigLayers.layerStatic(config.issuer)
-  const CaLive = caPem === undefined ? CaBundleLayers.layerNone : CaBundleLayers.layerStatic(caPem)
+  const IssuerLive = overrides.issuerConfig ?? IssuerConfigLayers.layerStatic(config.issuer)
+  const CaLive = overrides.caBundle ?? (caPem === undefined ? CaBundleLayers.layerNone : CaBundleLayers.layerStatic(caPem))
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, CryptoLayers.layer, IssuerLive]))
   const ManagerLive = VolumeManagerLayers.layer.pipe(Layer.provide([ConfigLive, CaLive]), Layer.provideMerge(IssuanceLive))
   return CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, IssuerLive]), Layer.provideMerge(ManagerLive))
 }
 
 /** Builds a driver over an already built node context in its own scope, so it can be stopped. */
-export const startDriver = <N>(node: Context.Context<N>, config: DriverConfigShape, caPem?: string) =>
+export const startDriver = <N>(node: Context.Context<N>, config: DriverConfigShape, caPem?: string, overrides: DriverOverrides = {}) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const ctx = yield* Layer.buildWithScope(driverLayer(config, caPem).pipe(Layer.provide(Layer.succeedContext(node))), scope)
+    const ctx = yield* Layer.buildWithScope(driverLayer(config, caPem, overrides).pipe(Layer.provide(Layer.succeedContext(node))), scope)
     return { ctx, stop: Scope.close(scope, undefined as never) }
   })
 

@@ -1,0 +1,264 @@
+/**
+ * CaBundle layers. `layerFile` runs on a real temporary directory with a real directory watch, so
+ * those tests are `it.live`: every wait is bounded and ends on an event (a published change, a log
+ * line), never a fixed sleep.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Logger, Ref, Stream, SubscriptionRef } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as CaBundleLayers from "../../../src/layers/CaBundle.ts"
+import * as CryptoLayers from "../../../src/layers/Crypto.ts"
+import { CaBundle } from "../../../src/services/CaBundle.ts"
+import { makeTestCa } from "../../support/TestSigner.ts"
+
+/** Bounded waits: far above the 100 ms debounce, far below the test timeout. */
+const WAIT = "10 seconds"
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ca-bundle-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** Distinct valid bundles: one CA each, and one with two CAs. */
+const bundles = Effect.gen(function*() {
+  const [a, b, c, d] = yield* Effect.all([makeTestCa("ca-a"), makeTestCa("ca-b"), makeTestCa("ca-c"), makeTestCa("ca-d")])
+  return { A: a!.certPem, B: b!.certPem, C: c!.certPem, D: d!.certPem, AB: a!.certPem + b!.certPem }
+})
+
+/** Writes `content` to a temporary name and renames it over `file`, as an atomic writer does. */
+const replaceAtomically = (file: string, content: string) => {
+  const tmp = `${file}.tmp-${Math.random().toString(16).slice(2)}`
+  fs.writeFileSync(tmp, content)
+  fs.renameSync(tmp, file)
+}
+
+/**
+ * A Secret / ConfigMap volume as the kubelet lays it out: `<dir>/ca.crt -> ..data/ca.crt`,
+ * `..data -> ..<timestamp>/`; `swap` publishes new content by renaming a fresh `..data` symlink.
+ */
+const secretVolume = (dir: string, content: string) => {
+  let n = 0
+  const publish = (next: string) => {
+    n += 1
+    const version = `..2024_01_01_00_00_${String(n).padStart(2, "0")}.${n}`
+    fs.mkdirSync(path.join(dir, version))
+    fs.writeFileSync(path.join(dir, version, "ca.crt"), next)
+    fs.symlinkSync(version, path.join(dir, "..data_tmp"))
+    fs.renameSync(path.join(dir, "..data_tmp"), path.join(dir, "..data"))
+  }
+  publish(content)
+  fs.symlinkSync(path.join("..data", "ca.crt"), path.join(dir, "ca.crt"))
+  return { file: path.join(dir, "ca.crt"), swap: publish }
+}
+
+interface Watched {
+  readonly bundle: CaBundle["Service"]
+  /** Every change published since the layer was built. */
+  readonly changes: SubscriptionRef.SubscriptionRef<ReadonlyArray<string>>
+  /** Every error log line. */
+  readonly errors: Ref.Ref<ReadonlyArray<string>>
+  /** Waits (bounded) until `n` changes have been published; returns them. */
+  readonly changesReach: (n: number) => Effect.Effect<ReadonlyArray<string>>
+  /** Waits (bounded) until `n` error lines have been logged. */
+  readonly errorsReach: (n: number) => Effect.Effect<void>
+}
+
+/** Builds `layerFile(file)` in the test's scope and records what it publishes and logs. */
+const watch = (file: string) =>
+  Effect.gen(function*() {
+    const errorLines = yield* SubscriptionRef.make<ReadonlyArray<string>>([])
+    const logger = Logger.make(({ logLevel, message }) => {
+      if (logLevel !== "Error") return
+      const line = (Array.isArray(message) ? message : [message]).map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" ")
+      Effect.runSync(SubscriptionRef.update(errorLines, (xs) => [...xs, line]))
+    })
+    const ctx = yield* Layer.build(
+      CaBundleLayers.layerFile(file).pipe(Layer.provide(CryptoLayers.layer), Layer.provide(Logger.layer([logger])))
+    )
+    const bundle = Context.get(ctx, CaBundle)
+    const changes = yield* SubscriptionRef.make<ReadonlyArray<string>>([])
+    yield* bundle.changes.pipe(
+      Stream.runForEach((pem) => SubscriptionRef.update(changes, (xs) => [...xs, pem])),
+      Effect.forkScoped({ startImmediately: true })
+    )
+    const reach = <A>(ref: SubscriptionRef.SubscriptionRef<ReadonlyArray<A>>, n: number, what: string) =>
+      SubscriptionRef.changes(ref).pipe(
+        Stream.filter((xs) => xs.length >= n),
+        Stream.runHead,
+        Effect.timeoutOrElse({ duration: WAIT, orElse: () => Effect.die(new Error(`timed out waiting for ${n} ${what}`)) }),
+        Effect.flatMap(() => SubscriptionRef.get(ref))
+      )
+    const errors = yield* Ref.make<ReadonlyArray<string>>([])
+    return {
+      bundle,
+      changes,
+      errors,
+      changesReach: (n) => reach(changes, n, "changes"),
+      errorsReach: (n) => Effect.asVoid(reach(errorLines, n, "error logs"))
+    } satisfies Watched
+  })
+
+describe("layerNone and layerStatic", () => {
+  it.effect("none writes no CA file and never changes", () =>
+    Effect.gen(function*() {
+      const bundle = yield* CaBundle
+      assert.strictEqual(yield* bundle.current, undefined)
+      assert.deepStrictEqual(yield* Stream.runCollect(bundle.changes), [])
+    }).pipe(Effect.provide(CaBundleLayers.layerNone)))
+
+  it.effect("static serves its bundle", () =>
+    Effect.gen(function*() {
+      const bundle = yield* CaBundle
+      assert.strictEqual(yield* bundle.current, "PEM")
+    }).pipe(Effect.provide(CaBundleLayers.layerStatic("PEM"))))
+
+  it.effect("layerFor without --source-ca-bundle is none", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* (yield* CaBundle).current, undefined)
+    }).pipe(Effect.provide(CaBundleLayers.layerFor({ sourceCaBundle: undefined }).pipe(Layer.provide(CryptoLayers.layer)))))
+
+  it.live("layerFor with --source-ca-bundle reads that file", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const dir = yield* tempDir
+      const file = path.join(dir, "ca.crt")
+      fs.writeFileSync(file, pems.AB)
+      const ctx = yield* Layer.build(CaBundleLayers.layerFor({ sourceCaBundle: file }).pipe(Layer.provide(CryptoLayers.layer)))
+      assert.strictEqual(yield* Context.get(ctx, CaBundle).current, pems.AB)
+    }))
+})
+
+describe("layerFile", () => {
+  it.live("a missing file fails the layer with an error naming the file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = path.join(dir, "ca.crt")
+      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide(CryptoLayers.layer))))
+      assert.strictEqual(e._tag, "CryptoError")
+      assert.include(e.message, file)
+      assert.include(e.message, "ENOENT")
+    }))
+
+  it.live("a missing directory fails the layer with a clear error (not a defect)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = path.join(dir, "absent", "ca.crt")
+      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide(CryptoLayers.layer))))
+      assert.strictEqual(e._tag, "CryptoError")
+      assert.include(e.message, path.join(dir, "absent"))
+    }))
+
+  it.live.each([
+    ["empty", ""],
+    ["not PEM", "hello\n"],
+    ["a PEM block that is not a certificate", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"]
+  ])("an invalid bundle (%s) fails the layer: never an empty CA file", ([_what, content]) =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = path.join(dir, "ca.crt")
+      fs.writeFileSync(file, content!)
+      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide(CryptoLayers.layer))))
+      assert.strictEqual(e._tag, "CryptoError")
+      assert.include(e.message, `validate CA bundle ${file}`)
+    }))
+
+  it.live("serves a valid bundle, and publishes an atomic replace (temporary file + rename)", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const dir = yield* tempDir
+      const file = path.join(dir, "ca.crt")
+      fs.writeFileSync(file, pems.A)
+      const w = yield* watch(file)
+      assert.strictEqual(yield* w.bundle.current, pems.A)
+      replaceAtomically(file, pems.AB)
+      assert.deepStrictEqual(yield* w.changesReach(1), [pems.AB])
+      assert.strictEqual(yield* w.bundle.current, pems.AB)
+      // An in-place write is seen too.
+      fs.writeFileSync(file, pems.B)
+      assert.deepStrictEqual(yield* w.changesReach(2), [pems.AB, pems.B])
+    }))
+
+  it.live("follows a Secret volume's `..data` symlink swap", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const dir = yield* tempDir
+      const volume = secretVolume(dir, pems.A)
+      const w = yield* watch(volume.file)
+      assert.strictEqual(yield* w.bundle.current, pems.A)
+      volume.swap(pems.B)
+      assert.deepStrictEqual(yield* w.changesReach(1), [pems.B])
+      volume.swap(pems.C)
+      assert.deepStrictEqual(yield* w.changesReach(2), [pems.B, pems.C])
+      assert.strictEqual(yield* w.bundle.current, pems.C)
+    }))
+
+  it.live("a burst of writes is coalesced into one change", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const dir = yield* tempDir
+      const file = path.join(dir, "ca.crt")
+      fs.writeFileSync(file, pems.A)
+      const w = yield* watch(file)
+      // Five replacements in a few milliseconds, well inside one debounce window.
+      for (const pem of [pems.B, pems.C, pems.AB, pems.C, pems.D]) replaceAtomically(file, pem)
+      assert.deepStrictEqual(yield* w.changesReach(1), [pems.D])
+      // A later, separate change proves nothing else was queued from the burst.
+      replaceAtomically(file, pems.B)
+      assert.deepStrictEqual(yield* w.changesReach(2), [pems.D, pems.B])
+    }))
+
+  it.live("invalid new content is logged and not published; the current bundle stays the old one", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const dir = yield* tempDir
+      const file = path.join(dir, "ca.crt")
+      fs.writeFileSync(file, pems.A)
+      const w = yield* watch(file)
+      replaceAtomically(file, "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+      yield* w.errorsReach(1)
+      assert.strictEqual(yield* w.bundle.current, pems.A)
+      assert.deepStrictEqual(yield* SubscriptionRef.get(w.changes), [])
+      // Emptied (e.g. truncated mid-write by a careless writer): also refused.
+      fs.writeFileSync(file, "")
+      yield* w.errorsReach(2)
+      assert.strictEqual(yield* w.bundle.current, pems.A)
+      // Valid again: published.
+      replaceAtomically(file, pems.B)
+      assert.deepStrictEqual(yield* w.changesReach(1), [pems.B])
+    }))
+
+  it.live("rewriting identical content publishes nothing", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const dir = yield* tempDir
+      const file = path.join(dir, "ca.crt")
+      fs.writeFileSync(file, pems.A)
+      const w = yield* watch(file)
+      replaceAtomically(file, pems.A)
+      fs.writeFileSync(file, pems.A)
+      // Unrelated files in the directory trigger a reload too; unchanged content is not a change.
+      fs.writeFileSync(path.join(dir, "other.txt"), "x")
+      // The next real change must be the first one published.
+      replaceAtomically(file, pems.B)
+      assert.deepStrictEqual(yield* w.changesReach(1), [pems.B])
+      replaceAtomically(file, pems.B)
+      replaceAtomically(file, pems.C)
+      assert.deepStrictEqual(yield* w.changesReach(2), [pems.B, pems.C])
+    }))
+
+  it.live("a file that disappears is logged and the last good bundle stays; it is picked up when it returns", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const dir = yield* tempDir
+      const file = path.join(dir, "ca.crt")
+      fs.writeFileSync(file, pems.A)
+      const w = yield* watch(file)
+      fs.rmSync(file)
+      yield* w.errorsReach(1)
+      assert.strictEqual(yield* w.bundle.current, pems.A)
+      replaceAtomically(file, pems.B)
+      assert.deepStrictEqual(yield* w.changesReach(1), [pems.B])
+    }))
+})
