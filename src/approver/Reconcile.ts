@@ -13,7 +13,8 @@
 import { Clock, Effect, Schedule } from "effect"
 import * as CR from "../domain/CertificateRequest.ts"
 import type { Decision } from "../domain/Decision.ts"
-import { CertificateRequests, Events } from "../domain/KubeObjects.ts"
+import { CertificateRequests } from "../domain/KubeObjects.ts"
+import * as EventRecorderLayers from "../layers/EventRecorder.ts"
 import { Evaluator } from "../services/Evaluator.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 import type { KubeError } from "../services/KubeClient.ts"
@@ -39,12 +40,6 @@ export type ReconcileResult =
 
 /** The component name on our Events, as `kubectl describe` shows it under "From". */
 export const EVENT_COMPONENT = "csi-driver-spiffe-approver"
-
-/**
- * The API server's limit on an Event's message (events.k8s.io `note`, 1 KiB); client-go's recorder
- * truncates core/v1 Event messages to the same length.
- */
-const MAX_EVENT_MESSAGE = 1024
 
 /**
  * Conflicts are retried right away a few times: each retry re-reads, so it converges as soon as the
@@ -76,20 +71,10 @@ const condition = (decision: "Approved" | "Denied", message: string, now: number
 
 export const deniedMessage = (reasons: ReadonlyArray<string>): string => `Denied request: ${reasons.join("; ")}`
 
-const truncateBytes = (s: string, max: number): string => {
-  const bytes = Buffer.from(s, "utf8")
-  return bytes.length <= max ? s : `${bytes.subarray(0, max - 3).toString("utf8").replace(/\uFFFD$/, "")}...`
-}
-
 const emitDenied = Effect.fn("Reconcile.emitDenied")(function*(cr: CR.CertificateRequest, reasons: ReadonlyArray<string>) {
-  const kube = yield* KubeClient
-  const now = yield* Clock.currentTimeMillis
+  const events = yield* EventRecorderLayers.make(EVENT_COMPONENT)
   const { namespace, name } = cr.metadata
-  yield* kube.create(Events, namespace, {
-    apiVersion: "v1",
-    kind: "Event",
-    // client-go's recorder names events `<object>.<unix nanos in hex>`.
-    metadata: { name: `${name}.${(BigInt(now) * 1_000_000n).toString(16)}`, namespace },
+  yield* events.record({
     involvedObject: {
       apiVersion: CR.API_VERSION,
       kind: "CertificateRequest",
@@ -98,16 +83,11 @@ const emitDenied = Effect.fn("Reconcile.emitDenied")(function*(cr: CR.Certificat
       ...(cr.metadata.uid === undefined ? {} : { uid: cr.metadata.uid }),
       ...(cr.metadata.resourceVersion === undefined ? {} : { resourceVersion: cr.metadata.resourceVersion })
     },
-    reason: "Denied",
-    message: truncateBytes(reasons.join("; "), MAX_EVENT_MESSAGE),
     type: "Warning",
-    source: { component: EVENT_COMPONENT },
-    reportingComponent: EVENT_COMPONENT,
-    firstTimestamp: rfc3339(now),
-    lastTimestamp: rfc3339(now),
-    count: 1
+    reason: "Denied",
+    message: reasons.join("; ")
   })
-}, Effect.catchTag("KubeError", (e) => Effect.logWarning("could not record the denial Event", e.message)))
+})
 
 /** One read-decide-write pass; fails with the write's KubeError (Conflict included). */
 const attempt = Effect.fn("Reconcile.attempt")(function*(key: Key): Effect.fn.Return<

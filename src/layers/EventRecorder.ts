@@ -1,6 +1,7 @@
 /**
- * EventRecorder implementations: `layer` writes Events through the KubeClient with the process's own
- * identity; `layerMemory` keeps them for assertions.
+ * EventRecorder implementations: `layer` writes core/v1 Events through the KubeClient with the
+ * process's own identity; `make` is the same recorder for code that already holds a KubeClient;
+ * `layerMemory` keeps them for assertions.
  */
 import { Clock, Context, Effect, Layer, Ref } from "effect"
 import { Events } from "../domain/KubeObjects.ts"
@@ -8,42 +9,50 @@ import type { RecordedEvent } from "../services/EventRecorder.ts"
 import { EventRecorder } from "../services/EventRecorder.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 
-/** The API server caps Event messages at 1 KiB in practice (`kubectl describe` truncates too). */
-const MAX_MESSAGE = 1024
+/**
+ * The API server's limit on an Event's message (events.k8s.io `note`, 1 KiB); client-go's recorder
+ * truncates core/v1 Event messages to the same length.
+ */
+export const MAX_MESSAGE_BYTES = 1024
 
+export const truncateBytes = (s: string, max: number): string => {
+  const bytes = Buffer.from(s, "utf8")
+  return bytes.length <= max ? s : `${bytes.subarray(0, max - 3).toString("utf8").replace(/\uFFFD$/, "")}...`
+}
+
+/** The Kubernetes timestamp format (RFC 3339, whole seconds). */
 const rfc3339 = (millis: number) => new Date(millis).toISOString().replace(/\.\d{3}Z$/, "Z")
 
-export const layer = (component: string, host: string | undefined) =>
-  Layer.effect(
-    EventRecorder,
-    Effect.gen(function*() {
-      const kube = yield* KubeClient
-      let sequence = 0
-      const record = (e: RecordedEvent) =>
-        Effect.gen(function*() {
-          const now = yield* Clock.currentTimeMillis
-          const namespace = e.involvedObject.namespace ?? "default"
-          // Unique per process and instant, like client-go's `<object>.<hex nanos>` names.
-          const name = `${e.involvedObject.name}.${now.toString(16)}${(sequence++ % 4096).toString(16).padStart(3, "0")}`
-          yield* kube.create(Events, namespace, {
-            apiVersion: "v1",
-            kind: "Event",
-            metadata: { name, namespace },
-            involvedObject: e.involvedObject,
-            reason: e.reason,
-            message: e.message.length > MAX_MESSAGE ? `${e.message.slice(0, MAX_MESSAGE - 3)}...` : e.message,
-            type: e.type,
-            source: host === undefined ? { component } : { component, host },
-            firstTimestamp: rfc3339(now),
-            lastTimestamp: rfc3339(now),
-            count: 1
-          })
-        }).pipe(
-          Effect.catch((error) => Effect.logWarning("could not record an Event", { reason: e.reason, error: error.message }))
-        )
-      return EventRecorder.of({ record })
-    })
-  )
+export const make = (component: string, host?: string) =>
+  Effect.gen(function*() {
+    const kube = yield* KubeClient
+    // client-go names Events `<object>.<unix nanos in hex>`; a per-process sequence stands in for the
+    // nanoseconds the clock does not give, so two Events in one millisecond never collide.
+    let sequence = 0n
+    const record = (e: RecordedEvent) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const namespace = e.involvedObject.namespace ?? "default"
+        const stamp = BigInt(now) * 1_000_000n + (sequence++ % 1_000_000n)
+        yield* kube.create(Events, namespace, {
+          apiVersion: "v1",
+          kind: "Event",
+          metadata: { name: `${e.involvedObject.name}.${stamp.toString(16)}`, namespace },
+          involvedObject: e.involvedObject,
+          reason: e.reason,
+          message: truncateBytes(e.message, MAX_MESSAGE_BYTES),
+          type: e.type,
+          source: host === undefined ? { component } : { component, host },
+          reportingComponent: component,
+          firstTimestamp: rfc3339(now),
+          lastTimestamp: rfc3339(now),
+          count: 1
+        })
+      }).pipe(Effect.catch((error) => Effect.logWarning("could not record an Event", { reason: e.reason, error: error.message })))
+    return EventRecorder.of({ record })
+  })
+
+export const layer = (component: string, host?: string) => Layer.effect(EventRecorder, make(component, host))
 
 export class EventRecorderMemory extends Context.Service<EventRecorderMemory, Ref.Ref<ReadonlyArray<RecordedEvent>>>()(
   "csi-driver-spiffe/layers/EventRecorder/EventRecorderMemory"

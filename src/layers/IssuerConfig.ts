@@ -2,11 +2,12 @@
  * IssuerConfig implementations. `layerStatic` serves the `--issuer-*` flags (or none) and is also
  * what tests use to switch issuers.
  */
-import { Clock, Effect, Layer, Result, Schedule, Schema, Stream, SubscriptionRef } from "effect"
+import { Effect, Layer, Result, Schedule, Schema, Stream, SubscriptionRef } from "effect"
 import type { IssuerRef } from "../domain/IssuerRef.ts"
 import * as Issuer from "../domain/IssuerRef.ts"
 import type { ConfigMap } from "../domain/KubeObjects.ts"
-import { ConfigMaps, Events } from "../domain/KubeObjects.ts"
+import { ConfigMaps } from "../domain/KubeObjects.ts"
+import * as EventRecorderLayers from "./EventRecorder.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 
@@ -58,6 +59,7 @@ export const layerConfigMap = (
     IssuerConfig,
     Effect.gen(function*() {
       const kube = yield* KubeClient
+      const events = yield* EventRecorderLayers.make(component)
       const ref = yield* SubscriptionRef.make<IssuerRef | undefined>(fallback)
       let loaded = false
       const selector = { namespace: source.namespace, fieldSelector: `metadata.name=${source.name}` }
@@ -95,23 +97,12 @@ export const layerConfigMap = (
       })
 
       const recordInvalid = (cm: ConfigMap, reason: string) =>
-        Effect.gen(function*() {
-          const now = yield* Clock.currentTimeMillis
-          const stamp = new Date(now).toISOString().replace(/\.\d{3}Z$/, "Z")
-          yield* kube.create(Events, source.namespace, {
-            apiVersion: "v1",
-            kind: "Event",
-            metadata: { name: `${source.name}.${now.toString(16)}`, namespace: source.namespace },
-            involvedObject: { apiVersion: "v1", kind: "ConfigMap", name: source.name, namespace: source.namespace, uid: cm.metadata.uid },
-            reason: "InvalidIssuerConfig",
-            message: reason,
-            type: "Warning",
-            source: { component },
-            firstTimestamp: stamp,
-            lastTimestamp: stamp,
-            count: 1
-          })
-        }).pipe(Effect.catch((e) => Effect.logWarning("could not record an Event for the invalid ConfigMap", { error: e.message })))
+        events.record({
+          involvedObject: { apiVersion: "v1", kind: "ConfigMap", name: source.name, namespace: source.namespace, uid: cm.metadata.uid },
+          type: "Warning",
+          reason: "InvalidIssuerConfig",
+          message: reason
+        })
 
       const follow = Effect.gen(function*() {
         const list = yield* kube.list(ConfigMaps, selector)
