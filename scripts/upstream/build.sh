@@ -126,7 +126,7 @@ build_kube_apiserver() {
     ldf+=" -X $p.gitVersion=$kv -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     ldf+=" -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  log "kube-apiserver: compiling (10-20 min on 2 cores when GOCACHE is cold)"
+  log "kube-apiserver: compiling (about 4-5 min on 2 cores when GOCACHE is cold)"
   "${GO_BUILD[@]}" -ldflags "$ldf" -o bin/kube-apiserver.tmp k8s.io/kubernetes/cmd/kube-apiserver
   mv bin/kube-apiserver.tmp bin/kube-apiserver
   ./bin/kube-apiserver --version >&2

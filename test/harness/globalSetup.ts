@@ -9,24 +9,22 @@
 // Set CSI_SPIFFE_KEEP_TMP=1 to keep the run directory (process logs, kubeconfigs, PKI).
 import type { TestProject } from "vitest/node"
 import { KubeClient } from "./kube.ts"
-import { type ControlPlane, startControlPlane } from "./plane.ts"
+import { type ComponentUser, type ControlPlane, startControlPlane } from "./plane.ts"
 
 /** The serialisable part of a ControlPlane (what `inject("controlPlane")` returns). */
-export interface ControlPlaneInfo {
-  readonly tmpDir: string
-  readonly server: string
-  readonly caPem: string
-  readonly caFile: string
-  readonly kubeconfigPath: string
-  readonly adminToken: string
-  readonly serviceAccountIssuer: string
-  readonly clusterResourceNamespace: string
-  readonly issuer: ControlPlane["issuer"]
-  readonly users: Readonly<
-    Record<string, { readonly username: string; readonly token: string; readonly kubeconfigPath: string }>
-  >
-  readonly logs: Readonly<Record<string, string>>
-}
+export type ControlPlaneInfo = Pick<
+  ControlPlane,
+  | "tmpDir"
+  | "server"
+  | "caPem"
+  | "caFile"
+  | "kubeconfigPath"
+  | "adminToken"
+  | "serviceAccountIssuer"
+  | "clusterResourceNamespace"
+  | "issuer"
+  | "logs"
+> & { readonly users: Readonly<Record<string, Omit<ComponentUser, "groups">>> }
 
 declare module "vitest" {
   export interface ProvidedContext {

@@ -139,97 +139,54 @@ const conditionTrue = (obj: KubeObject, type: string): boolean => {
 
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64")
 
-/** RBAC of the csi-driver-spiffe chart (templates/clusterrole.yaml, role.yaml), bound to static-token users. */
-const chartRbac = (ns: string, driverUser: string, approverUser: string): Array<[string, KubeObject]> => {
-  const rbac = "/apis/rbac.authorization.k8s.io/v1"
-  const driver = "cert-manager-csi-driver-spiffe"
-  const approver = "cert-manager-csi-driver-spiffe-approver"
-  const subject = (name: string) => [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name }]
+type PolicyRule = { apiGroups: Array<string>; resources: Array<string>; verbs: Array<string> }
+
+/** A (Cluster)Role and its (Cluster)RoleBinding to one user, as [path, object] pairs. */
+const roleFor = (name: string, user: string, rules: Array<PolicyRule>, namespace?: string): Array<[string, KubeObject]> => {
+  const base = "/apis/rbac.authorization.k8s.io/v1"
+  const [role, binding, prefix] =
+    namespace === undefined
+      ? (["ClusterRole", "ClusterRoleBinding", base] as const)
+      : (["Role", "RoleBinding", `${base}/namespaces/${namespace}`] as const)
+  const metadata = namespace === undefined ? { name } : { name, namespace }
+  const apiVersion = "rbac.authorization.k8s.io/v1"
   return [
+    [`${prefix}/${role.toLowerCase()}s`, { apiVersion, kind: role, metadata, rules }],
     [
-      `${rbac}/clusterroles`,
+      `${prefix}/${binding.toLowerCase()}s`,
       {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "ClusterRole",
-        metadata: { name: driver },
-        rules: [{ apiGroups: ["cert-manager.io"], resources: ["certificaterequests"], verbs: ["watch", "create", "delete", "list"] }]
-      }
-    ],
-    [
-      `${rbac}/clusterrolebindings`,
-      {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "ClusterRoleBinding",
-        metadata: { name: driver },
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: driver },
-        subjects: subject(driverUser)
-      }
-    ],
-    [
-      `${rbac}/clusterroles`,
-      {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "ClusterRole",
-        metadata: { name: approver },
-        rules: [
-          { apiGroups: ["cert-manager.io"], resources: ["certificaterequests"], verbs: ["list", "watch"] },
-          { apiGroups: ["cert-manager.io"], resources: ["certificaterequests/status"], verbs: ["update"] },
-          { apiGroups: ["cert-manager.io"], resources: ["signers"], verbs: ["approve"] },
-          { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] }
-        ]
-      }
-    ],
-    [
-      `${rbac}/clusterrolebindings`,
-      {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "ClusterRoleBinding",
-        metadata: { name: approver },
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: approver },
-        subjects: subject(approverUser)
-      }
-    ],
-    [
-      `${rbac}/namespaces/${ns}/roles`,
-      {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "Role",
-        metadata: { name: approver, namespace: ns },
-        rules: [
-          { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "update", "create"] },
-          { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] }
-        ]
-      }
-    ],
-    [
-      `${rbac}/namespaces/${ns}/rolebindings`,
-      {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "RoleBinding",
-        metadata: { name: approver, namespace: ns },
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: approver },
-        subjects: subject(approverUser)
-      }
-    ],
-    [
-      `${rbac}/namespaces/${ns}/roles`,
-      {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "Role",
-        metadata: { name: driver, namespace: ns },
-        rules: [{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] }]
-      }
-    ],
-    [
-      `${rbac}/namespaces/${ns}/rolebindings`,
-      {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "RoleBinding",
-        metadata: { name: driver, namespace: ns },
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: driver },
-        subjects: subject(driverUser)
+        apiVersion,
+        kind: binding,
+        metadata,
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: role, name },
+        subjects: [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: user }]
       }
     ]
+  ]
+}
+
+/** RBAC of the csi-driver-spiffe chart (templates/clusterrole.yaml, role.yaml), bound to static-token users. */
+const chartRbac = (ns: string, driverUser: string, approverUser: string): Array<[string, KubeObject]> => {
+  const driver = "cert-manager-csi-driver-spiffe"
+  const approver = "cert-manager-csi-driver-spiffe-approver"
+  const configmaps: PolicyRule = { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] }
+  return [
+    ...roleFor(driver, driverUser, [
+      { apiGroups: ["cert-manager.io"], resources: ["certificaterequests"], verbs: ["watch", "create", "delete", "list"] }
+    ]),
+    ...roleFor(approver, approverUser, [
+      { apiGroups: ["cert-manager.io"], resources: ["certificaterequests"], verbs: ["list", "watch"] },
+      { apiGroups: ["cert-manager.io"], resources: ["certificaterequests/status"], verbs: ["update"] },
+      { apiGroups: ["cert-manager.io"], resources: ["signers"], verbs: ["approve"] },
+      { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] }
+    ]),
+    ...roleFor(driver, driverUser, [configmaps], ns),
+    ...roleFor(
+      approver,
+      approverUser,
+      [{ apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "update", "create"] }, configmaps],
+      ns
+    )
   ]
 }
 

@@ -39,7 +39,20 @@ export const tailFile = (file: string, n = 30): string => {
   }
 }
 
+// Children still running when this Node process exits (e.g. a test run aborted without teardown)
+// get SIGKILL, so no etcd or apiserver outlives the harness. Only pids spawned here are listed.
+const live = new Set<ChildProcess>()
+let exitHookInstalled = false
+const installExitHook = () => {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.once("exit", () => {
+    for (const child of live) child.kill("SIGKILL")
+  })
+}
+
 export const startProcess = (opts: StartOptions): ManagedProcess => {
+  installExitHook()
   const out = createWriteStream(opts.logFile, { flags: "a" })
   out.write(`# ${new Date().toISOString()} ${opts.command} ${opts.args.join(" ")}\n`)
   const child: ChildProcess = spawn(opts.command, [...opts.args], {
@@ -47,6 +60,7 @@ export const startProcess = (opts: StartOptions): ManagedProcess => {
     env: opts.env ?? process.env,
     stdio: ["ignore", "pipe", "pipe"]
   })
+  live.add(child)
   child.stdout?.pipe(out, { end: false })
   child.stderr?.pipe(out, { end: false })
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined
@@ -59,14 +73,12 @@ export const startProcess = (opts: StartOptions): ManagedProcess => {
       resolve()
     })
     child.once("exit", (code, signal) => {
+      live.delete(child)
       exit = { code, signal }
       out.write(`# exited code=${code} signal=${signal}\n`)
       resolve()
     })
   })
-  if (child.pid === undefined) {
-    // spawn failed synchronously (e.g. ENOENT is reported through "error" right after)
-  }
   const pid = child.pid ?? -1
   return {
     name: opts.name,
