@@ -160,7 +160,7 @@ build_cert_manager() {
   rm -rf crds && mkdir -p crds
   cp "$cmdir"/deploy/crds/*.yaml crds/
   chmod u+w crds/*.yaml
-  log "cert-manager: copied $(ls crds | wc -l) CRD files to $PWD/crds"
+  log "cert-manager: copied $(find crds -name "*.yaml" | wc -l) CRD files to $PWD/crds"
 }
 
 # ------------------------------------------------------------- csi-sanity
