@@ -16,6 +16,8 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
+          // One real control plane (etcd, kube-apiserver, cert-manager) for the whole e2e run.
+          globalSetup: ["test/harness/globalSetup.ts"],
           testTimeout: 600_000,
           hookTimeout: 3_600_000,
           fileParallelism: false

@@ -16,6 +16,7 @@ import { join } from "node:path"
 import { KubeClient, type KubeObject } from "./kube.ts"
 import { generatePki, type Pki } from "./pki.ts"
 import { HarnessError, type ManagedProcess, startProcess, waitFor } from "./process.ts"
+import { makeRenderer } from "../chart/render.ts"
 import { controlPlaneComponents, ensureUpstream, type UpstreamPaths } from "./upstream.ts"
 
 export interface ComponentUser {
@@ -139,55 +140,35 @@ const conditionTrue = (obj: KubeObject, type: string): boolean => {
 
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64")
 
-type PolicyRule = { apiGroups: Array<string>; resources: Array<string>; verbs: Array<string> }
 
-/** A (Cluster)Role and its (Cluster)RoleBinding to one user, as [path, object] pairs. */
-const roleFor = (name: string, user: string, rules: Array<PolicyRule>, namespace?: string): Array<[string, KubeObject]> => {
-  const base = "/apis/rbac.authorization.k8s.io/v1"
-  const [role, binding, prefix] =
-    namespace === undefined
-      ? (["ClusterRole", "ClusterRoleBinding", base] as const)
-      : (["Role", "RoleBinding", `${base}/namespaces/${namespace}`] as const)
-  const metadata = namespace === undefined ? { name } : { name, namespace }
-  const apiVersion = "rbac.authorization.k8s.io/v1"
-  return [
-    [`${prefix}/${role.toLowerCase()}s`, { apiVersion, kind: role, metadata, rules }],
-    [
-      `${prefix}/${binding.toLowerCase()}s`,
-      {
-        apiVersion,
-        kind: binding,
-        metadata,
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: role, name },
-        subjects: [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: user }]
-      }
-    ]
-  ]
-}
+/** The runtime issuance ConfigMap name the plane's RBAC is rendered for (the original's e2e name). */
+export const RUNTIME_CONFIG_MAP = "runtime-config-map"
 
-/** RBAC of the csi-driver-spiffe chart (templates/clusterrole.yaml, role.yaml), bound to static-token users. */
-const chartRbac = (ns: string, driverUser: string, approverUser: string): Array<[string, KubeObject]> => {
-  const driver = "cert-manager-csi-driver-spiffe"
-  const approver = "cert-manager-csi-driver-spiffe-approver"
-  const configmaps: PolicyRule = { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] }
-  return [
-    ...roleFor(driver, driverUser, [
-      { apiGroups: ["cert-manager.io"], resources: ["certificaterequests"], verbs: ["watch", "create", "delete", "list"] }
-    ]),
-    ...roleFor(approver, approverUser, [
-      { apiGroups: ["cert-manager.io"], resources: ["certificaterequests"], verbs: ["list", "watch"] },
-      { apiGroups: ["cert-manager.io"], resources: ["certificaterequests/status"], verbs: ["update"] },
-      { apiGroups: ["cert-manager.io"], resources: ["signers"], verbs: ["approve"] },
-      { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] }
-    ]),
-    ...roleFor(driver, driverUser, [configmaps], ns),
-    ...roleFor(
-      approver,
-      approverUser,
-      [{ apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "update", "create"] }, configmaps],
-      ns
-    )
-  ]
+const rbacKinds = new Set(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"])
+
+/**
+ * The RBAC of our own chart (`helm template` of helm/csi-driver-spiffe with the runtime ConfigMap
+ * set), as [path, object] pairs. The driver's and approver's static-token users are named like the
+ * chart's ServiceAccounts, so these bindings are exactly what authorizes them.
+ */
+const chartRbac = (helm: string, ns: string): Array<[string, KubeObject]> => {
+  const renderer = makeRenderer(helm)
+  try {
+    const rendered = renderer.render({ app: { runtimeIssuanceConfigMap: RUNTIME_CONFIG_MAP } }, { namespace: ns })
+    return rendered.objects
+      .filter((o) => rbacKinds.has(o.kind))
+      .map((o): [string, KubeObject] => {
+        const plural = `${o.kind.toLowerCase()}s`
+        const path = o.kind === "ServiceAccount"
+          ? `/api/v1/namespaces/${ns}/serviceaccounts`
+          : o.kind.startsWith("Cluster")
+          ? `/apis/rbac.authorization.k8s.io/v1/${plural}`
+          : `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/${plural}`
+        return [path, o as unknown as KubeObject]
+      })
+  } finally {
+    renderer.dispose()
+  }
 }
 
 const webhookConfigs = (url: string, caPem: string): Array<[string, KubeObject]> => {
@@ -405,7 +386,7 @@ export const startControlPlane = async (opts: ControlPlaneOptions = {}): Promise
       },
       { timeoutMs, proc: apiserver }
     )
-    for (const [path, obj] of chartRbac(crNs, users["driver"]!.username, users["approver"]!.username)) await client.ensure(path, obj)
+    for (const [path, obj] of chartRbac(upstream.bin("helm"), crNs)) await client.ensure(path, obj)
     step("cert-manager CRDs and RBAC")
 
     // ---- cert-manager webhook, then its registration by URL

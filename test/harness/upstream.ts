@@ -17,7 +17,8 @@ export type Component =
   | "spiffe-checker"
 
 /** The components startControlPlane needs. */
-export const controlPlaneComponents: ReadonlyArray<Component> = ["etcd", "kube-apiserver", "cert-manager"]
+/** helm renders the RBAC of our chart, which the plane applies (least privilege proven by the real authorizer). */
+export const controlPlaneComponents: ReadonlyArray<Component> = ["etcd", "kube-apiserver", "cert-manager", "helm"]
 
 export interface UpstreamPaths {
   /** CSI_SPIFFE_BIN_* (bin directories) and CSI_SPIFFE_CERT_MANAGER_CRDS */
