@@ -8,6 +8,7 @@
  */
 import { deepStrictEqual } from "node:assert/strict"
 import { Result } from "effect"
+import { parseApproverArgs } from "../../src/approver/ApproverFlags.ts"
 import { parseDriverArgs } from "../../src/services/DriverConfig.ts"
 import type { Container, K8sObject, RenderOptions, Rendered } from "./render.ts"
 import { at, container, containers, envValue, expandEnv, find, flag, names, podSpec } from "./render.ts"
@@ -59,17 +60,16 @@ const driverConfig = (c: Container) => {
   return parsed.success.config
 }
 
-/** The approver's flags (go-original.md §1.3 plus the shared App and Kubernetes ones). */
-const APPROVER_FLAGS = new Set([
-  "log-level", "csi-driver-name", "kubeconfig", "runtime-issuance-config-map-name", "runtime-issuance-config-map-namespace",
-  "trust-domain", "certificate-request-duration", "use-own-service-account", "driver-service-account", "issuer-name",
-  "issuer-kind", "issuer-group", "auto-approve-non-spiffe", "leader-election-namespace", "readiness-probe-bind-address",
-  "metrics-bind-address"
-])
+/**
+ * The approver's arguments, decoded by the approver's own flag parser (POD_NAMESPACE filled in as
+ * the Deployment's env does). The own-ServiceAccount mode is refused by our approver with a clear
+ * error, which counts as "known flags" here: only unknown flags or bad values fail.
+ */
 const approverFlagsKnown = (c: Container): void => {
-  for (const a of c.args ?? []) {
-    const m = /^--([a-z-]+)(=|$)/.exec(a)
-    ok(m !== null && APPROVER_FLAGS.has(m[1]!), `approver argument ${JSON.stringify(a)} is not an approver flag`)
+  const args = expandEnv(c.args ?? [], { POD_NAMESPACE: "cert-manager" })
+  const parsed = parseApproverArgs(args)
+  if (Result.isFailure(parsed) && !parsed.failure.startsWith("--use-own-service-account is not supported")) {
+    throw new Error(`the approver refuses the chart's flags: ${parsed.failure}`)
   }
 }
 
