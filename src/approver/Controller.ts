@@ -94,7 +94,9 @@ const runTerm = (
           failures.delete(key)
           return result._tag === "Skipped"
             ? Effect.logDebug("skipped", result.why)
-            : Effect.logInfo(result._tag === "Approved" ? "approved" : "denied")
+            : result._tag === "Approved"
+            ? Effect.logInfo("approved")
+            : Effect.logInfo("denied", { reasons: result.reasons })
         }),
         Effect.catchTag("KubeError", (e) => {
           const n = (failures.get(key) ?? 0) + 1
