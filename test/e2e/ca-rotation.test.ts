@@ -57,7 +57,9 @@ describe("CA rotation: a new root propagates to every volume", () => {
 
   it("should propagate a new root when it changes", async () => {
     for (const name of ["rotation-a", "rotation-b"]) {
-      const pod = await stack.pod({ serviceAccount: name, podName: `${name}-0` })
+      // rotation-b has an fs-group: the CA rewrite must keep the files' group
+      const volumeAttributes = name === "rotation-b" ? { "spiffe.csi.cert-manager.io/fs-group": "1541" } : undefined
+      const pod = await stack.pod({ serviceAccount: name, podName: `${name}-0`, ...(volumeAttributes === undefined ? {} : { volumes: [{ name: "spiffe", readOnly: true, volumeAttributes }] }) })
       const target = await stack.publish(pod)
       pods.push({ pod, target })
     }
@@ -80,6 +82,7 @@ describe("CA rotation: a new root propagates to every volume", () => {
       expect(files.crt).toBe(crtsBefore[i])
       expect(files.names).toEqual(["ca.crt", "tls.crt", "tls.key"])
     }
+    for (const name of ["ca.crt", "tls.crt", "tls.key"]) expect(fs.statSync(path.join(pods[1]!.target, name)).gid, name).toBe(1541)
 
     // A pod published after the rotation gets the new bundle at issuance.
     const late = await stack.pod({ serviceAccount: "rotation-late", podName: "rotation-late-0" })
@@ -103,6 +106,22 @@ describe("CA rotation: a new root propagates to every volume", () => {
     const next = `${plane.issuer.caPem}${await newCaPem("csi-spiffe-rotation-third-root")}`
     bundle.write({ "ca.crt": next })
     await Promise.all(pods.map(({ target }) => awaitFile(target, "ca.crt", next)))
+  })
+
+  it("a bundle changed while the driver is down reaches every volume once it starts again (start-up reconciliation)", async () => {
+    const killed = stack.driver
+    process.kill(killed.pid, "SIGKILL")
+    await poll("the driver to die", async () => killed.exited(), { timeoutMs: 10_000, intervalMs: 20 })
+    const whileDown = `# changed while the driver was down\n${plane.issuer.caPem}${await newCaPem("csi-spiffe-rotation-while-down")}`
+    bundle.write({ "ca.crt": whileDown })
+    const crts = pods.map(({ target }) => readVolume(target).crt)
+    await stack.restartDriver("SIGTERM")
+    // no republish, no renewal due: only the start-up pass can bring the new bytes
+    await Promise.all(pods.map(({ target }) => awaitFile(target, "ca.crt", whileDown)))
+    for (const [i, { target }] of pods.entries()) expect(readVolume(target).crt).toBe(crts[i])
+    for (const name of ["ca.crt", "tls.crt", "tls.key"]) expect(fs.statSync(path.join(pods[1]!.target, name)).gid, name).toBe(1541)
+    // the kubelet's next republish is accepted by the new driver
+    for (const { pod, target } of pods) expect(await stack.publish(pod)).toBe(target)
     for (const { pod } of pods) await stack.unpublish(pod)
   })
 })

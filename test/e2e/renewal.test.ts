@@ -15,18 +15,24 @@ import { leafOf, urisOf } from "./tools.ts"
 
 const plane = inject("controlPlane")
 let stack: Stack
+let bundleDir: string
 
 const LIFETIME_MS = 60_000
 /** The driver renews at 2/3 of the lifetime ± 5 % jitter: at most 43 s after NotBefore. */
 const LATEST_RENEWAL_MS = LIFETIME_MS * (2 / 3 + 0.05)
 /** Issuance round trip (CR → approver → cert-manager → files) plus scheduling slack. */
 const SLACK_MS = 15_000
+const NAMES = ["root.pem", "tls.crt", "tls.key"]
 
 beforeAll(async () => {
-  stack = await startStack(plane, { name: "renewal", duration: "1m" })
+  // A CA bundle under a non-default name, so renewals must write it too (as --file-name-ca says).
+  bundleDir = fs.mkdtempSync(path.join(plane.tmpDir, "renewal-bundle-"))
+  fs.copyFileSync(plane.issuer.caFile, path.join(bundleDir, "ca.crt"))
+  stack = await startStack(plane, { name: "renewal", duration: "1m", sourceCaBundle: path.join(bundleDir, "ca.crt"), driverArgs: ["--file-name-ca=root.pem"] })
 })
 afterAll(async () => {
   await stack?.stop()
+  if (bundleDir !== undefined) fs.rmSync(bundleDir, { recursive: true, force: true })
 })
 
 const serialOf = (target: string): string => leafOf(readVolume(target).crt).serialNumber
@@ -54,6 +60,7 @@ describe("renewal on the real control plane (1m certificates)", () => {
     pod = await stack.pod({ serviceAccount: "renewing-app", podName: "renewing-app-0" })
     target = await stack.publish(pod)
     const first = readVolume(target)
+    expect(first.names).toEqual(NAMES)
     const leaf = leafOf(first.crt)
     expect(urisOf(first.crt)).toEqual(["spiffe://foo.bar/ns/sandbox/sa/renewing-app"])
     // cert-manager accepts spec.duration 1m on a CertificateRequest and the CA issuer honours it.
@@ -69,6 +76,9 @@ describe("renewal on the real control plane (1m certificates)", () => {
     // renewed at ~2/3 (never before 61.7 % of the first certificate's lifetime)
     expect(next.notBefore.getTime()).toBeGreaterThanOrEqual(leaf.notBefore.getTime() + Math.floor(LIFETIME_MS * (2 / 3 - 0.05)) - 1_000)
     expect(urisOf(readVolume(target).crt)).toEqual(["spiffe://foo.bar/ns/sandbox/sa/renewing-app"])
+    // the renewal rewrote the whole set, the bundle under its configured name included
+    expect(readVolume(target).names).toEqual(NAMES)
+    expect(fs.readFileSync(path.join(target, "root.pem"), "utf8")).toBe(plane.issuer.caPem)
     console.log(`renewal observed ${Date.now() - t0} ms after the first publish returned`)
   })
 
@@ -83,7 +93,7 @@ describe("renewal on the real control plane (1m certificates)", () => {
     const after = readVolume(target)
     expect(after.crt).toBe(before.crt)
     expect(after.key).toBe(before.key)
-    expect(after.names).toEqual(["tls.crt", "tls.key"])
+    expect(after.names).toEqual(NAMES)
     // A new driver with the same flags (stop() of the dead one is a no-op); it finds the volume again.
     await stack.restartDriver("SIGTERM")
     expect(readVolume(target).crt).toBe(before.crt)
@@ -101,6 +111,7 @@ describe("renewal on the real control plane (1m certificates)", () => {
     serials.add(renewed)
     expect(urisOf(readVolume(target).crt)).toEqual(["spiffe://foo.bar/ns/sandbox/sa/renewing-app"])
     expect(leafOf(readVolume(target).crt).notAfter.getTime()).toBeGreaterThan(Date.now())
+    expect(readVolume(target).names).toEqual(NAMES)
   })
 
   it("keeps at most one CertificateRequest per volume after renewals", async () => {
