@@ -31,6 +31,36 @@ let ca1: CaIssuer
 let ca2: CaIssuer
 let bundleDir: string
 const SWITCH_TIMEOUT_MS = 30_000
+interface EventItem {
+  reason?: string
+  type?: string
+  message?: string
+  source?: { component?: string; host?: string }
+  reportingComponent?: string
+}
+let invalidEvents: Array<EventItem> = []
+
+const INVALID_LOG = '"invalid runtime issuance ConfigMap; using the static issuer"'
+const LOST_EVENT_LOG = '"could not record an Event",{"reason":"InvalidIssuerConfig"'
+const logLines = (proc: "driver" | "approver", needle: string): Array<string> =>
+  fs.readFileSync(path.join(stack.dir, `${proc}.log`), "utf8").split("\n").filter((l) => l.includes(needle))
+const logCount = (proc: "driver" | "approver", needle: string): number => logLines(proc, needle).length
+
+const invalidConfigEvents = async (): Promise<Array<EventItem>> => {
+  const list = await admin().get<{ items: Array<EventItem> }>(
+    `/api/v1/namespaces/${plane.clusterResourceNamespace}/events?fieldSelector=${encodeURIComponent(`involvedObject.name=${RUNTIME_CONFIG_MAP}`)}`
+  )
+  return list.items.filter((e) => e.reason === "InvalidIssuerConfig")
+}
+
+/** The runtime ConfigMap without issuer-kind (server-side apply by the same field manager drops the key). */
+const applyInvalid = (issuerName: string) =>
+  admin().apply(`/api/v1/namespaces/${plane.clusterResourceNamespace}/configmaps/${RUNTIME_CONFIG_MAP}`, {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name: RUNTIME_CONFIG_MAP, namespace: plane.clusterResourceNamespace },
+    data: { "issuer-name": issuerName, "issuer-group": "cert-manager.io" }
+  })
 
 beforeAll(async () => {
   const { connect } = await import("../harness/globalSetup.ts")
@@ -76,6 +106,7 @@ describe("runtime issuer configuration (driver and approver follow the ConfigMap
   })
   afterAll(async () => {
     await stack?.stop()
+    await deleteRuntimeConfig(plane, admin())
   })
 
   it("succeeds with a simple pod and no runtime configuration (static issuer)", async () => {
@@ -128,34 +159,51 @@ describe("runtime issuer configuration (driver and approver follow the ConfigMap
     await stack.unpublish(pod)
     await deleteRuntimeConfig(plane, admin())
   })
-  it("an invalid edit falls back to the static issuer, loudly (an Event on the ConfigMap from the driver and the approver)", async () => {
+  it("an invalid edit falls back to the static issuer, loudly (logged by the driver and the approver)", async () => {
     await setRuntimeIssuer(plane, admin(), ca1)
     await publishUntilSignedBy(ca1.caPem, ca1.name)
     // issuer-kind missing: server-side apply by the same field manager drops the key
-    await admin().apply(`/api/v1/namespaces/${plane.clusterResourceNamespace}/configmaps/${RUNTIME_CONFIG_MAP}`, {
-      apiVersion: "v1",
-      kind: "ConfigMap",
-      metadata: { name: RUNTIME_CONFIG_MAP, namespace: plane.clusterResourceNamespace },
-      data: { "issuer-name": ca2.name, "issuer-group": ca2.group }
-    })
+    await applyInvalid(ca2.name)
     const { crt } = await publishUntilSignedBy(plane.issuer.caPem, `${plane.issuer.name} (fallback)`)
     expect(await signedBy(crt, ca2.caPem)).toBe(false)
-    const events = await poll(
-      "InvalidIssuerConfig Events on the runtime ConfigMap from the driver and the approver",
-      async () => {
-        const list = await admin().get<{ items: Array<{ reason?: string; type?: string; message?: string; source?: { component?: string }; reportingComponent?: string }> }>(
-          `/api/v1/namespaces/${plane.clusterResourceNamespace}/events?fieldSelector=${encodeURIComponent(`involvedObject.name=${RUNTIME_CONFIG_MAP}`)}`
-        )
-        const invalid = list.items.filter((e) => e.reason === "InvalidIssuerConfig")
-        return invalid.length >= 2 ? invalid : undefined
-      },
-      { timeoutMs: SWITCH_TIMEOUT_MS }
-    )
-    for (const e of events) {
+    expect(await signedBy(crt, ca1.caPem)).toBe(false)
+    await poll("both processes to log the invalid ConfigMap", async () => (logCount("driver", INVALID_LOG) >= 1 && logCount("approver", INVALID_LOG) >= 1 ? true : undefined), {
+      timeoutMs: SWITCH_TIMEOUT_MS
+    })
+  })
+
+  it("records every invalid edit as a Warning Event from both the driver and the approver (none lost to an Event name collision)", async () => {
+    // More invalid edits (each a new resourceVersion, so each is reported again by both processes).
+    for (const name of ["invalid-edit-2", "invalid-edit-3", "invalid-edit-4"]) {
+      const before = { driver: logCount("driver", INVALID_LOG), approver: logCount("approver", INVALID_LOG) }
+      await applyInvalid(name)
+      await poll(`both processes to log the invalid edit ${name}`, async () =>
+        logCount("driver", INVALID_LOG) > before.driver && logCount("approver", INVALID_LOG) > before.approver ? true : undefined, { timeoutMs: SWITCH_TIMEOUT_MS })
+    }
+    const reported = logCount("driver", INVALID_LOG) + logCount("approver", INVALID_LOG)
+    // Each report ends in an Event or in a "could not record an Event" warning: wait for all outcomes.
+    const outcome = await poll("an outcome (Event or warning) for every report", async () => {
+      const events = await invalidConfigEvents()
+      const lost = logCount("driver", LOST_EVENT_LOG) + logCount("approver", LOST_EVENT_LOG)
+      return events.length + lost >= reported ? { events, lost } : undefined
+    }, { timeoutMs: 10_000 })
+    invalidEvents = outcome.events
+    for (const e of outcome.events) {
       expect(e.type).toBe("Warning")
       expect(e.message).toContain("issuer-kind")
     }
-    await deleteRuntimeConfig(plane, admin())
+    const warnings = ["driver", "approver"].flatMap((p) => logLines(p as "driver" | "approver", LOST_EVENT_LOG))
+    expect(outcome.lost, `Events lost:\n${warnings.join("\n")}`).toBe(0)
+    expect(outcome.events).toHaveLength(reported)
+  })
+
+  it("the driver's and the approver's InvalidIssuerConfig Events name the process that reported them", async () => {
+    // An operator reading `kubectl describe configmap` must tell the two apart. The approver's own
+    // Events say "csi-driver-spiffe-approver"; its ConfigMap Event should too.
+    const events = invalidEvents.length > 0 ? invalidEvents : await invalidConfigEvents()
+    expect(events.length).toBeGreaterThanOrEqual(1)
+    const components = new Set(events.map((e) => e.reportingComponent ?? e.source?.component))
+    expect([...components].sort()).toEqual(["csi-driver-spiffe", "csi-driver-spiffe-approver"])
   })
 })
 
