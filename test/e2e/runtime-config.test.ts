@@ -10,6 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import type { Workload } from "../harness/kubelet.ts"
+import { freePort } from "../harness/plane.ts"
 import {
   type CaIssuer,
   createCaClusterIssuer,
@@ -209,10 +210,21 @@ describe("runtime issuer configuration (driver and approver follow the ConfigMap
 
 describe("no issuer at all (--issuer-name empty, no ConfigMap)", () => {
   const ns = "runtime-no-issuer"
+  let healthPort: number
+  const readyz = async () => {
+    const r = await fetch(`http://127.0.0.1:${healthPort}/readyz`)
+    return { status: r.status, body: await r.text() }
+  }
   beforeAll(async () => {
     const { connect } = await import("../harness/globalSetup.ts")
     await deleteRuntimeConfig(plane, connect(plane))
-    stack = await startStack(plane, { name: "runtime-none", issuerName: "", runtimeConfigMap: RUNTIME_CONFIG_MAP })
+    healthPort = await freePort()
+    stack = await startStack(plane, {
+      name: "runtime-none",
+      issuerName: "",
+      runtimeConfigMap: RUNTIME_CONFIG_MAP,
+      driverArgs: [`--metrics-bind-address=127.0.0.1:${healthPort}`]
+    })
   })
   afterAll(async () => {
     await stack?.stop()
@@ -229,6 +241,10 @@ describe("no issuer at all (--issuer-name empty, no ConfigMap)", () => {
     expect(err!.details).toContain("no issuerRef is currently active")
     const all = await admin().get<{ items: Array<unknown> }>(`/apis/cert-manager.io/v1/namespaces/${ns}/certificaterequests`)
     expect(all.items).toHaveLength(0)
+    // the driver's readiness says why
+    const notReady = await poll("the driver's /readyz to answer", async () => readyz(), { timeoutMs: 10_000 })
+    expect(notReady.status).toBe(503)
+    expect(notReady.body).toContain("no issuer configured")
 
     await setRuntimeIssuer(plane, admin(), ca1)
     // the kubelet retries the failed publish; the driver picks the ConfigMap up asynchronously
@@ -240,6 +256,7 @@ describe("no issuer at all (--issuer-name empty, no ConfigMap)", () => {
     const crt = readVolume(target).crt
     expect(await signedBy(crt, ca1.caPem)).toBe(true)
     expect(urisOf(crt)).toEqual([`spiffe://foo.bar/ns/${ns}/sa/runtime-app`])
+    expect(await readyz()).toEqual({ status: 200, body: "ok\n" })
     const crs = await volumeCrs(admin(), pod)
     expect(crs).toHaveLength(1)
     expect(crs[0]!.spec.issuerRef?.name).toBe(ca1.name)
