@@ -2,11 +2,12 @@
  * Composition root of the approver: KubeClient, the runtime issuer, the evaluator, the Lease-based
  * leader election and the controller, plus the readiness and metrics endpoints.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schedule } from "effect"
 import * as ApproverConfigLayers from "../approver/ApproverConfig.ts"
 import type { ApproverSettings } from "../approver/ApproverFlags.ts"
 import * as ControllerLayers from "../approver/Controller.ts"
 import { Controller } from "../approver/Controller.ts"
+import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import * as EvaluatorLayers from "./Evaluator.ts"
 import * as HttpEndpoint from "./HttpEndpoint.ts"
@@ -39,16 +40,29 @@ const metrics = (driverName: string) =>
     }
   })
 
+/** Completes once the issuer configuration has been read (the ConfigMap listed, or static). */
+const issuerLoaded = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const issuers = yield* IssuerConfig
+    yield* issuers.loaded.pipe(Effect.repeat({ until: (loaded) => loaded, schedule: Schedule.spaced("100 millis") }))
+  })
+)
+
 export const ApproverLive = (settings: ApproverSettings) => {
   const ConfigLive = ApproverConfigLayers.layer(settings.config)
   const KubeLive = KubeClientLayers.layer(settings.kubeconfig === undefined ? {} : { kubeconfig: settings.kubeconfig })
-  const IssuerLive = IssuerConfigLayers.layerFor({
-    issuer: settings.staticIssuer ? settings.config.issuer : undefined,
-    runtimeIssuanceConfigMap: settings.runtimeIssuanceConfigMap
-  }).pipe(Layer.provide(KubeLive))
+  const IssuerLive = IssuerConfigLayers.layerFor(
+    { issuer: settings.staticIssuer ? settings.config.issuer : undefined, runtimeIssuanceConfigMap: settings.runtimeIssuanceConfigMap },
+    "csi-driver-spiffe-approver"
+  ).pipe(Layer.provide(KubeLive))
   const EvaluatorLive = EvaluatorLayers.layer.pipe(Layer.provide([ConfigLive, IssuerLive]))
   const LeaderLive = LeaderElectionLayers.layer.pipe(Layer.provide([KubeLive, ConfigLive]))
-  const ControllerLive = ControllerLayers.layer.pipe(Layer.provide([KubeLive, EvaluatorLive, LeaderLive, ConfigLive]))
+  // The controller starts only after the issuer configuration was read once, so that no request is
+  // judged against the static fallback while the runtime ConfigMap is still being read.
+  const ControllerLive = ControllerLayers.layer.pipe(
+    Layer.provide([KubeLive, EvaluatorLive, LeaderLive, ConfigLive]),
+    Layer.provide(issuerLoaded.pipe(Layer.provide(IssuerLive)))
+  )
   const ReadinessLive = settings.readinessBindAddress === undefined
     ? Layer.empty
     : HttpEndpoint.layer(settings.readinessBindAddress, readiness).pipe(Layer.provide(ControllerLive))

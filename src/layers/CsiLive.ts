@@ -23,7 +23,7 @@ import * as VolumeStoreLayers from "./VolumeStore.ts"
 export const CsiLive = (config: DriverConfigShape) => {
   const ConfigLive = DriverConfig.layer(config)
   const KubeLive = KubeClientLayers.layer(config.kubeconfig === undefined ? {} : { kubeconfig: config.kubeconfig })
-  const IssuerLive = IssuerConfigLayers.layerFor(config).pipe(Layer.provide([KubeLive, ConfigLive]))
+  const IssuerLive = IssuerConfigLayers.layerFor(config, "csi-driver-spiffe").pipe(Layer.provide([KubeLive, ConfigLive]))
   const CaBundleLive = CaBundleLayers.layerFor(config).pipe(Layer.provide([CryptoLayers.layer, NodeServices.layer]))
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, KubeLive, CryptoLayers.layer, IssuerLive]))
   const StoreLive = VolumeStoreLayers.layerFileSystem(path.resolve(config.dataRoot, "inmemfs"))

@@ -3,7 +3,7 @@
  * process's own identity; `make` is the same recorder for code that already holds a KubeClient;
  * `layerMemory` keeps them for assertions.
  */
-import { Clock, Context, Effect, Layer, Ref } from "effect"
+import { Clock, Context, Effect, Layer, Random, Ref } from "effect"
 import { Events } from "../domain/KubeObjects.ts"
 import type { RecordedEvent } from "../services/EventRecorder.ts"
 import { EventRecorder } from "../services/EventRecorder.ts"
@@ -26,15 +26,15 @@ const rfc3339 = (millis: number) => new Date(millis).toISOString().replace(/\.\d
 export const make = (component: string, host?: string) =>
   Effect.gen(function*() {
     const kube = yield* KubeClient
-    // client-go names Events `<object>.<unix nanos in hex>`; a per-process sequence stands in for the
-    // nanoseconds the clock does not give, so two Events in one millisecond never collide.
-    let sequence = 0n
-    const record = (e: RecordedEvent) =>
+    // client-go names Events `<object>.<unix nanos in hex>`. Our clock has milliseconds, and several
+    // processes (every node's driver, the approver) may report on one object in the same
+    // millisecond, so the nanosecond digits are random: a collision needs the same millisecond and
+    // the same 1-in-a-million draw, and is retried once with a new draw.
+    const create = (e: RecordedEvent, now: number) =>
       Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
         const namespace = e.involvedObject.namespace ?? "default"
-        const stamp = BigInt(now) * 1_000_000n + (sequence++ % 1_000_000n)
-        yield* kube.create(Events, namespace, {
+        const stamp = BigInt(now) * 1_000_000n + BigInt(yield* Random.nextIntBetween(0, 999_999))
+        return yield* kube.create(Events, namespace, {
           apiVersion: "v1",
           kind: "Event",
           metadata: { name: `${e.involvedObject.name}.${stamp.toString(16)}`, namespace },
@@ -48,6 +48,11 @@ export const make = (component: string, host?: string) =>
           lastTimestamp: rfc3339(now),
           count: 1
         })
+      })
+    const record = (e: RecordedEvent) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        yield* create(e, now).pipe(Effect.catchIf((error) => error.reason === "AlreadyExists", () => create(e, now)))
       }).pipe(Effect.catch((error) => Effect.logWarning("could not record an Event", { reason: e.reason, error: error.message })))
     return EventRecorder.of({ record })
   })

@@ -127,10 +127,14 @@ export const layerConfigMap = (
     })
   )
 
-export const layerFor = (config: {
-  readonly issuer: IssuerRef | undefined
-  readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
-}) =>
+/** The static issuer, or the runtime ConfigMap over it; `component` names the reporter of its Events. */
+export const layerFor = (
+  config: {
+    readonly issuer: IssuerRef | undefined
+    readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
+  },
+  component: string
+) =>
   config.runtimeIssuanceConfigMap === undefined
     ? layerStatic(config.issuer)
-    : layerConfigMap(config.runtimeIssuanceConfigMap, config.issuer, "csi-driver-spiffe")
+    : layerConfigMap(config.runtimeIssuanceConfigMap, config.issuer, component)

@@ -28,6 +28,8 @@ const TMPFS_MODE = 0o700
 interface VolumeState {
   meta: VolumeMetadata
   token: PodToken | undefined
+  /** When the renewal loop retries after a failed or not-ready attempt; undefined otherwise. */
+  retryAt: number | undefined
   readonly lock: Semaphore.Semaphore
 }
 
@@ -38,7 +40,8 @@ const statusOf = (s: VolumeState): VolumeStatus => ({
   issued: s.meta.nextIssuanceAt !== undefined,
   hasToken: s.token !== undefined,
   nextIssuanceAt: s.meta.nextIssuanceAt,
-  notAfter: s.meta.notAfter
+  notAfter: s.meta.notAfter,
+  retryAt: s.retryAt
 })
 
 /** Event reasons on the Pod, by issuance failure; NotReady is a wait state and records nothing. */
@@ -69,7 +72,7 @@ export const layer = Layer.effect(
     const stateFor = (volumeId: string, meta: VolumeMetadata): VolumeState => {
       let s = volumes.get(volumeId)
       if (s === undefined) {
-        s = { meta, token: undefined, lock: Semaphore.makeUnsafe(1) }
+        s = { meta, token: undefined, retryAt: undefined, lock: Semaphore.makeUnsafe(1) }
         volumes.set(volumeId, s)
       }
       return s
@@ -150,6 +153,7 @@ export const layer = Layer.effect(
           if (result._tag === "Success") {
             failures = 0
             waits = 0
+            state.retryAt = undefined
             continue
           }
           const e = result.failure
@@ -161,6 +165,7 @@ export const layer = Layer.effect(
             error: e.message,
             retryInMillis: delay
           })
+          state.retryAt = (yield* Clock.currentTimeMillis) + delay
           yield* Effect.sleep(delay)
         }
       }).pipe(Effect.annotateLogs({ component: "renewal" }))

@@ -38,6 +38,8 @@ export interface VolumeStatus {
   readonly hasToken: boolean
   readonly nextIssuanceAt: number | undefined
   readonly notAfter: number | undefined
+  /** When the renewal loop retries after a failed or not-ready attempt. */
+  readonly retryAt: number | undefined
 }
 
 export interface VolumeManagerShape {

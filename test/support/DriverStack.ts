@@ -80,12 +80,18 @@ export const startDriver = <N>(node: Context.Context<N>, config: DriverConfigSha
     return { ctx, stop: Scope.close(scope, undefined as never) }
   })
 
-/** Yields to the event loop (not a timed sleep) until `check` holds; WebCrypto work is real async. */
-export const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, what: string) =>
+/**
+ * Yields to the event loop (never a timed sleep) until `check` holds. WebCrypto and file-system work
+ * complete on real threads that TestClock cannot drive, so the bound is wall-clock (generous, for a
+ * loaded 2-core CI machine); a condition that holds returns at the first chance.
+ */
+export const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, what: string, boundMillis = 20_000) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 5_000; i++) {
+    const deadline = performance.now() + boundMillis
+    while (performance.now() < deadline) {
       if (yield* check) return
       yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
     }
-    return yield* Effect.die(new Error(`condition never held: ${what}`))
+    if (yield* check) return
+    return yield* Effect.die(new Error(`condition never held within ${boundMillis} ms: ${what}`))
   })

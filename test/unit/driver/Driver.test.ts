@@ -244,16 +244,22 @@ describe("renewal", () => {
       const created = () => Effect.map(requests, (r) => r.length)
       const kube = yield* KubeClientMemory
       const creations = Effect.map(kube.creations, (c) => c.length)
+      const manager = yield* VolumeManager
+      /** The loop has failed and is asleep until exactly `at` (adjusting before that would race it). */
+      const retryingAt = (at: number) => eventually(Effect.map(manager.status("csi-4d3c2b1a"), (s) => s?.retryAt === at), `retry scheduled at ${at}`)
       yield* TestClock.adjust((2 * HOUR) / 3)
       yield* eventually(Effect.map(creations, (n) => n === 2), "first renewal attempt")
+      let now = (2 * HOUR) / 3
       for (const [delay, expected] of [[30_000, 3], [60_000, 4], [120_000, 5]] as const) {
+        yield* retryingAt(now + delay)
         yield* TestClock.adjust(delay - 1)
-        yield* eventually(Effect.succeed(true), "settle")
         assert.strictEqual(yield* creations, expected - 1, `no attempt before ${delay} ms`)
         yield* TestClock.adjust(1)
+        now += delay
         yield* eventually(Effect.map(creations, (n) => n === expected), `attempt after ${delay} ms`)
       }
       assert.strictEqual(yield* created(), 1, "failed requests are replaced, not accumulated")
+      yield* retryingAt(now + 240_000)
       yield* signer.setMode({ _tag: "Sign" })
       yield* TestClock.adjust(240_000)
       yield* eventually(Effect.map(signer.signed, (n) => n === 2), "recovered")
@@ -279,6 +285,7 @@ describe("restart", () => {
       yield* TestClock.adjust((2 * HOUR) / 3 + 5_000)
       assert.strictEqual((yield* kube.creations).length, 1, "no request without a token")
 
+      yield* eventually(Effect.map(manager.status("csi-4d3c2b1a"), (s) => s?.retryAt !== undefined), "not-ready retry scheduled")
       const plugin2 = yield* Effect.provide(Effect.service(CsiPlugin), second.ctx)
       yield* plugin2.nodePublishVolume(request({ serial: 2 }))
       yield* TestClock.adjust(10_000)

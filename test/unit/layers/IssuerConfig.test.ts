@@ -349,7 +349,7 @@ describe("layerFor", () => {
       // Any list or watch would fail now; the static layer makes none.
       yield* kube.failNext("list", "Forbidden", 10)
       yield* kube.failNext("watch", "Forbidden", 10)
-      const issuers = yield* Effect.provide(Effect.service(IssuerConfig), IssuerConfigLayers.layerFor({ issuer: STATIC, runtimeIssuanceConfigMap: undefined }))
+      const issuers = yield* Effect.provide(Effect.service(IssuerConfig), IssuerConfigLayers.layerFor({ issuer: STATIC, runtimeIssuanceConfigMap: undefined }, "csi-driver-spiffe"))
       assert.deepStrictEqual(yield* issuers.current, STATIC)
       assert.isTrue(yield* issuers.loaded)
       const client = yield* KubeClient
@@ -367,7 +367,7 @@ describe("layerFor", () => {
       yield* currentIs(RUNTIME, "runtime issuer")
     }).pipe(
       Effect.provide(
-        IssuerConfigLayers.layerFor({ issuer: STATIC, runtimeIssuanceConfigMap: SOURCE }).pipe(Layer.provideMerge(layerMemory))
+        IssuerConfigLayers.layerFor({ issuer: STATIC, runtimeIssuanceConfigMap: SOURCE }, "csi-driver-spiffe").pipe(Layer.provideMerge(layerMemory))
       )
     ))
 })
@@ -389,7 +389,7 @@ const failFirstList = Layer.effectDiscard(Effect.flatMap(Effect.service(KubeClie
 describe("driver with the runtime issuer", () => {
   const config = testConfig({ issuer: undefined, runtimeIssuanceConfigMap: SOURCE })
   // One IssuerConfig (memoized by reference) serves the driver and the test.
-  const issuerLayer = IssuerConfigLayers.layerFor(config)
+  const issuerLayer = IssuerConfigLayers.layerFor(config, "csi-driver-spiffe")
   const driverStack = driverLayer(config, undefined, { issuerConfig: issuerLayer }).pipe(Layer.merge(issuerLayer), Layer.provideMerge(nodeLayer))
   const request = (spec: PodSpec = {}) => {
     const { token: _token, ...req } = publishRequest(spec)
