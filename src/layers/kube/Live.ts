@@ -14,7 +14,7 @@
  * `Watch` is not used either: it drops unparsable lines silently and aborts after 30 s without data.
  */
 import * as k8s from "@kubernetes/client-node"
-import { Config, Effect, Option, Random, Redacted, Schema, Stream } from "effect"
+import { Clock, Config, Effect, Option, Random, Redacted, Schema, Stream } from "effect"
 import type { Resource } from "../../domain/KubeObjects.ts"
 import type {
   CallOptions,
@@ -148,8 +148,28 @@ interface Call {
   readonly body?: unknown
 }
 
-/** One process identity (or one pod's token) speaking REST to the cluster of `kc`. */
-const restClient = (kc: k8s.KubeConfig) => {
+/**
+ * How long one connection pool (undici dispatcher) is reused before a fresh one is taken from the
+ * kubeconfig. client-node builds a new pool — a new TLS connection — for every request; reusing one
+ * saves a TLS handshake per call (the approver and a burst of publishes make hundreds). Five minutes
+ * bounds how long rotated client certificate files or CA data go unnoticed.
+ */
+const POOL_REFRESH_MILLIS = 5 * 60_000
+
+/** A connection pool shared by every call with the same TLS identity. */
+interface PoolCache {
+  dispatcher: ReturnType<k8s.RequestContext["getDispatcher"]>
+  takenAt: number
+}
+
+const newPoolCache = (): PoolCache => ({ dispatcher: undefined, takenAt: 0 })
+
+/**
+ * One process identity (or one pod's token) speaking REST to the cluster of `kc`. `pool` is shared
+ * only between clients with the same TLS settings and no client certificate of their own, so that a
+ * pod's bearer token never travels on a connection that authenticated with the process's certificate.
+ */
+const restClient = (kc: k8s.KubeConfig, pool: PoolCache) => {
   const server = kc.getCurrentCluster()?.server ?? ""
 
   /** The request with credentials and TLS settings applied, not yet sent. */
@@ -170,6 +190,18 @@ const restClient = (kc: k8s.KubeConfig) => {
         try: () => kc.applySecurityAuthentication(ctx),
         catch: (e) => kubeError(call.verb, "Unauthorized", `cannot apply credentials: ${messageOf(e)}`)
       })
+      const now = yield* Clock.currentTimeMillis
+      const fresh = ctx.getDispatcher()
+      if (pool.dispatcher === undefined || now - pool.takenAt >= POOL_REFRESH_MILLIS) {
+        const old = pool.dispatcher
+        pool.dispatcher = fresh
+        pool.takenAt = now
+        // In-flight calls on the old pool finish first; close() only stops new ones.
+        if (old !== undefined && old !== fresh) yield* Effect.promise(() => old.close().catch(() => undefined))
+      } else if (fresh !== undefined && fresh !== pool.dispatcher) {
+        yield* Effect.promise(() => fresh.close().catch(() => undefined))
+        ctx.setDispatcher(pool.dispatcher)
+      }
       return ctx
     })
 
@@ -191,14 +223,16 @@ const restClient = (kc: k8s.KubeConfig) => {
 
 /** The live KubeClient over an already loaded configuration. */
 export const make = (kc: k8s.KubeConfig): KubeClientShape => {
-  const own = restClient(kc)
+  const own = restClient(kc, newPoolCache())
+  // Bearer-token calls carry only the cluster's CA: one pool serves every pod's token.
+  const bearerPool = newPoolCache()
   const cluster = kc.getCurrentCluster()
 
   /** Same cluster, CA and TLS settings; the token is the only credential. */
   const asBearer = (token: Redacted.Redacted<string>) => {
     const bearer = new k8s.KubeConfig()
     if (cluster !== null) bearer.loadFromClusterAndUser(cluster, { name: "call-bearer-token", token: Redacted.value(token) })
-    return restClient(bearer)
+    return restClient(bearer, bearerPool)
   }
 
   const get = Effect.fn("KubeClient.get")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
