@@ -5,7 +5,7 @@
  */
 import { Result } from "effect"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
-import { parseFlags } from "../config/Flags.ts"
+import { collector, parseFlags } from "../config/Flags.ts"
 import * as Common from "../config/CommonFlags.ts"
 import { KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
@@ -41,15 +41,7 @@ export const approverFlags: ReadonlyArray<FlagSpec> = [
 ]
 
 export const decodeApproverSettings = (values: Readonly<Record<string, string>>): Result.Result<ApproverSettings, string> => {
-  const v = (k: string): string => values[k] ?? ""
-  const errors: Array<string> = []
-  const take = <A>(r: Result.Result<A, string>, fallback: A): A => {
-    if (Result.isFailure(r)) {
-      errors.push(r.failure)
-      return fallback
-    }
-    return r.success
-  }
+  const { errors, value: v, take } = collector(values)
   const logLevel = take(parseLogLevel(v("log-level")), 1)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
   const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)

@@ -79,3 +79,22 @@ export const helpText = (program: string, summary: string, specs: ReadonlyArray<
   }
   return lines.join("\n")
 }
+
+/**
+ * Reads decoded flag values and collects every problem, so a binary reports all of them in one
+ * line: `take` keeps a value or records its error and returns the fallback.
+ */
+export const collector = (values: Readonly<Record<string, string>>) => {
+  const errors: Array<string> = []
+  return {
+    errors,
+    value: (name: string): string => values[name] ?? "",
+    take: <A>(r: Result.Result<A, string>, fallback: A): A => {
+      if (Result.isFailure(r)) {
+        errors.push(r.failure)
+        return fallback
+      }
+      return r.success
+    }
+  }
+}

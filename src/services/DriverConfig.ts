@@ -12,7 +12,7 @@ import type { RenewalPolicy } from "../domain/Renewal.ts"
 import { defaultPolicy } from "../domain/Renewal.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
-import { parseFlags } from "../config/Flags.ts"
+import { collector, parseFlags } from "../config/Flags.ts"
 import * as Common from "../config/CommonFlags.ts"
 
 export interface DriverConfigShape {
@@ -109,15 +109,7 @@ export const parseRequestDuration = (raw: string): Result.Result<number, string>
 
 /** Decodes flag values into the driver's config; every problem is reported in one line. */
 export const decodeDriverConfig = (values: Readonly<Record<string, string>>, version: string): Result.Result<DriverConfigShape, string> => {
-  const v = (k: string): string => values[k] ?? ""
-  const errors: Array<string> = []
-  const take = <A>(r: Result.Result<A, string>, fallback: A): A => {
-    if (Result.isFailure(r)) {
-      errors.push(r.failure)
-      return fallback
-    }
-    return r.success
-  }
+  const { errors, value: v, take } = collector(values)
   for (const req of ["node-id", "endpoint", "data-root"]) if (v(req) === "") errors.push(`--${req} is required`)
   const logLevel = take(parseLogLevel(v("log-level")), 1)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
