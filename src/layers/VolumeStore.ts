@@ -40,7 +40,7 @@ const NAME_MAX_BYTES = 255
 const DETAIL_MAX_CHARS = 200
 
 const METADATA_FILE = "metadata.json"
-/** Fixed name is safe: every mutation holds the store's lock, and a left-over is simply overwritten. */
+/** Fixed name is safe: every mutation of a volume holds its lock, and a left-over is simply overwritten. */
 const METADATA_TMP_FILE = ".metadata.json.tmp"
 const DATA_DIR = "data"
 const DATA_LINK = "..data"
@@ -194,16 +194,27 @@ type StoredMetadata =
 const isWriterEntry = (name: string): boolean => name.startsWith("..") && name !== DATA_LINK
 
 /**
- * The store on a real file system rooted at `root` (`<data-root>/inmemfs`). All mutations of the
- * store are serialised by one lock: publishes are rare (one per renewal) and take milliseconds on a
- * tmpfs, and the lock makes the fixed temporary names and the left-over clean-up race-free.
- * Reads take no lock: the `..data` swap is what keeps readers consistent.
+ * The store on a real file system rooted at `root` (`<data-root>/inmemfs`). Mutations of one volume
+ * are serialised by that volume's lock, which makes its fixed temporary names and left-over clean-up
+ * race-free; different volumes never wait for each other (a burst of 110 publishes would otherwise
+ * queue behind one lock). Reads take no lock: the `..data` swap is what keeps readers consistent.
  */
 export const layerFileSystem = (root: string): Layer.Layer<VolumeStore> =>
   Layer.effect(
     VolumeStore,
     Effect.gen(function*() {
-      const mutations = yield* Semaphore.make(1)
+      // One lock per volume, created on first use and dropped when the volume is removed (callers
+      // never mutate a volume after removing it: unpublish is its last operation).
+      const locks = new Map<string, Semaphore.Semaphore>()
+      const lockOf = (volumeId: string): Semaphore.Semaphore => {
+        let lock = locks.get(volumeId)
+        if (lock === undefined) {
+          lock = Semaphore.makeUnsafe(1)
+          locks.set(volumeId, lock)
+        }
+        return lock
+      }
+      const exclusive = <A, E, R>(volumeId: string, effect: Effect.Effect<A, E, R>) => lockOf(volumeId).withPermit(effect)
       const volumeDirOf = (volumeId: string) => nodePath.join(root, volumeId)
       const dataDirOf = (volumeId: string) => nodePath.join(root, volumeId, DATA_DIR)
       const metadataPathOf = (volumeId: string) => nodePath.join(root, volumeId, METADATA_FILE)
@@ -246,7 +257,7 @@ export const layerFileSystem = (root: string): Layer.Layer<VolumeStore> =>
         }
       })
 
-      const list = mutations.withPermit(Effect.gen(function*() {
+      const list = Effect.gen(function*() {
         const entries = yield* ioUnlessMissing("list", "*", () => fsp.readdir(root, { withFileTypes: true }))
         const volumes: Array<VolumeMetadata> = []
         for (const entry of entries ?? []) {
@@ -260,17 +271,17 @@ export const layerFileSystem = (root: string): Layer.Layer<VolumeStore> =>
           yield* Effect.logWarning("removing volume directory without valid metadata.json").pipe(
             Effect.annotateLogs({ volumeId, reason: stored._tag === "Missing" ? "missing" : truncate(stored.detail) })
           )
-          yield* io("list", volumeId, () => fsp.rm(volumeDirOf(volumeId), { recursive: true, force: true }))
+          yield* exclusive(volumeId, io("list", volumeId, () => fsp.rm(volumeDirOf(volumeId), { recursive: true, force: true })))
         }
         return volumes
-      }))
+      })
 
       const write = Effect.fnUntraced(function*(metadata: VolumeMetadata) {
         const volumeId = metadata.volumeId
         const json = yield* encodeJson(metadata).pipe(
           Effect.mapError((error) => new VolumeStoreError({ operation: "write", volumeId, detail: truncate(error.message) }))
         )
-        yield* mutations.withPermit(Effect.gen(function*() {
+        yield* exclusive(volumeId, Effect.gen(function*() {
           yield* ensureVolumeDir("write", volumeId)
           const tmp = nodePath.join(volumeDirOf(volumeId), METADATA_TMP_FILE)
           yield* io("write", volumeId, async () => {
@@ -392,14 +403,15 @@ export const layerFileSystem = (root: string): Layer.Layer<VolumeStore> =>
         list,
         read,
         write,
-        writeFiles: (volumeId, files, gid) => mutations.withPermit(publish(volumeId, files, gid)),
+        writeFiles: (volumeId, files, gid) => exclusive(volumeId, publish(volumeId, files, gid)),
         readFile: (volumeId, name) =>
           ioUnlessMissing("readFile", volumeId, () => fsp.readFile(nodePath.join(dataDirOf(volumeId), name), "utf8")),
         dataDir: dataDirOf,
         remove: (volumeId) =>
-          mutations.withPermit(
+          exclusive(
+            volumeId,
             io("remove", volumeId, () => fsp.rm(volumeDirOf(volumeId), { recursive: true, force: true }))
-          )
+          ).pipe(Effect.ensuring(Effect.sync(() => locks.delete(volumeId))))
       })
     })
   )
