@@ -25,6 +25,11 @@ export interface ApproverConfigShape {
   readonly leaderElectionNamespace: string
   /** Key types a request may use (`ecdsa-p256`, `rsa-2048`, …; see `SpiffeRules.KNOWN_KEY_TYPES`). */
   readonly allowedKeyTypes: ReadonlyArray<string>
+  /**
+   * `--driver-service-account` when `--use-own-service-account` is on: the CSI driver's ServiceAccount
+   * username, the only requester allowed (see SpiffeRules). Undefined in the default mode.
+   */
+  readonly driverServiceAccount: string | undefined
 }
 
 export class ApproverConfig extends Context.Service<ApproverConfig, ApproverConfigShape>()(
@@ -39,7 +44,8 @@ export const defaults: ApproverConfigShape = {
   issuer: { name: "my-spiffe-ca", kind: "ClusterIssuer", group: "cert-manager.io" },
   autoApproveNonSpiffe: false,
   leaderElectionNamespace: "cert-manager",
-  allowedKeyTypes: DEFAULT_ALLOWED_KEY_TYPES
+  allowedKeyTypes: DEFAULT_ALLOWED_KEY_TYPES,
+  driverServiceAccount: undefined
 }
 
 /** A fixed configuration: the defaults with `overrides` applied. */

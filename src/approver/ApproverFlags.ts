@@ -7,7 +7,7 @@ import { Result } from "effect"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
 import { collector, parseFlags } from "../config/Flags.ts"
 import * as Common from "../config/CommonFlags.ts"
-import { KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
+import { driverServiceAccountViolations, KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import { parseBindAddress, parseLogLevel, parseRequestDuration } from "../services/DriverConfig.ts"
 import type { ApproverConfigShape } from "./ApproverConfig.ts"
@@ -32,8 +32,8 @@ export const approverFlags: ReadonlyArray<FlagSpec> = [
   Common.certificateRequestDuration("Duration every request must ask for, exactly."),
   ...Common.issuer,
   { section: "cert-manager", name: "allowed-key-types", kind: "string", default: "ecdsa-p256", usage: `Comma-separated key types requests may use (${KNOWN_KEY_TYPES.join(", ")}).` },
-  { section: "cert-manager", name: "use-own-service-account", kind: "bool", default: "false", usage: "The original's mode where the driver requests with its own ServiceAccount (not supported by this approver yet)." },
-  { section: "cert-manager", name: "driver-service-account", kind: "string", default: "", usage: "With --use-own-service-account: the driver's ServiceAccount username (not supported yet)." },
+  { section: "cert-manager", name: "use-own-service-account", kind: "bool", default: "false", usage: "Approve only requests the CSI driver made with its own ServiceAccount (--driver-service-account) for a workload ID in the request's own namespace; the driver must run with --use-own-service-account too." },
+  { section: "cert-manager", name: "driver-service-account", kind: "string", default: "", usage: "With --use-own-service-account (required there, ignored otherwise): the driver's ServiceAccount username, system:serviceaccount:<namespace>:<name>." },
   { section: "Controller", name: "auto-approve-non-spiffe", kind: "bool", default: "false", usage: "Also approve requests without the identity annotation, unless they target the SPIFFE issuer or carry a spiffe:// URI." },
   { section: "Controller", name: "leader-election-namespace", kind: "string", default: "cert-manager", usage: "Namespace of the leader-election Lease." },
   { section: "Controller", name: "readiness-probe-bind-address", kind: "string", default: ":6060", usage: "Address of the readiness endpoint (/readyz); 0 disables." },
@@ -53,8 +53,12 @@ export const decodeApproverSettings = (values: Readonly<Record<string, string>>)
   const cmName = v("runtime-issuance-config-map-name")
   const cmNamespace = v("runtime-issuance-config-map-namespace")
   if (cmName !== "" && cmNamespace === "") errors.push("--runtime-issuance-config-map-namespace is required with --runtime-issuance-config-map-name")
-  if (v("use-own-service-account") === "true") {
-    errors.push("--use-own-service-account is not supported by this approver yet: requests must be made with the pod's own token (the default)")
+  const ownServiceAccount = v("use-own-service-account") === "true"
+  const driverServiceAccount = v("driver-service-account")
+  if (ownServiceAccount) {
+    for (const why of driverServiceAccountViolations(driverServiceAccount)) {
+      errors.push(driverServiceAccount === "" ? "--driver-service-account is required with --use-own-service-account" : `--driver-service-account: ${why}`)
+    }
   }
   if (v("leader-election-namespace") === "") errors.push("--leader-election-namespace must not be empty")
   if (errors.length > 0) return Result.fail(errors.join("; "))
@@ -66,7 +70,8 @@ export const decodeApproverSettings = (values: Readonly<Record<string, string>>)
       issuer: { name: v("issuer-name"), kind: v("issuer-kind") === "" ? "Issuer" : v("issuer-kind"), group: v("issuer-group") === "" ? "cert-manager.io" : v("issuer-group") },
       autoApproveNonSpiffe: v("auto-approve-non-spiffe") === "true",
       leaderElectionNamespace: v("leader-election-namespace"),
-      allowedKeyTypes: keyTypes
+      allowedKeyTypes: keyTypes,
+      driverServiceAccount: ownServiceAccount ? driverServiceAccount : undefined
     },
     logLevel,
     kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),

@@ -5,6 +5,13 @@
  * cert-manager's defaulting, annotation value, key type and size, full subject, basic constraints, the
  * URI as a strictly parsed SPIFFE ID), the wording of denial reasons and their order, and the
  * auto-approve decision for requests without the identity annotation.
+ *
+ * Two modes decide who may ask for which SPIFFE ID. Default: the requester is the workload's own
+ * ServiceAccount and may ask only for its own ID. Own-ServiceAccount (`--use-own-service-account`,
+ * go-original.md §7.2 rule 8b): the CSI driver asks on the workloads' behalf, so the requester must be
+ * exactly the driver's ServiceAccount, and the ID must be a workload ID `/ns/<ns>/sa/<sa>` whose `<ns>`
+ * is the CertificateRequest's own namespace (the driver creates each request in its pod's namespace;
+ * the original checked only the trust domain, §11 item 12), with the identity annotation equal to it.
  * Does not own: reading the CSR (`approver/InspectCsr.ts`), where the policy comes from
  * (`layers/Evaluator.ts`), or writing the decision (`approver/Reconcile.ts`).
  *
@@ -40,6 +47,12 @@ export interface SpiffePolicy {
   readonly allowedKeyTypes: ReadonlyArray<string>
   /** `--auto-approve-non-spiffe`. */
   readonly autoApproveNonSpiffe: boolean
+  /**
+   * `--driver-service-account` under `--use-own-service-account`: the username
+   * (`system:serviceaccount:<ns>:<name>`) of the only requester allowed. Absent in the default mode,
+   * where each workload requests with its own ServiceAccount.
+   */
+  readonly driverServiceAccount?: string | undefined
 }
 
 /** What the CSI driver requests and the only policy allowed unless an operator widens it. */
@@ -66,6 +79,29 @@ const ALLOWED_EXTENSIONS: ReadonlyArray<string> = [
 ]
 
 const ANNOTATION_PATH = `metadata.annotations[${CR.IDENTITY_ANNOTATION}]`
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
+const isDnsLabel = (s: string): boolean => s.length <= 63 && DNS_LABEL.test(s)
+/** A Namespace name: an RFC 1123 label. */
+const isNamespaceName = isDnsLabel
+/** A ServiceAccount name: an RFC 1123 subdomain. */
+const isServiceAccountName = (s: string): boolean => s.length <= 253 && s.split(".").every(isDnsLabel)
+
+/**
+ * Every reason `username` is not a usable `--driver-service-account`: it must be a ServiceAccount
+ * username `system:serviceaccount:<namespace>:<name>` with valid Kubernetes names.
+ */
+export const driverServiceAccountViolations = (username: string): ReadonlyArray<string> => {
+  if (username === "") return ["is empty"]
+  const sa = serviceAccountFromUsername(username)
+  if (sa === undefined) {
+    return [`must be a ServiceAccount username (system:serviceaccount:<namespace>:<name>), got ${JSON.stringify(username)}`]
+  }
+  const out: Array<string> = []
+  if (!isNamespaceName(sa.namespace)) out.push(`namespace ${JSON.stringify(sa.namespace)} is not a valid Namespace name`)
+  if (!isServiceAccountName(sa.name)) out.push(`name ${JSON.stringify(sa.name)} is not a valid ServiceAccount name`)
+  return out
+}
 
 /** Request content in a reason is cut here: enough to recognise it, bounded for Events (1 KiB max). */
 const MAX_QUOTED = 128
@@ -117,8 +153,30 @@ const issuerViolations = (policy: SpiffePolicy, request: CR.CertificateRequest):
       message: `must be ${IssuerRef.format(policy.issuer)}, got ${quote(IssuerRef.format(request.spec.issuerRef))}`
     }]
 
-/** The single URI SAN against the SPIFFE ID the requester may have (undefined when unknown). */
-const uriViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | undefined): ReadonlyArray<string> => {
+/** Which SPIFFE ID a request may carry, by mode. */
+type IdentityRule =
+  /** Default mode: exactly the requester's own ID (undefined when the requester is not a ServiceAccount). */
+  | { readonly _tag: "Requester"; readonly id: string | undefined }
+  /** Own-ServiceAccount mode: a workload ID in the request's own namespace. */
+  | { readonly _tag: "Namespace"; readonly namespace: string }
+
+/** A workload ID's path, `/ns/<namespace>/sa/<name>`, against the namespace it must name. */
+const workloadPathViolations = (path: string, namespace: string): ReadonlyArray<string> => {
+  const segments = path.split("/").slice(1)
+  const [ns, idNamespace, sa, idName, ...rest] = segments
+  if (ns !== "ns" || sa !== "sa" || idNamespace === undefined || idName === undefined || rest.length > 0) {
+    return [`SPIFFE ID path must be /ns/<namespace>/sa/<service-account>, got ${path === "" ? "none" : quote(path)}`]
+  }
+  const out: Array<string> = []
+  if (idNamespace !== namespace) {
+    out.push(`SPIFFE ID must be in the request's own namespace ${namespace}, got ${quote(idNamespace)}`)
+  }
+  if (!isServiceAccountName(idName)) out.push(`SPIFFE ID names ${quote(idName)}, which is not a valid ServiceAccount name`)
+  return out
+}
+
+/** The single URI SAN against the SPIFFE ID(s) `rule` allows. */
+const uriViolations = (policy: SpiffePolicy, csr: ParsedCsr, rule: IdentityRule): ReadonlyArray<string> => {
   const [uri, ...more] = csr.uris
   if (uri === undefined || more.length > 0) return [`must contain exactly one URI SAN, got ${csr.uris.length}`]
   const parsed = parseSpiffeId(uri)
@@ -126,12 +184,13 @@ const uriViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | 
   if (parsed.id.trustDomain !== policy.trustDomain) {
     return [`SPIFFE ID must be in trust domain ${policy.trustDomain}, got ${quote(parsed.id.trustDomain)}`]
   }
-  if (expected !== undefined && uri !== expected) return [`SPIFFE ID must be ${expected}, got ${quote(uri)}`]
+  if (rule._tag === "Namespace") return workloadPathViolations(parsed.id.path, rule.namespace)
+  if (rule.id !== undefined && uri !== rule.id) return [`SPIFFE ID must be ${rule.id}, got ${quote(uri)}`]
   return []
 }
 
 /** Signature, key, subject, SANs, extensions and their contents, in that order. */
-const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | undefined): ReadonlyArray<string> => {
+const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, rule: IdentityRule): ReadonlyArray<string> => {
   const out: Array<string> = []
   if (!SUPPORTED_SIGNATURE_ALGORITHMS.includes(csr.signatureAlgorithm)) {
     out.push(`signature algorithm ${describeOid(csr.signatureAlgorithm)} is not supported`)
@@ -147,7 +206,7 @@ const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | 
   if (csr.ipAddresses.length > 0) out.push(`must not contain IP SANs, got ${csr.ipAddresses.length}`)
   if (csr.emailAddresses.length > 0) out.push(`must not contain email SANs, got ${csr.emailAddresses.length}`)
   if (csr.otherSanKinds.length > 0) out.push(`must contain only URI SANs, got ${unique(csr.otherSanKinds).join(", ")}`)
-  out.push(...uriViolations(policy, csr, expected))
+  out.push(...uriViolations(policy, csr, rule))
   const oids = csr.extensions.map((e) => e.oid)
   for (const oid of unique(oids)) {
     if (!ALLOWED_EXTENSIONS.includes(oid)) out.push(`extension ${describeOid(oid)} is not allowed`)
@@ -167,33 +226,71 @@ const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, expected: string | 
   return out
 }
 
-/** The rules for a request carrying the identity annotation. */
-const evaluateSpiffe = (policy: SpiffePolicy, request: CR.CertificateRequest, facts: CsrFacts, annotation: string) => {
-  const violations: Array<Violation> = []
+const shownUsername = (username: string | undefined): string => (username === undefined ? "none" : quote(username))
+
+/**
+ * Default mode: the requester must be a ServiceAccount, and both the URI SAN and the annotation must
+ * be that ServiceAccount's own ID.
+ */
+const requesterIdentity = (
+  policy: SpiffePolicy,
+  request: CR.CertificateRequest,
+  annotation: string
+): { readonly rule: IdentityRule; readonly violations: ReadonlyArray<Violation> } => {
   const username = request.spec.username
   const sa = username === undefined ? undefined : serviceAccountFromUsername(username)
-  const expected = sa === undefined ? undefined : forServiceAccount(policy.trustDomain, sa.namespace, sa.name)
+  if (sa === undefined) {
+    const message = `must be a ServiceAccount (system:serviceaccount:<namespace>:<name>), got ${shownUsername(username)}`
+    return { rule: { _tag: "Requester", id: undefined }, violations: [{ path: "spec.username", message }] }
+  }
+  const expected = forServiceAccount(policy.trustDomain, sa.namespace, sa.name)
+  return {
+    rule: { _tag: "Requester", id: expected },
+    violations: annotation === expected ? [] : [{ path: ANNOTATION_PATH, message: `must be ${expected}, got ${quote(annotation)}` }]
+  }
+}
 
+/**
+ * Own-ServiceAccount mode: the requester must be the driver's ServiceAccount, the URI SAN a workload ID
+ * in the request's own namespace, and the annotation that same URI.
+ */
+const driverIdentity = (
+  driverServiceAccount: string,
+  request: CR.CertificateRequest,
+  facts: CsrFacts,
+  annotation: string
+): { readonly rule: IdentityRule; readonly violations: ReadonlyArray<Violation> } => {
+  const violations: Array<Violation> = []
+  const username = request.spec.username
+  if (username !== driverServiceAccount) {
+    violations.push({
+      path: "spec.username",
+      message: `must be the CSI driver's ServiceAccount ${driverServiceAccount} (--use-own-service-account), got ${shownUsername(username)}`
+    })
+  }
+  const [uri, ...more] = facts._tag === "Unparsable" ? [] : facts.uris
+  if (uri !== undefined && more.length === 0 && annotation !== uri) {
+    violations.push({ path: ANNOTATION_PATH, message: `must equal the URI SAN ${quote(uri)}, got ${quote(annotation)}` })
+  }
+  return { rule: { _tag: "Namespace", namespace: request.metadata.namespace }, violations }
+}
+
+/** The rules for a request carrying the identity annotation. */
+const evaluateSpiffe = (policy: SpiffePolicy, request: CR.CertificateRequest, facts: CsrFacts, annotation: string) => {
+  const identity = policy.driverServiceAccount === undefined
+    ? requesterIdentity(policy, request, annotation)
+    : driverIdentity(policy.driverServiceAccount, request, facts, annotation)
+  const violations: Array<Violation> = []
   if (facts._tag === "Unparsable") {
     violations.push({ path: "spec.request", message: unparsableMessage(facts.why) })
   } else {
-    for (const message of csrViolations(policy, facts, expected)) violations.push({ path: "spec.request", message })
+    for (const message of csrViolations(policy, facts, identity.rule)) violations.push({ path: "spec.request", message })
   }
   violations.push(...durationViolations(policy, request))
   violations.push(...usagesViolations(request))
   violations.push(...isCaViolations(request))
   violations.push(...issuerViolations(policy, request))
-  if (sa === undefined) {
-    violations.push({
-      path: "spec.username",
-      message: `must be a ServiceAccount (system:serviceaccount:<namespace>:<name>), got ${
-        username === undefined ? "none" : quote(username)
-      }`
-    })
-  }
-  if (expected !== undefined && annotation !== expected) {
-    violations.push({ path: ANNOTATION_PATH, message: `must be ${expected}, got ${quote(annotation)}` })
-  }
+  violations.push(...identity.violations)
   return Decision.fromReasons(sorted(violations))
 }
 

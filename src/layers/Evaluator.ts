@@ -25,7 +25,8 @@ export const policyOf = (config: ApproverConfigShape, issuer: IssuerRef | undefi
   certificateRequestDurationMs: config.certificateRequestDuration,
   issuer: issuer ?? config.issuer,
   allowedKeyTypes: config.allowedKeyTypes,
-  autoApproveNonSpiffe: config.autoApproveNonSpiffe
+  autoApproveNonSpiffe: config.autoApproveNonSpiffe,
+  driverServiceAccount: config.driverServiceAccount
 })
 
 /** An Evaluator whose policy is read, per call, from `policy`. */

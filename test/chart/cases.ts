@@ -62,15 +62,15 @@ const driverConfig = (c: Container) => {
 
 /**
  * The approver's arguments, decoded by the approver's own flag parser (POD_NAMESPACE filled in as
- * the Deployment's env does). The own-ServiceAccount mode is refused by our approver with a clear
- * error, which counts as "known flags" here: only unknown flags or bad values fail.
+ * the Deployment's env does). Any refusal fails: unknown flags, bad values, or an own-ServiceAccount
+ * mode without a well-formed `--driver-service-account`.
  */
-const approverFlagsKnown = (c: Container): void => {
+const approverConfig = (c: Container) => {
   const args = expandEnv(c.args ?? [], { POD_NAMESPACE: "cert-manager" })
   const parsed = parseApproverArgs(args)
-  if (Result.isFailure(parsed) && !parsed.failure.startsWith("--use-own-service-account is not supported")) {
-    throw new Error(`the approver refuses the chart's flags: ${parsed.failure}`)
-  }
+  if (Result.isFailure(parsed)) throw new Error(`the approver refuses the chart's flags: ${parsed.failure}`)
+  if (parsed.success._tag !== "Settings") throw new Error("the approver printed help")
+  return parsed.success.settings.config
 }
 
 const sharedArgs = (extra: ReadonlyArray<string> = []) => [
@@ -229,7 +229,7 @@ const defaults: ReadonlyArray<RenderCase> = [
       const c = approverC(r)
       eq(c.command, ["csi-driver-spiffe-approver"], "approver command")
       eq(c.args, DEFAULT_APPROVER_ARGS, "approver args")
-      approverFlagsKnown(c)
+      eq(approverConfig(c).driverServiceAccount, undefined, "default mode: workloads request with their own ServiceAccount")
       eq(envValue(c, "POD_NAMESPACE"), { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }, "POD_NAMESPACE")
       eq(c["readinessProbe"], { httpGet: { path: "/readyz", port: 6060 }, initialDelaySeconds: 3, periodSeconds: 7 }, "readinessProbe")
       eq(c["securityContext"], { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, readOnlyRootFilesystem: true }, "container securityContext")
@@ -337,7 +337,7 @@ const matrix: ReadonlyArray<RenderCase> = [
       eq(driverConfig(driverC(r)).useOwnServiceAccount, true, "decoded")
       const a = approverC(r)
       eq([flag(a.args, "use-own-service-account"), flag(a.args, "driver-service-account")], ["true", `system:serviceaccount:csi-ns:${BASE}`], "approver flags")
-      approverFlagsKnown(a)
+      eq(approverConfig(a).driverServiceAccount, `system:serviceaccount:csi-ns:${BASE}`, "decoded driver ServiceAccount")
       ok(!r.notes.includes("needs `create` on certificaterequests"), "NOTES still asks workloads for RBAC")
     }
   },
@@ -384,6 +384,7 @@ const matrix: ReadonlyArray<RenderCase> = [
       eq(at(ds(r, "spiffe"), "spec.selector.matchLabels"), { app: "spiffe" }, "DaemonSet selector")
       eq(podSpec(deploy(r, "spiffe"))["serviceAccountName"], "spiffe-approver", "approver SA")
       eq(flag(approverC(r, "spiffe").args, "driver-service-account"), `system:serviceaccount:${NS}:spiffe`, "--driver-service-account")
+      eq(approverConfig(approverC(r, "spiffe")).driverServiceAccount, `system:serviceaccount:${NS}:spiffe`, "decoded driver ServiceAccount")
       eq(at(hostPathOf(ds(r, "spiffe"), "plugin-dir"), "path"), "/var/lib/kubelet/plugins/spiffe", "plugin dir")
       eq(at(find(r, "ClusterRoleBinding", "spiffe"), "subjects"), [{ kind: "ServiceAccount", name: "spiffe", namespace: NS }], "binding subject")
     }
