@@ -57,8 +57,6 @@ interface Watched {
   readonly bundle: CaBundle["Service"]
   /** Every change published since the layer was built. */
   readonly changes: SubscriptionRef.SubscriptionRef<ReadonlyArray<string>>
-  /** Every error log line. */
-  readonly errors: Ref.Ref<ReadonlyArray<string>>
   /** Waits (bounded) until `n` changes have been published; returns them. */
   readonly changesReach: (n: number) => Effect.Effect<ReadonlyArray<string>>
   /** Waits (bounded) until `n` error lines have been logged. */
@@ -90,15 +88,22 @@ const watch = (file: string) =>
         Effect.timeoutOrElse({ duration: WAIT, orElse: () => Effect.die(new Error(`timed out waiting for ${n} ${what}`)) }),
         Effect.flatMap(() => SubscriptionRef.get(ref))
       )
-    const errors = yield* Ref.make<ReadonlyArray<string>>([])
     return {
       bundle,
       changes,
-      errors,
       changesReach: (n) => reach(changes, n, "changes"),
       errorsReach: (n) => Effect.asVoid(reach(errorLines, n, "error logs"))
     } satisfies Watched
   })
+
+/** A bundle file in a fresh directory holding bundle A, watched through `layerFile`. */
+const watchedBundle = Effect.gen(function*() {
+  const pems = yield* bundles
+  const dir = yield* tempDir
+  const file = path.join(dir, "ca.crt")
+  fs.writeFileSync(file, pems.A)
+  return { dir, file, pems, w: yield* watch(file) }
+})
 
 describe("layerNone and layerStatic", () => {
   it.effect("none writes no CA file and never changes", () =>
@@ -166,11 +171,7 @@ describe("layerFile", () => {
 
   it.live("serves a valid bundle, and publishes an atomic replace (temporary file + rename)", () =>
     Effect.gen(function*() {
-      const pems = yield* bundles
-      const dir = yield* tempDir
-      const file = path.join(dir, "ca.crt")
-      fs.writeFileSync(file, pems.A)
-      const w = yield* watch(file)
+      const { dir, file, pems, w } = yield* watchedBundle
       assert.strictEqual(yield* w.bundle.current, pems.A)
       replaceAtomically(file, pems.AB)
       assert.deepStrictEqual(yield* w.changesReach(1), [pems.AB])
@@ -196,11 +197,7 @@ describe("layerFile", () => {
 
   it.live("a burst of writes is coalesced into one change", () =>
     Effect.gen(function*() {
-      const pems = yield* bundles
-      const dir = yield* tempDir
-      const file = path.join(dir, "ca.crt")
-      fs.writeFileSync(file, pems.A)
-      const w = yield* watch(file)
+      const { dir, file, pems, w } = yield* watchedBundle
       // Five replacements in a few milliseconds, well inside one debounce window.
       for (const pem of [pems.B, pems.C, pems.AB, pems.C, pems.D]) replaceAtomically(file, pem)
       assert.deepStrictEqual(yield* w.changesReach(1), [pems.D])
@@ -211,11 +208,7 @@ describe("layerFile", () => {
 
   it.live("invalid new content is logged and not published; the current bundle stays the old one", () =>
     Effect.gen(function*() {
-      const pems = yield* bundles
-      const dir = yield* tempDir
-      const file = path.join(dir, "ca.crt")
-      fs.writeFileSync(file, pems.A)
-      const w = yield* watch(file)
+      const { dir, file, pems, w } = yield* watchedBundle
       replaceAtomically(file, "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
       yield* w.errorsReach(1)
       assert.strictEqual(yield* w.bundle.current, pems.A)
@@ -231,11 +224,7 @@ describe("layerFile", () => {
 
   it.live("rewriting identical content publishes nothing", () =>
     Effect.gen(function*() {
-      const pems = yield* bundles
-      const dir = yield* tempDir
-      const file = path.join(dir, "ca.crt")
-      fs.writeFileSync(file, pems.A)
-      const w = yield* watch(file)
+      const { dir, file, pems, w } = yield* watchedBundle
       replaceAtomically(file, pems.A)
       fs.writeFileSync(file, pems.A)
       // Unrelated files in the directory trigger a reload too; unchanged content is not a change.
@@ -250,11 +239,7 @@ describe("layerFile", () => {
 
   it.live("a file that disappears is logged and the last good bundle stays; it is picked up when it returns", () =>
     Effect.gen(function*() {
-      const pems = yield* bundles
-      const dir = yield* tempDir
-      const file = path.join(dir, "ca.crt")
-      fs.writeFileSync(file, pems.A)
-      const w = yield* watch(file)
+      const { dir, file, pems, w } = yield* watchedBundle
       fs.rmSync(file)
       yield* w.errorsReach(1)
       assert.strictEqual(yield* w.bundle.current, pems.A)
