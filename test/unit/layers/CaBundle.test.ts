@@ -4,7 +4,7 @@
  * line), never a fixed sleep.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Logger, Ref, Stream, SubscriptionRef } from "effect"
+import { Context, Effect, Exit, Layer, Logger, Stream, SubscriptionRef } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
