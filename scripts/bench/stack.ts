@@ -8,13 +8,12 @@ import * as grpc from "@grpc/grpc-js"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { loadCsiServices } from "../../src/csi/CsiProto.ts"
 import type { ControlPlaneInfo } from "../../test/harness/globalSetup.ts"
 import { freePort } from "../../test/harness/plane.ts"
-import { type ManagedProcess, startProcess, waitFor } from "../../test/harness/process.ts"
+import { acceptsConnections, type ManagedProcess, startProcess, waitFor } from "../../test/harness/process.ts"
 
 export const repo = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -69,16 +68,6 @@ export const unmountAllUnder = (dir: string): Array<string> => {
   }
   return failed
 }
-
-const acceptsConnections = (socket: string): Promise<boolean> =>
-  new Promise((resolve) => {
-    const c = net.connect(socket)
-    c.once("connect", () => {
-      c.destroy()
-      resolve(true)
-    })
-    c.once("error", () => resolve(false))
-  })
 
 const services = Effect.runSync(loadCsiServices)
 type Unary = (r: object, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v?: unknown) => void) => void

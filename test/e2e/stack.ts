@@ -11,7 +11,6 @@ import * as grpc from "@grpc/grpc-js"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { loadCsiServices } from "../../src/csi/CsiProto.ts"
@@ -27,7 +26,7 @@ import {
   type Workload,
   type WorkloadOptions
 } from "../harness/kubelet.ts"
-import { type ManagedProcess, startProcess, waitFor } from "../harness/process.ts"
+import { acceptsConnections, type ManagedProcess, startProcess, waitFor } from "../harness/process.ts"
 
 const repo = fileURLToPath(new URL("../..", import.meta.url))
 export const NODE = "e2e-node"
@@ -72,16 +71,6 @@ export const isMountPoint = (p: string): boolean => {
   return fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === real)
 }
 
-const acceptsConnections = (socket: string): Promise<true | undefined> =>
-  new Promise((resolve) => {
-    const c = net.connect(socket)
-    c.once("connect", () => {
-      c.destroy()
-      resolve(true)
-    })
-    c.once("error", () => resolve(undefined))
-  })
-
 export const startStack = async (plane: ControlPlaneInfo, opts: StackOptions): Promise<Stack> => {
   const admin = connect(plane)
   const dir = fs.mkdtempSync(path.join(plane.tmpDir, `stack-${opts.name}-`))
@@ -116,7 +105,7 @@ export const startStack = async (plane: ControlPlaneInfo, opts: StackOptions): P
   const startDriver = async (): Promise<ManagedProcess> => {
     const proc = startProcess({ name: `driver-${opts.name}`, command: node, args: driverArgs, logFile: path.join(dir, "driver.log"), cwd: repo })
     // Accepting connections, not just present: a SIGKILLed driver leaves its socket file behind.
-    await waitFor(`driver ${opts.name} serving the CSI socket`, () => (fs.existsSync(socket) ? acceptsConnections(socket) : Promise.resolve(undefined)), { timeoutMs: 30_000, intervalMs: 50, proc })
+    await waitFor(`driver ${opts.name} serving the CSI socket`, async () => (fs.existsSync(socket) && (await acceptsConnections(socket)) ? true : undefined), { timeoutMs: 30_000, intervalMs: 50, proc })
     return proc
   }
 

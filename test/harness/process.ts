@@ -1,6 +1,7 @@
 // Child processes the harness starts: stdout/stderr go to a log file in the run's temp dir,
 // readiness waits fail with the process name and its last log lines, and stop() signals only
 // the pid this module spawned.
+import * as net from "node:net"
 import { spawn, type ChildProcess } from "node:child_process"
 import { createWriteStream, readFileSync } from "node:fs"
 import { setTimeout as sleep } from "node:timers/promises"
@@ -134,3 +135,14 @@ export const waitFor = async <A>(
     await sleep(opts.intervalMs ?? 250)
   }
 }
+
+/** True when a unix socket accepts a connection (a file left behind by a killed process does not). */
+export const acceptsConnections = (socket: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const c = net.connect(socket)
+    c.once("connect", () => {
+      c.destroy()
+      resolve(true)
+    })
+    c.once("error", () => resolve(false))
+  })
