@@ -5,8 +5,11 @@
 #   scripts/upstream/build.sh all                # also csi-driver-spiffe (the Go original)
 #   scripts/upstream/build.sh --print-env [c...] # print CSI_SPIFFE_BIN_* lines of what is built
 #
-# Components: etcd kube-apiserver cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe
-# (csi-driver-spiffe is not in the default set: the Go module proxy here refuses that module.)
+# Components: etcd kubernetes cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe
+# (kube-apiserver is another name for kubernetes, which builds kube-apiserver, kubelet, kubectl,
+# kube-controller-manager and kube-scheduler in one `go build`, so they share their compiled packages;
+# csi-driver-spiffe is not in the default set: the Go module proxy here refuses that module.)
+# Each component's `go` output goes to <component-dir>/build.log; stderr gets one line per phase.
 #
 # Binaries are cached by version under
 #   ${CSI_SPIFFE_CACHE:-$HOME/.cache/csi-driver-spiffe}/upstream/<component>-<version>/bin/
@@ -22,18 +25,27 @@ CACHE_ROOT="${CSI_SPIFFE_CACHE:-$HOME/.cache/csi-driver-spiffe}/upstream"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.21.2}"
-CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.4.0}"
+CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.6.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CSI_DRIVER_SPIFFE_VERSION="${CSI_DRIVER_SPIFFE_VERSION:-v0.15.0}"
 GO_SPIFFE_VERSION="${GO_SPIFFE_VERSION:-v2.8.1}"
 
-ALL_COMPONENTS=(etcd kube-apiserver cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe)
-DEFAULT_COMPONENTS=(etcd kube-apiserver cert-manager csi-sanity helm spiffe-checker)
+ALL_COMPONENTS=(etcd kubernetes cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe)
+DEFAULT_COMPONENTS=(etcd kubernetes cert-manager csi-sanity helm spiffe-checker)
+# The Kubernetes commands built together by the `kubernetes` component.
+KUBE_COMMANDS=(kube-apiserver kubelet kubectl kube-controller-manager kube-scheduler)
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
 GO_BUILD=(go build -p "${GO_BUILD_PARALLEL:-2}" -trimpath)
 
-log() { printf '[upstream %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+START=$SECONDS
+# Phase lines carry the elapsed time since this script started; inside a build they go to fd 3
+# (the terminal) while the function's stderr is the component's build.log.
+log() {
+  local line
+  line="$(printf '[upstream %s +%ss] %s' "$(date +%H:%M:%S)" "$((SECONDS - START))" "$*")"
+  if { true >&3; } 2>/dev/null; then printf '%s\n' "$line" >&3; printf '%s\n' "$line" >&2; else printf '%s\n' "$line" >&2; fi
+}
 die() { log "ERROR: $*"; exit 1; }
 
 command -v go >/dev/null || die "go not found on PATH (Go >= 1.26 is required)"
@@ -71,9 +83,16 @@ _build_locked() {
   fi
   rm -f "$dir/.done"
   local t0=$SECONDS b
-  log "$(basename "$dir"): building in $dir"
+  log "$(basename "$dir"): building (go output in $dir/build.log)"
   cd "$dir"
+  # The build function's own stderr (go get/build output) goes to the log; phase lines go to fd 3.
+  # Called plainly (not under if/||) so that set -e holds inside it; on failure the EXIT trap shows
+  # the log's tail (this runs in its own bash process, see main).
+  exec 3>&2 2>"$dir/build.log"
+  trap 'rc=$?; if [[ $rc -ne 0 ]]; then tail -n 30 "'"$dir"'/build.log" >&3; printf "[upstream] %s: build failed (exit %s; whole log: %s)\n" "'"$(basename "$dir")"'" "$rc" "'"$dir"'/build.log" >&3; fi' EXIT
   "$fn" "$dir"
+  trap - EXIT
+  exec 2>&3 3>&-
   for b in "$@"; do [[ -x "$dir/bin/$b" ]] || die "$(basename "$dir"): bin/$b missing after build"; done
   printf '%s' "$stamp" >"$dir/.done"
   log "$(basename "$dir"): done in $((SECONDS - t0))s"
@@ -99,37 +118,43 @@ build_etcd() {
   ./bin/etcd --version | head -1 >&2
 }
 
-# -------------------------------------------------------- kube-apiserver
+# ------------------------------------------------------------ kubernetes
+# kube-apiserver, kubelet, kubectl, kube-controller-manager and kube-scheduler from k8s.io/kubernetes,
+# in one `go build` so that the packages they share are compiled once.
 # k8s.io/kubernetes requires every staging module at v0.0.0 and resolves them with
 # ./staging replaces, which a consumer ignores: pin each one to v0.<minor>.<patch>.
 # The list is read from the real go.mod of the requested version.
-build_kube_apiserver() {
+build_kubernetes() {
   local kv="$KUBE_VERSION" sv="v0.${KUBE_VERSION#v1.}"
   local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
   new_module e2e.local/kube-build
   local gomod
   gomod="$(go mod download -json "k8s.io/kubernetes@$kv" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
-  [[ -f "$gomod" ]] || die "kube-apiserver: cannot download go.mod of k8s.io/kubernetes@$kv"
+  [[ -f "$gomod" ]] || die "kubernetes: cannot download go.mod of k8s.io/kubernetes@$kv"
   local staging
   staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")"
-  log "kube-apiserver: pinning $(wc -w <<<"$staging") staging modules to $sv"
+  log "kubernetes: pinning $(wc -w <<<"$staging") staging modules to $sv"
   local m args=()
   for m in $staging; do args+=("-replace=$m=$m@$sv"); done
   go mod edit "${args[@]}"
   local gd
   gd="$(sed -n 's/^godebug \(.*\)$/\1/p' "$gomod" | head -1)"
   [[ -n "$gd" ]] && go mod edit "-godebug=$gd"
-  log "kube-apiserver: go get k8s.io/kubernetes/cmd/kube-apiserver@$kv (large download on a cold cache)"
-  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$kv"
+  local c pkgs=()
+  for c in "${KUBE_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  log "kubernetes: go get ${KUBE_COMMANDS[*]} @$kv (large download on a cold cache)"
+  go get -tool "${pkgs[@]/%/@$kv}"
   local ldf="-s -w" p
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldf+=" -X $p.gitVersion=$kv -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     ldf+=" -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  log "kube-apiserver: compiling (about 4-5 min on 2 cores when GOCACHE is cold)"
-  "${GO_BUILD[@]}" -ldflags "$ldf" -o bin/kube-apiserver.tmp k8s.io/kubernetes/cmd/kube-apiserver
-  mv bin/kube-apiserver.tmp bin/kube-apiserver
-  ./bin/kube-apiserver --version >&2
+  log "kubernetes: compiling ${KUBE_COMMANDS[*]} (about 10 min on 2 cores when GOCACHE is cold)"
+  rm -rf bin.tmp && mkdir -p bin.tmp
+  "${GO_BUILD[@]}" -ldflags "$ldf" -o bin.tmp/ "${pkgs[@]}"
+  for c in "${KUBE_COMMANDS[@]}"; do mv "bin.tmp/$c" "bin/$c"; done
+  rm -rf bin.tmp
+  log "kubernetes: $(./bin/kube-apiserver --version)"
 }
 
 # ---------------------------------------------------------- cert-manager
@@ -215,7 +240,7 @@ build_spiffe_checker() {
 component_spec() {
   case "$1" in
     etcd) echo "etcd-$ETCD_VERSION|$ETCD_VERSION|build_etcd|etcd|ETCD" ;;
-    kube-apiserver) echo "kube-apiserver-$KUBE_VERSION|$KUBE_VERSION|build_kube_apiserver|kube-apiserver|KUBE_APISERVER" ;;
+    kubernetes|kube-apiserver) echo "kubernetes-$KUBE_VERSION|$KUBE_VERSION|build_kubernetes|${KUBE_COMMANDS[*]}|KUBERNETES" ;;
     cert-manager)
       local h; h="$(src_hash "${CM_SOURCES[@]}")"
       echo "cert-manager-$CERT_MANAGER_VERSION|$CERT_MANAGER_VERSION-$h|build_cert_manager|cm-controller cm-webhook|CERT_MANAGER" ;;

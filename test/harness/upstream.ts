@@ -9,6 +9,7 @@ export const buildScript = fileURLToPath(new URL("../../scripts/upstream/build.s
 
 export type Component =
   | "etcd"
+  | "kubernetes"
   | "kube-apiserver"
   | "cert-manager"
   | "csi-sanity"
@@ -28,7 +29,12 @@ export interface UpstreamPaths {
 
 const envKey: Record<string, string> = {
   etcd: "CSI_SPIFFE_BIN_ETCD",
-  "kube-apiserver": "CSI_SPIFFE_BIN_KUBE_APISERVER",
+  // one `kubernetes` component builds all five Kubernetes commands into one directory
+  "kube-apiserver": "CSI_SPIFFE_BIN_KUBERNETES",
+  kubelet: "CSI_SPIFFE_BIN_KUBERNETES",
+  kubectl: "CSI_SPIFFE_BIN_KUBERNETES",
+  "kube-controller-manager": "CSI_SPIFFE_BIN_KUBERNETES",
+  "kube-scheduler": "CSI_SPIFFE_BIN_KUBERNETES",
   "cm-controller": "CSI_SPIFFE_BIN_CERT_MANAGER",
   "cm-webhook": "CSI_SPIFFE_BIN_CERT_MANAGER",
   "csi-sanity": "CSI_SPIFFE_BIN_CSI_SANITY",
