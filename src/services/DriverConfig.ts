@@ -25,6 +25,8 @@ export interface DriverConfigShape {
   readonly endpoint: string
   /** Directory holding `inmemfs/` (the tmpfs with every volume). */
   readonly dataRoot: string
+  /** The kubelet's root directory (`--root-dir`): target paths live under its `pods/`, plugin registration under `plugins_registry/`. */
+  readonly kubeletRootDir: string
   /** Create requests as the driver's own ServiceAccount instead of the pod's. */
   readonly useOwnServiceAccount: boolean
   readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
@@ -53,6 +55,7 @@ export const driverFlags: ReadonlyArray<FlagSpec> = [
   { section: "Driver", name: "node-id", kind: "string", default: "", usage: "Name of the node the driver runs on (required)." },
   { section: "Driver", name: "endpoint", kind: "string", default: "", usage: "gRPC endpoint, unix:///path/to/csi.sock (required)." },
   { section: "Driver", name: "data-root", kind: "string", default: "", usage: "Directory for the driver's tmpfs and volume state (required)." },
+  { section: "Driver", name: "kubelet-root-dir", kind: "string", default: "/var/lib/kubelet", usage: "The kubelet's root directory (its --root-dir); every target path must lie under its pods/ directory." },
   { section: "Driver", name: "metrics-bind-address", kind: "string", default: "0", usage: "Address for /metrics, /healthz and /readyz; 0 disables." },
   { section: "cert-manager", name: "use-own-service-account", kind: "bool", default: "false", usage: "Create CertificateRequests with the driver's ServiceAccount instead of the pod's." },
   ...Common.runtimeIssuanceConfigMap,
@@ -111,6 +114,10 @@ export const parseRequestDuration = (raw: string): Result.Result<number, string>
 export const decodeDriverConfig = (values: Readonly<Record<string, string>>, version: string): Result.Result<DriverConfigShape, string> => {
   const { errors, value: v, take } = collector(values)
   for (const req of ["node-id", "endpoint", "data-root"]) if (v(req) === "") errors.push(`--${req} is required`)
+  const kubeletRootDir = v("kubelet-root-dir").replace(/(.)\/+$/, "$1")
+  if (!kubeletRootDir.startsWith("/") || kubeletRootDir.includes("\0") || kubeletRootDir.split("/").some((c) => c === "." || c === "..")) {
+    errors.push(`--kubelet-root-dir must be an absolute path without . or .. components, got ${JSON.stringify(v("kubelet-root-dir"))}`)
+  }
   const logLevel = take(parseLogLevel(v("log-level")), 1)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
   const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
@@ -138,6 +145,7 @@ export const decodeDriverConfig = (values: Readonly<Record<string, string>>, ver
     nodeId: v("node-id"),
     endpoint: v("endpoint"),
     dataRoot: v("data-root"),
+    kubeletRootDir,
     useOwnServiceAccount: v("use-own-service-account") === "true",
     runtimeIssuanceConfigMap: cmName === "" ? undefined : { name: cmName, namespace: cmNamespace },
     trustDomain: v("trust-domain"),

@@ -34,6 +34,7 @@ export const testConfig = (overrides: Partial<DriverConfigShape> = {}): DriverCo
   nodeId: "test-node",
   endpoint: "unix:///tmp/unused.sock",
   dataRoot: "data",
+  kubeletRootDir: "/var/lib/kubelet",
   useOwnServiceAccount: false,
   runtimeIssuanceConfigMap: undefined,
   trustDomain: "foo.bar",

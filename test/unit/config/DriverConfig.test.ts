@@ -46,6 +46,7 @@ describe("parseDriverArgs defaults", () => {
       nodeId: "kind-worker",
       endpoint: "unix:///csi/csi.sock",
       dataRoot: "csi-data-dir",
+      kubeletRootDir: "/var/lib/kubelet",
       useOwnServiceAccount: false,
       runtimeIssuanceConfigMap: undefined,
       trustDomain: "cluster.local",
