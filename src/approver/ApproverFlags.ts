@@ -16,6 +16,8 @@ export interface ApproverSettings {
   readonly config: ApproverConfigShape
   readonly logLevel: number
   readonly kubeconfig: string | undefined
+  /** How long the KubeClient reuses one connection pool (`--kube-client-pool-refresh`); 5 min when absent. */
+  readonly kubeClientPoolRefreshMillis?: number | undefined
   readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
   /** Whether `--issuer-name` was empty: then only the runtime ConfigMap names the SPIFFE issuer. */
   readonly staticIssuer: boolean
@@ -27,6 +29,7 @@ export const approverFlags: ReadonlyArray<FlagSpec> = [
   Common.csiDriverName("Name of the CSI driver; also the name of the leader-election Lease."),
   Common.logLevel,
   Common.kubeconfig,
+  Common.kubeClientPoolRefresh,
   ...Common.runtimeIssuanceConfigMap,
   Common.trustDomain("The only trust domain requests may ask for."),
   Common.certificateRequestDuration("Duration every request must ask for, exactly."),
@@ -43,6 +46,7 @@ export const approverFlags: ReadonlyArray<FlagSpec> = [
 export const decodeApproverSettings = (values: Readonly<Record<string, string>>): Result.Result<ApproverSettings, string> => {
   const { errors, value: v, take } = collector(values)
   const logLevel = take(parseLogLevel(v("log-level")), 1)
+  const poolRefresh = take(Common.parsePoolRefresh(v("kube-client-pool-refresh")), 300_000)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
   const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
   const readiness = take(parseBindAddress("readiness-probe-bind-address", v("readiness-probe-bind-address")), undefined)
@@ -75,6 +79,7 @@ export const decodeApproverSettings = (values: Readonly<Record<string, string>>)
     },
     logLevel,
     kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
+    kubeClientPoolRefreshMillis: poolRefresh,
     runtimeIssuanceConfigMap: cmName === "" ? undefined : { name: cmName, namespace: cmNamespace },
     staticIssuer: v("issuer-name") !== "",
     readinessBindAddress: readiness,

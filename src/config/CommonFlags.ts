@@ -2,6 +2,8 @@
  * The flags both binaries take, with the original's names and defaults; each binary words the help
  * text of the ones whose meaning differs for it.
  */
+import { Result } from "effect"
+import { parseGoDuration } from "../domain/CertificateRequest.ts"
 import type { FlagSpec } from "./Flags.ts"
 
 export const csiDriverName = (usage: string): FlagSpec =>
@@ -15,6 +17,22 @@ export const kubeconfig: FlagSpec = {
   kind: "string",
   default: "",
   usage: "Path to a kubeconfig; in-cluster configuration when empty."
+}
+
+export const kubeClientPoolRefresh: FlagSpec = {
+  section: "Kubernetes",
+  name: "kube-client-pool-refresh",
+  kind: "string",
+  default: "5m",
+  usage: "How long one connection pool to the API server is reused before a fresh one picks up rotated credentials (e.g. 5m, 30s)."
+}
+
+/** At least a second: a shorter period would open a connection per call, as client-node does alone. */
+export const parsePoolRefresh = (raw: string): Result.Result<number, string> => {
+  const ms = parseGoDuration(raw)
+  return ms === undefined || ms < 1_000
+    ? Result.fail(`--kube-client-pool-refresh must be a duration of at least 1s, such as 5m or 30s, got ${JSON.stringify(raw)}`)
+    : Result.succeed(ms)
 }
 
 export const runtimeIssuanceConfigMap: ReadonlyArray<FlagSpec> = [

@@ -2,7 +2,7 @@
  * Composition root of the approver: KubeClient, the runtime issuer, the evaluator, the Lease-based
  * leader election and the controller, plus the readiness and metrics endpoints.
  */
-import { Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer, Schedule } from "effect"
 import * as ApproverConfigLayers from "../approver/ApproverConfig.ts"
 import type { ApproverSettings } from "../approver/ApproverFlags.ts"
 import * as ControllerLayers from "../approver/Controller.ts"
@@ -50,7 +50,10 @@ const issuerLoaded = Layer.effectDiscard(
 
 export const ApproverLive = (settings: ApproverSettings) => {
   const ConfigLive = ApproverConfigLayers.layer(settings.config)
-  const KubeLive = KubeClientLayers.layer(settings.kubeconfig === undefined ? {} : { kubeconfig: settings.kubeconfig })
+  const KubeLive = KubeClientLayers.layer({
+    kubeconfig: settings.kubeconfig,
+    poolRefresh: settings.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(settings.kubeClientPoolRefreshMillis)
+  })
   const IssuerLive = IssuerConfigLayers.layerFor(
     { issuer: settings.staticIssuer ? settings.config.issuer : undefined, runtimeIssuanceConfigMap: settings.runtimeIssuanceConfigMap },
     "csi-driver-spiffe-approver"

@@ -2,7 +2,7 @@
  * Composition root of the CSI node driver: every service wired with its live implementation.
  */
 import { NodeServices } from "@effect/platform-node"
-import { Layer } from "effect"
+import { Duration, Layer } from "effect"
 import * as path from "node:path"
 import { GrpcServer } from "../csi/GrpcServer.ts"
 import * as HealthServer from "../csi/HealthServer.ts"
@@ -22,7 +22,10 @@ import * as VolumeStoreLayers from "./VolumeStore.ts"
 
 export const CsiLive = (config: DriverConfigShape) => {
   const ConfigLive = DriverConfig.layer(config)
-  const KubeLive = KubeClientLayers.layer(config.kubeconfig === undefined ? {} : { kubeconfig: config.kubeconfig })
+  const KubeLive = KubeClientLayers.layer({
+    kubeconfig: config.kubeconfig,
+    poolRefresh: config.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(config.kubeClientPoolRefreshMillis)
+  })
   const IssuerLive = IssuerConfigLayers.layerFor(config, "csi-driver-spiffe").pipe(Layer.provide([KubeLive, ConfigLive]))
   const CaBundleLive = CaBundleLayers.layerFor(config).pipe(Layer.provide([CryptoLayers.layer, NodeServices.layer]))
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, KubeLive, CryptoLayers.layer, IssuerLive]))

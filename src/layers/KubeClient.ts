@@ -30,5 +30,5 @@ export type { LiveOptions } from "./kube/Live.ts"
 export const layer = (options: LiveOptions): Layer.Layer<KubeClient, KubeError> =>
   Layer.effect(
     KubeClient,
-    Effect.map(loadConfig(options), (kc) => KubeClient.of(make(kc)))
+    Effect.flatMap(loadConfig(options), (kc) => Effect.map(make(kc, options), KubeClient.of))
   )

@@ -21,6 +21,8 @@ export interface DriverConfigShape {
   /** klog-style verbosity 0–5 (1 = info, ≥4 = debug). */
   readonly logLevel: number
   readonly kubeconfig: string | undefined
+  /** How long the KubeClient reuses one connection pool (`--kube-client-pool-refresh`); 5 min when absent. */
+  readonly kubeClientPoolRefreshMillis?: number | undefined
   readonly nodeId: string
   readonly endpoint: string
   /** Directory holding `inmemfs/` (the tmpfs with every volume). */
@@ -52,6 +54,7 @@ export const driverFlags: ReadonlyArray<FlagSpec> = [
   Common.csiDriverName("Name of the CSI driver as installed (the CSIDriver object's name)."),
   Common.logLevel,
   Common.kubeconfig,
+  Common.kubeClientPoolRefresh,
   { section: "Driver", name: "node-id", kind: "string", default: "", usage: "Name of the node the driver runs on (required)." },
   { section: "Driver", name: "endpoint", kind: "string", default: "", usage: "gRPC endpoint, unix:///path/to/csi.sock (required)." },
   { section: "Driver", name: "data-root", kind: "string", default: "", usage: "Directory for the driver's tmpfs and volume state (required)." },
@@ -119,6 +122,7 @@ export const decodeDriverConfig = (values: Readonly<Record<string, string>>, ver
     errors.push(`--kubelet-root-dir must be an absolute path without . or .. components, got ${JSON.stringify(v("kubelet-root-dir"))}`)
   }
   const logLevel = take(parseLogLevel(v("log-level")), 1)
+  const poolRefresh = take(Common.parsePoolRefresh(v("kube-client-pool-refresh")), 300_000)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
   const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
   const annotations = take(parseAnnotations(v("extra-certificate-request-annotations")), {})
@@ -142,6 +146,7 @@ export const decodeDriverConfig = (values: Readonly<Record<string, string>>, ver
     version,
     logLevel,
     kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
+    kubeClientPoolRefreshMillis: poolRefresh,
     nodeId: v("node-id"),
     endpoint: v("endpoint"),
     dataRoot: v("data-root"),

@@ -14,7 +14,7 @@
  * `Watch` is not used either: it drops unparsable lines silently and aborts after 30 s without data.
  */
 import * as k8s from "@kubernetes/client-node"
-import { Clock, Config, Effect, Option, Random, Redacted, Schema, Stream } from "effect"
+import { Clock, Config, Duration, Effect, FiberSet, Option, Random, Redacted, Schema, Stream } from "effect"
 import type { Resource } from "../../domain/KubeObjects.ts"
 import type {
   CallOptions,
@@ -31,6 +31,8 @@ import type { Verb } from "./Errors.ts"
 export interface LiveOptions {
   /** Path of a kubeconfig file; when absent, in-cluster config, then the default kubeconfig search. */
   readonly kubeconfig?: string | undefined
+  /** How long one connection pool is reused; `DEFAULT_POOL_REFRESH` when absent. */
+  readonly poolRefresh?: Duration.Duration | undefined
 }
 
 /**
@@ -154,26 +156,42 @@ interface Call {
  * saves a TLS handshake per call (the approver and a burst of publishes make hundreds). Five minutes
  * bounds how long rotated client certificate files or CA data go unnoticed.
  */
-const POOL_REFRESH_MILLIS = 5 * 60_000
+export const DEFAULT_POOL_REFRESH = Duration.minutes(5)
 
-/** A connection pool shared by every call with the same TLS identity. */
+type Dispatcher = NonNullable<ReturnType<k8s.RequestContext["getDispatcher"]>>
+
+/** A connection pool shared by every short call with the same TLS identity. */
 interface PoolCache {
-  dispatcher: ReturnType<k8s.RequestContext["getDispatcher"]>
+  dispatcher: Dispatcher | undefined
   takenAt: number
 }
 
 const newPoolCache = (): PoolCache => ({ dispatcher: undefined, takenAt: 0 })
 
 /**
+ * Whose connection a call uses: `pooled` calls (every request/reply) share the identity's pool;
+ * a `dedicated` call (a watch, open for minutes) gets a connection of its own, closed with it, so
+ * that no pool ever holds a long-running request and retiring a pool never waits for a watch.
+ */
+type Connection = "pooled" | "dedicated"
+
+/**
  * One process identity (or one pod's token) speaking REST to the cluster of `kc`. `pool` is shared
  * only between clients with the same TLS settings and no client certificate of their own, so that a
  * pod's bearer token never travels on a connection that authenticated with the process's certificate.
+ * `retire` closes a replaced pool in the background: it stops taking calls at once and closes once
+ * its in-flight calls (short ones only) have their replies; no caller waits for it.
  */
-const restClient = (kc: k8s.KubeConfig, pool: PoolCache) => {
+const restClient = (
+  kc: k8s.KubeConfig,
+  pool: PoolCache,
+  refreshMillis: number,
+  retire: (old: Dispatcher) => Effect.Effect<void>
+) => {
   const server = kc.getCurrentCluster()?.server ?? ""
 
   /** The request with credentials and TLS settings applied, not yet sent. */
-  const prepare = (call: Call): Effect.Effect<k8s.RequestContext, KubeError> =>
+  const prepare = (call: Call, connection: Connection = "pooled"): Effect.Effect<k8s.RequestContext, KubeError> =>
     Effect.gen(function*() {
       const ctx = new k8s.RequestContext(server + call.path, call.method)
       for (const [key, value] of Object.entries(call.query ?? {})) if (value !== undefined) ctx.setQueryParam(key, value)
@@ -190,17 +208,21 @@ const restClient = (kc: k8s.KubeConfig, pool: PoolCache) => {
         try: () => kc.applySecurityAuthentication(ctx),
         catch: (e) => kubeError(call.verb, "Unauthorized", `cannot apply credentials: ${messageOf(e)}`)
       })
-      const now = yield* Clock.currentTimeMillis
+      // A dedicated call keeps the dispatcher client-node just built for it.
+      if (connection === "dedicated") return ctx
       const fresh = ctx.getDispatcher()
-      if (pool.dispatcher === undefined || now - pool.takenAt >= POOL_REFRESH_MILLIS) {
-        const old = pool.dispatcher
+      if (fresh === undefined) return ctx
+      const now = yield* Clock.currentTimeMillis
+      const old = pool.dispatcher
+      if (old === undefined || now - pool.takenAt >= refreshMillis) {
+        // The swap is synchronous: every call after this line uses the fresh pool.
         pool.dispatcher = fresh
         pool.takenAt = now
-        // In-flight calls on the old pool finish first; close() only stops new ones.
-        if (old !== undefined && old !== fresh) yield* Effect.promise(() => old.close().catch(() => undefined))
-      } else if (fresh !== undefined && fresh !== pool.dispatcher) {
-        yield* Effect.promise(() => fresh.close().catch(() => undefined))
-        ctx.setDispatcher(pool.dispatcher)
+        if (old !== undefined) yield* retire(old)
+      } else {
+        // Built by client-node for this call and never connected: closing it is immediate.
+        yield* retire(fresh)
+        ctx.setDispatcher(old)
       }
       return ctx
     })
@@ -222,8 +244,12 @@ const restClient = (kc: k8s.KubeConfig, pool: PoolCache) => {
 }
 
 /** The live KubeClient over an already loaded configuration. */
-export const make = (kc: k8s.KubeConfig): KubeClientShape => {
-  const own = restClient(kc, newPoolCache())
+export const make = Effect.fnUntraced(function*(kc: k8s.KubeConfig, options: LiveOptions = {}) {
+  const refreshMillis = Duration.toMillis(options.poolRefresh ?? DEFAULT_POOL_REFRESH)
+  // Retired pools close in fibers of the layer's scope; closing the layer interrupts what is left.
+  const closing = yield* FiberSet.make<void>()
+  const retire = (old: Dispatcher) => FiberSet.run(closing, Effect.promise(() => old.close().catch(() => undefined))).pipe(Effect.asVoid)
+  const own = restClient(kc, newPoolCache(), refreshMillis, retire)
   // Bearer-token calls carry only the cluster's CA: one pool serves every pod's token.
   const bearerPool = newPoolCache()
   const cluster = kc.getCurrentCluster()
@@ -232,7 +258,7 @@ export const make = (kc: k8s.KubeConfig): KubeClientShape => {
   const asBearer = (token: Redacted.Redacted<string>) => {
     const bearer = new k8s.KubeConfig()
     if (cluster !== null) bearer.loadFromClusterAndUser(cluster, { name: "call-bearer-token", token: Redacted.value(token) })
-    return restClient(bearer, bearerPool)
+    return restClient(bearer, bearerPool, refreshMillis, retire)
   }
 
   const get = Effect.fn("KubeClient.get")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
@@ -312,7 +338,10 @@ export const make = (kc: k8s.KubeConfig): KubeClientShape => {
             labelSelector: options.labelSelector,
             fieldSelector: options.fieldSelector
           }
-        })
+        }, "dedicated")
+        // The watch's own connection goes when the stream's scope closes, however it ends.
+        const dispatcher = ctx.getDispatcher()
+        if (dispatcher !== undefined) yield* Effect.addFinalizer(() => Effect.promise(() => dispatcher.destroy().catch(() => undefined)))
         // Not the signal of tryPromise: the body is read after the response promise settles, and
         // the connection must close exactly when the stream's scope does.
         ctx.setSignal(yield* Effect.abortSignal)
@@ -379,5 +408,5 @@ export const make = (kc: k8s.KubeConfig): KubeClientShape => {
     return yield* put("replaceStatus", resource, `${itemPath(resource, namespace, name)}/status`, name, body)
   })
 
-  return { get, list, watch, create, delete: delete_, replace, replaceStatus }
-}
+  return { get, list, watch, create, delete: delete_, replace, replaceStatus } satisfies KubeClientShape
+})

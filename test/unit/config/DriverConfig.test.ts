@@ -43,6 +43,7 @@ describe("parseDriverArgs defaults", () => {
       version: VERSION,
       logLevel: 1,
       kubeconfig: undefined,
+      kubeClientPoolRefreshMillis: 300_000,
       nodeId: "kind-worker",
       endpoint: "unix:///csi/csi.sock",
       dataRoot: "csi-data-dir",
@@ -59,6 +60,12 @@ describe("parseDriverArgs defaults", () => {
       renewal: defaultPolicy,
       issuanceTimeoutMillis: 60_000
     })
+  })
+
+  it("--kube-client-pool-refresh takes a duration of at least a second", () => {
+    assert.strictEqual(config("--kube-client-pool-refresh=30s").kubeClientPoolRefreshMillis, 30_000)
+    assert.strictEqual(config("--kube-client-pool-refresh", "2m").kubeClientPoolRefreshMillis, 120_000)
+    for (const bad of ["0s", "500ms", "soon", ""]) assert.include(error(`--kube-client-pool-refresh=${bad}`), "--kube-client-pool-refresh must be a duration of at least 1s")
   })
 
   it("declare the original's flag names", () => {

@@ -4,7 +4,7 @@
  * (credentials per call, status mapping, decoding, chunked watch streams, abort on interruption).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Redacted, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Redacted, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { CertificateRequests, ConfigMaps, Leases } from "../../../src/domain/KubeObjects.ts"
@@ -509,6 +509,35 @@ describe("layer (live, against a fake API server)", () => {
         const [req] = server.requests()
         yield* Effect.promise(() => req!.closed)
       })))
+
+  it.effect("a pool refresh while a watch is open never makes the next call wait for that watch", () =>
+    Effect.gen(function*() {
+      const server = yield* makeFakeApiServer((req, res) => {
+        if (req.query["watch"] === "true") {
+          // A quiet watch: headers and one event, then nothing until the client goes away.
+          res.writeHead(200, { "content-type": "application/json" })
+          res.write(JSON.stringify({ type: "ADDED", object: crJson("a", "2") }) + "\n")
+        } else reply(res, 200, crJson("a"))
+      })
+      const kube = yield* KubeClient.pipe(Effect.provide(layer({ kubeconfig: server.kubeconfig, poolRefresh: Duration.minutes(1) })))
+      // A call first, so that the process's pool exists before the watch opens.
+      yield* kube.get(CertificateRequests, NS, "a")
+      const first = yield* Deferred.make<void>()
+      const watching = yield* kube.watch(CertificateRequests, { resourceVersion: "1" }).pipe(
+        Stream.runForEach(() => Deferred.succeed(first, undefined)),
+        Effect.forkScoped
+      )
+      yield* Deferred.await(first)
+      // Past the refresh period: the next call takes a fresh pool while the watch is still open.
+      yield* TestClock.adjust(Duration.minutes(2))
+      const a = yield* kube.get(CertificateRequests, NS, "a")
+      assert.strictEqual(a?.metadata.uid, "uid-a")
+      // The pool swap left the open watch alone.
+      assert.isUndefined(watching.pollUnsafe())
+      yield* kube.get(CertificateRequests, NS, "a")
+      assert.deepStrictEqual(server.requests().map((r) => `${r.method} ${r.query["watch"] ?? "-"}`), ["GET -", "GET true", "GET -", "GET -"])
+      yield* Fiber.interrupt(watching)
+    }), { timeout: 10_000 })
 
   it.effect("connection failures are Unavailable", () =>
     Effect.gen(function*() {
