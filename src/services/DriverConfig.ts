@@ -136,7 +136,8 @@ export const decodeDriverConfig = (values: Readonly<Record<string, string>>, ver
   const cmName = v("runtime-issuance-config-map-name")
   const cmNamespace = v("runtime-issuance-config-map-namespace")
   if (cmName !== "" && cmNamespace === "") errors.push("--runtime-issuance-config-map-namespace is required with --runtime-issuance-config-map-name")
-  if (cmName === "" && cmNamespace !== "") errors.push("--runtime-issuance-config-map-name is required with --runtime-issuance-config-map-namespace")
+  // An empty name with a namespace is what the original chart renders when no runtime ConfigMap is
+  // set (the namespace flag is always the release namespace): no runtime configuration, as there.
   if (v("issuer-name") === "" && cmName === "") {
     errors.push("runtime issuance configuration is required if no issuer is provided at startup: set --issuer-name or --runtime-issuance-config-map-name")
   }

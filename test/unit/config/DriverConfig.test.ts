@@ -256,11 +256,6 @@ describe("parseDriverArgs errors: one line naming the flag", () => {
       argv: [...REQUIRED, "--runtime-issuance-config-map-name=cm"],
       flag: "--runtime-issuance-config-map-namespace"
     },
-    {
-      name: "ConfigMap namespace without name",
-      argv: [...REQUIRED, "--runtime-issuance-config-map-namespace=ns"],
-      flag: "--runtime-issuance-config-map-name"
-    },
     { name: "no issuer and no runtime ConfigMap", argv: [...REQUIRED, "--issuer-name="], flag: "--issuer-name" }
   ]
 
@@ -272,6 +267,10 @@ describe("parseDriverArgs errors: one line naming the flag", () => {
       assert.notInclude(message, "\r")
     })
   }
+
+  it("an empty ConfigMap name with a namespace (what the original chart always renders) means no runtime configuration", () => {
+    assert.isUndefined(config("--runtime-issuance-config-map-name=", "--runtime-issuance-config-map-namespace=ns").runtimeIssuanceConfigMap)
+  })
 
   it("the original's wording when no issuer is configured", () => {
     assert.include(error("--issuer-name="), "runtime issuance configuration is required if no issuer is provided at startup")
