@@ -26,7 +26,8 @@ export interface Impl {
 
 export const ours: Impl = {
   name: "ours",
-  driver: { command: process.execPath, args: [path.join(repo, "src/bin/csi.ts")] },
+  // No kubelet watches a bench node, so the driver serves no plugin registration.
+  driver: { command: process.execPath, args: [path.join(repo, "src/bin/csi.ts"), "--plugin-registration=false"] },
   approver: { command: process.execPath, args: [path.join(repo, "src/bin/approver.ts")] }
 }
 

@@ -1,9 +1,11 @@
 /**
- * The CSI v1 service definitions, loaded once per process from `proto/csi.proto`.
+ * The gRPC service definitions the driver serves, loaded once per process: CSI v1 from
+ * `proto/csi.proto` and the kubelet's plugin registration from `proto/pluginregistration.proto`.
  *
- * Owns: locating the proto file relative to this module, the proto-loader options (see
- * `proto/README.md` for why each is set), and the cache that makes every later load free.
- * Does not own: serving or calling the services (`csi/GrpcServer.ts`, `test/support/grpcClient.ts`).
+ * Owns: locating the proto files relative to this module, the proto-loader options (see
+ * `proto/README.md` for why each is set), and the caches that make every later load free.
+ * Does not own: serving or calling the services (`csi/GrpcServer.ts`, `csi/Registration.ts`,
+ * `test/support/grpcClient.ts`).
  */
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
@@ -15,7 +17,7 @@ export class CsiProtoError extends Schema.TaggedError<CsiProtoError>()("CsiProto
   cause: Schema.Defect()
 }) {
   override get message(): string {
-    return `cannot load the CSI proto definition from ${this.path}`
+    return `cannot load the gRPC proto definition from ${this.path}`
   }
 }
 
@@ -41,15 +43,20 @@ export const loaderOptions: protoLoader.Options = {
 const isServiceConstructor = (u: unknown): u is grpc.ServiceClientConstructor =>
   Predicate.isFunction(u) && Predicate.hasProperty(u, "service") && Predicate.isObject(u.service)
 
+/** The service constructor `pkg.name` (e.g. `["csi", "v1"]`, `"Node"`) of the proto at `protoPath`. */
+const pickService = (protoPath: string, root: grpc.GrpcObject, pkg: ReadonlyArray<string>, name: string): grpc.ServiceClientConstructor => {
+  let node: unknown = root
+  for (const part of pkg) node = Predicate.hasProperty(node, part) ? node[part] : undefined
+  const ctor = Predicate.hasProperty(node, name) ? node[name] : undefined
+  if (!isServiceConstructor(ctor)) throw new Error(`service ${[...pkg, name].join(".")} missing from ${protoPath}`)
+  return ctor
+}
+
+const loadRoot = (protoPath: string): grpc.GrpcObject => grpc.loadPackageDefinition(protoLoader.loadSync(protoPath, loaderOptions))
+
 const loadUncached = (): CsiServices => {
-  const root = grpc.loadPackageDefinition(protoLoader.loadSync(csiProtoPath, loaderOptions))
-  const csi = root["csi"]
-  const v1 = Predicate.isObject(csi) ? csi["v1"] : undefined
-  const pick = (name: keyof CsiServices): grpc.ServiceClientConstructor => {
-    const ctor = Predicate.isObject(v1) ? v1[name] : undefined
-    if (!isServiceConstructor(ctor)) throw new Error(`service csi.v1.${name} missing from ${csiProtoPath}`)
-    return ctor
-  }
+  const root = loadRoot(csiProtoPath)
+  const pick = (name: keyof CsiServices) => pickService(csiProtoPath, root, ["csi", "v1"], name)
   return { Identity: pick("Identity"), Controller: pick("Controller"), Node: pick("Node") }
 }
 
@@ -61,4 +68,15 @@ let cached: CsiServices | undefined
 export const loadCsiServices: Effect.Effect<CsiServices, CsiProtoError> = Effect.try({
   try: () => (cached ??= loadUncached()),
   catch: (cause) => new CsiProtoError({ path: csiProtoPath, cause })
+})
+
+/** `src/csi/` → `proto/`: the kubelet's plugin-registration API (package `pluginregistration`). */
+export const registrationProtoPath: string = fileURLToPath(new URL("../../proto/pluginregistration.proto", import.meta.url))
+
+let cachedRegistration: grpc.ServiceClientConstructor | undefined
+
+/** The `pluginregistration.Registration` service, parsed on first use and cached like the CSI services. */
+export const loadRegistrationService: Effect.Effect<grpc.ServiceClientConstructor, CsiProtoError> = Effect.try({
+  try: () => (cachedRegistration ??= pickService(registrationProtoPath, loadRoot(registrationProtoPath), ["pluginregistration"], "Registration")),
+  catch: (cause) => new CsiProtoError({ path: registrationProtoPath, cause })
 })

@@ -283,7 +283,8 @@ export interface GrpcServerShape {
   readonly port: number
 }
 
-const bind = (server: grpc.Server, endpoint: string, address: string) =>
+/** Binds `server` to `address` (a grpc-js address); the bound port. `endpoint` names it in errors. */
+export const bind = (server: grpc.Server, endpoint: string, address: string) =>
   Effect.callback<number, GrpcServerError>((resume) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
       if (error === null) resume(Effect.succeed(port))
@@ -292,12 +293,12 @@ const bind = (server: grpc.Server, endpoint: string, address: string) =>
   })
 
 /** Waits for in-flight calls up to `grace`, then cancels whatever is left. */
-const shutdown = Effect.fn("GrpcServer.shutdown")(function*(server: grpc.Server, grace: Duration.Duration) {
+export const shutdown = Effect.fn("GrpcServer.shutdown")(function*(server: grpc.Server, grace: Duration.Duration) {
   const drained = yield* Effect.callback<void>((resume) => {
     server.tryShutdown(() => resume(Effect.void))
   }).pipe(Effect.timeoutOption(grace))
   if (Option.isNone(drained)) {
-    yield* Effect.logWarning("CSI calls still running after the shutdown grace; cancelling them", {
+    yield* Effect.logWarning("gRPC calls still running after the shutdown grace; cancelling them", {
       graceMillis: Duration.toMillis(grace)
     })
     server.forceShutdown()

@@ -1,16 +1,18 @@
 /**
  * The driver's HTTP endpoint on `--metrics-bind-address`: `/metrics` (Effect's counters and
  * histograms, then the per-volume gauges rendered from current state), `/healthz` (the process
- * serves requests) and `/readyz`. Plain HTTP without authentication, as the original's approver
+ * serves requests) and `/readyz` (also not ready until the kubelet registered the plugin, when the
+ * driver serves the registration itself). Plain HTTP without authentication, as the original's approver
  * metrics; expose it on the pod network only.
  */
-import { Effect } from "effect"
+import { Effect, Option, SubscriptionRef } from "effect"
 import { renderVolumeGauges } from "../layers/DriverMetrics.ts"
 import * as HttpEndpoint from "../layers/HttpEndpoint.ts"
 import { CsiPlugin } from "../services/CsiPlugin.ts"
 import { DriverConfig } from "../services/DriverConfig.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { VolumeManager } from "../services/VolumeManager.ts"
+import { notReadyReason, Registration } from "./Registration.ts"
 
 export const HealthServer = HttpEndpoint.HttpEndpoint
 
@@ -22,6 +24,8 @@ export const layer = (bindAddress: string) =>
       const plugin = yield* CsiPlugin
       const manager = yield* VolumeManager
       const issuers = yield* IssuerConfig
+      // Absent with --plugin-registration=false: a node-driver-registrar sidecar then owns it.
+      const registration = yield* Effect.serviceOption(Registration)
       return {
         "/metrics": Effect.flatMap(manager.statuses, (volumes) => HttpEndpoint.prometheus(renderVolumeGauges(config.nodeId, volumes))),
         "/healthz": Effect.succeed(HttpEndpoint.ok),
@@ -30,6 +34,10 @@ export const layer = (bindAddress: string) =>
         "/readyz": Effect.gen(function*() {
           if (!(yield* plugin.probe).ready) return HttpEndpoint.notReady("starting (resuming volumes, syncing requests, reading issuer configuration)")
           if ((yield* issuers.current) === undefined) return HttpEndpoint.notReady("no issuer configured (set --issuer-name or the runtime issuance ConfigMap)")
+          if (Option.isSome(registration)) {
+            const why = notReadyReason(yield* SubscriptionRef.get(registration.value.state))
+            if (why !== undefined) return HttpEndpoint.notReady(why)
+          }
           return HttpEndpoint.ok
         })
       }

@@ -6,6 +6,7 @@ import { Duration, Layer } from "effect"
 import * as path from "node:path"
 import { GrpcServer } from "../csi/GrpcServer.ts"
 import * as HealthServer from "../csi/HealthServer.ts"
+import { Registration } from "../csi/Registration.ts"
 import type { DriverConfigShape } from "../services/DriverConfig.ts"
 import { DriverConfig } from "../services/DriverConfig.ts"
 import * as CaBundleLayers from "./CaBundle.ts"
@@ -19,6 +20,19 @@ import * as Logging from "./Logging.ts"
 import * as MounterLayers from "./Mounter.ts"
 import * as VolumeManagerLayers from "./VolumeManager.ts"
 import * as VolumeStoreLayers from "./VolumeStore.ts"
+
+/**
+ * The kubelet's plugin registration on `<kubeletRootDir>/plugins_registry/`; nothing at all with
+ * `--plugin-registration=false` (a node-driver-registrar sidecar registers the driver then).
+ */
+export const registrationLayer = (config: DriverConfigShape) =>
+  config.pluginRegistration === undefined
+    ? Layer.empty
+    : Registration.layer({
+      driverName: config.csiDriverName,
+      registryDir: path.join(config.kubeletRootDir, "plugins_registry"),
+      kubeletRegistrationPath: config.pluginRegistration.kubeletRegistrationPath
+    }).pipe(Layer.provide(NodeServices.layer))
 
 export const CsiLive = (config: DriverConfigShape) => {
   const ConfigLive = DriverConfig.layer(config)
@@ -36,8 +50,11 @@ export const CsiLive = (config: DriverConfigShape) => {
   )
   const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
   const ServerLive = GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]))
+  // Offered to the kubelet only once the CSI socket it will dial is listening (provide builds
+  // ServerLive first), and withdrawn before that socket closes.
+  const RegistrationLive = registrationLayer(config).pipe(Layer.provide(ServerLive))
   const HealthLive = config.metricsBindAddress === undefined
     ? Layer.empty
-    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive]))
-  return Layer.mergeAll(ServerLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel)))
+    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive, RegistrationLive]))
+  return Layer.mergeAll(ServerLive, RegistrationLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel)))
 }

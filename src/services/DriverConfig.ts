@@ -29,6 +29,12 @@ export interface DriverConfigShape {
   readonly dataRoot: string
   /** The kubelet's root directory (`--root-dir`): target paths live under its `pods/`, plugin registration under `plugins_registry/`. */
   readonly kubeletRootDir: string
+  /**
+   * Serve the kubelet's plugin registration (`<kubeletRootDir>/plugins_registry/<csiDriverName>-reg.sock`)
+   * and tell it to dial `kubeletRegistrationPath`, the CSI socket's host path; undefined when a
+   * node-driver-registrar sidecar registers the driver instead (`--plugin-registration=false`).
+   */
+  readonly pluginRegistration: { readonly kubeletRegistrationPath: string } | undefined
   /** Create requests as the driver's own ServiceAccount instead of the pod's. */
   readonly useOwnServiceAccount: boolean
   readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
@@ -59,6 +65,8 @@ export const driverFlags: ReadonlyArray<FlagSpec> = [
   { section: "Driver", name: "endpoint", kind: "string", default: "", usage: "gRPC endpoint, unix:///path/to/csi.sock (required)." },
   { section: "Driver", name: "data-root", kind: "string", default: "", usage: "Directory for the driver's tmpfs and volume state (required)." },
   { section: "Driver", name: "kubelet-root-dir", kind: "string", default: "/var/lib/kubelet", usage: "The kubelet's root directory (its --root-dir); every target path must lie under its pods/ directory." },
+  { section: "Driver", name: "plugin-registration", kind: "bool", default: "true", usage: "Register with the kubelet through <kubelet-root-dir>/plugins_registry/<csi-driver-name>-reg.sock; false when a node-driver-registrar sidecar does it." },
+  { section: "Driver", name: "kubelet-registration-path", kind: "string", default: "", usage: "Path of the CSI socket on the host, as the kubelet dials it (default: the --endpoint unix socket's path)." },
   { section: "Driver", name: "metrics-bind-address", kind: "string", default: "0", usage: "Address for /metrics, /healthz and /readyz; 0 disables." },
   { section: "cert-manager", name: "use-own-service-account", kind: "bool", default: "false", usage: "Create CertificateRequests with the driver's ServiceAccount instead of the pod's." },
   ...Common.runtimeIssuanceConfigMap,
@@ -113,6 +121,30 @@ export const parseRequestDuration = (raw: string): Result.Result<number, string>
   return Result.succeed(ms)
 }
 
+/**
+ * The kubelet dials the CSI socket by its host path. Without `--kubelet-registration-path` that is
+ * the `--endpoint` socket's own path (`unix://` plus the path, made absolute as the endpoint is),
+ * which is right when the driver runs on the host; a container passes the host path.
+ */
+export const parsePluginRegistration = (
+  enabled: string,
+  registrationPath: string,
+  endpoint: string
+): Result.Result<DriverConfigShape["pluginRegistration"], string> => {
+  // A missing --endpoint is reported on its own.
+  if (enabled !== "true" || (endpoint === "" && registrationPath === "")) return Result.succeed(undefined)
+  const path = registrationPath !== ""
+    ? registrationPath
+    : endpoint.startsWith("unix://")
+    ? `/${endpoint.slice("unix://".length).replace(/^\/+/, "")}`
+    : ""
+  if (path === "") return Result.fail("--kubelet-registration-path is required with --plugin-registration when --endpoint is not a unix socket")
+  if (!path.startsWith("/") || path.endsWith("/") || path.includes("\0")) {
+    return Result.fail(`--kubelet-registration-path must be the absolute path of the CSI socket on the host, got ${JSON.stringify(path)}`)
+  }
+  return Result.succeed({ kubeletRegistrationPath: path })
+}
+
 /** Decodes flag values into the driver's config; every problem is reported in one line. */
 export const decodeDriverConfig = (values: Readonly<Record<string, string>>, version: string): Result.Result<DriverConfigShape, string> => {
   const { errors, value: v, take } = collector(values)
@@ -121,6 +153,7 @@ export const decodeDriverConfig = (values: Readonly<Record<string, string>>, ver
   if (!kubeletRootDir.startsWith("/") || kubeletRootDir.includes("\0") || kubeletRootDir.split("/").some((c) => c === "." || c === "..")) {
     errors.push(`--kubelet-root-dir must be an absolute path without . or .. components, got ${JSON.stringify(v("kubelet-root-dir"))}`)
   }
+  const pluginRegistration = take(parsePluginRegistration(v("plugin-registration"), v("kubelet-registration-path"), v("endpoint")), undefined)
   const logLevel = take(parseLogLevel(v("log-level")), 1)
   const poolRefresh = take(Common.parsePoolRefresh(v("kube-client-pool-refresh")), 300_000)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
@@ -152,6 +185,7 @@ export const decodeDriverConfig = (values: Readonly<Record<string, string>>, ver
     endpoint: v("endpoint"),
     dataRoot: v("data-root"),
     kubeletRootDir,
+    pluginRegistration,
     useOwnServiceAccount: v("use-own-service-account") === "true",
     runtimeIssuanceConfigMap: cmName === "" ? undefined : { name: cmName, namespace: cmNamespace },
     trustDomain: v("trust-domain"),

@@ -94,6 +94,8 @@ export const startStack = async (plane: ControlPlaneInfo, opts: StackOptions): P
     `--node-id=${NODE}`,
     `--endpoint=unix://${socket}`,
     `--data-root=${dataRoot}`,
+    // Target paths lie under it; the driver's plugin-registration socket goes to its plugins_registry/.
+    `--kubelet-root-dir=${kubeletRoot}`,
     `--trust-domain=${trustDomain}`,
     `--certificate-request-duration=${duration}`,
     ...issuerArgs,

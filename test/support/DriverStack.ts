@@ -35,6 +35,7 @@ export const testConfig = (overrides: Partial<DriverConfigShape> = {}): DriverCo
   endpoint: "unix:///tmp/unused.sock",
   dataRoot: "data",
   kubeletRootDir: "/var/lib/kubelet",
+  pluginRegistration: undefined,
   useOwnServiceAccount: false,
   runtimeIssuanceConfigMap: undefined,
   trustDomain: "foo.bar",

@@ -48,6 +48,7 @@ describe("parseDriverArgs defaults", () => {
       endpoint: "unix:///csi/csi.sock",
       dataRoot: "csi-data-dir",
       kubeletRootDir: "/var/lib/kubelet",
+      pluginRegistration: { kubeletRegistrationPath: "/csi/csi.sock" },
       useOwnServiceAccount: false,
       runtimeIssuanceConfigMap: undefined,
       trustDomain: "cluster.local",
@@ -148,6 +149,26 @@ describe("parseDriverArgs syntax", () => {
     const c = config("--issuer-name=", "--runtime-issuance-config-map-name=cm", "--runtime-issuance-config-map-namespace=ns")
     assert.strictEqual(c.issuer, undefined)
     assert.deepStrictEqual(c.runtimeIssuanceConfigMap, { name: "cm", namespace: "ns" })
+  })
+})
+
+describe("parseDriverArgs plugin registration", () => {
+  it("is on by default and names the --endpoint socket's own path, made absolute as the endpoint is", () => {
+    assert.deepStrictEqual(config().pluginRegistration, { kubeletRegistrationPath: "/csi/csi.sock" })
+    assert.deepStrictEqual(config("--endpoint=unix://plugin/csi.sock").pluginRegistration, { kubeletRegistrationPath: "/plugin/csi.sock" })
+  })
+
+  it("names the host path given by --kubelet-registration-path", () => {
+    const path = "/var/lib/kubelet/plugins/spiffe.csi.cert-manager.io/csi.sock"
+    assert.deepStrictEqual(config(`--kubelet-registration-path=${path}`).pluginRegistration, { kubeletRegistrationPath: path })
+    const tcp = parseDriverArgs(["--node-id=n", "--endpoint=tcp://127.0.0.1:10000", "--data-root=d", `--kubelet-registration-path=${path}`], VERSION)
+    assert.deepStrictEqual(Result.map(tcp, (a) => (a._tag === "Config" ? a.config.pluginRegistration : undefined)), Result.succeed({ kubeletRegistrationPath: path }))
+  })
+
+  it("is off with --plugin-registration=false, whatever the endpoint", () => {
+    assert.strictEqual(config("--plugin-registration=false").pluginRegistration, undefined)
+    const tcp = parseDriverArgs(["--node-id=n", "--endpoint=tcp://127.0.0.1:10000", "--data-root=d", "--plugin-registration=false"], VERSION)
+    assert.deepStrictEqual(Result.map(tcp, (a) => (a._tag === "Config" ? a.config.pluginRegistration : "help")), Result.succeed(undefined))
   })
 })
 
@@ -256,7 +277,15 @@ describe("parseDriverArgs errors: one line naming the flag", () => {
       argv: [...REQUIRED, "--runtime-issuance-config-map-name=cm"],
       flag: "--runtime-issuance-config-map-namespace"
     },
-    { name: "no issuer and no runtime ConfigMap", argv: [...REQUIRED, "--issuer-name="], flag: "--issuer-name" }
+    { name: "no issuer and no runtime ConfigMap", argv: [...REQUIRED, "--issuer-name="], flag: "--issuer-name" },
+    { name: "bad --plugin-registration bool", argv: [...REQUIRED, "--plugin-registration=yes"], flag: "--plugin-registration" },
+    {
+      name: "registration over a tcp endpoint without its host path",
+      argv: ["--node-id=n", "--endpoint=tcp://127.0.0.1:10000", "--data-root=d"],
+      flag: "--kubelet-registration-path"
+    },
+    { name: "relative registration path", argv: [...REQUIRED, "--kubelet-registration-path=plugins/csi.sock"], flag: "--kubelet-registration-path" },
+    { name: "registration path of a directory", argv: [...REQUIRED, "--kubelet-registration-path=/var/lib/kubelet/plugins/"], flag: "--kubelet-registration-path" }
   ]
 
   for (const c of cases) {
