@@ -2,13 +2,15 @@
  * NodePublishVolume and NodeUnpublishVolume requests, checked before the driver does anything.
  *
  * Owns: every rule a request must meet (CSI spec required fields, this driver's ephemeral read-only
- * model, kubelet's pod info, the token and its agreement with the pod info, the fs-group), each
+ * model, kubelet's pod info, the token and its agreement with every pod field, the fs-group, and the
+ * shape of the target path: exactly the directory the kubelet makes for this pod's volume), each
  * violation named by its field, all of them reported at once. A request that fails here creates no
  * CertificateRequest, no directory and no mount.
+ * Does not own: what is on disk at the target path (the volume manager asks the Mounter).
  */
 import { Result, Schema } from "effect"
 import type { PodToken } from "./Token.ts"
-import { parseTokens } from "./Token.ts"
+import { parseTokens, TOKENS_KEY } from "./Token.ts"
 
 export const EPHEMERAL_KEY = "csi.storage.k8s.io/ephemeral"
 export const POD_NAME_KEY = "csi.storage.k8s.io/pod.name"
@@ -87,10 +89,49 @@ export const volumeIdViolations = (id: string | null | undefined): ReadonlyArray
   return []
 }
 
-const targetPathViolations = (p: string | null | undefined): ReadonlyArray<string> => {
+/** What the target path is checked against: the kubelet's `--root-dir` (the driver's `--kubelet-root-dir`). */
+export interface TargetRules {
+  readonly kubeletRootDir: string
+}
+
+/** The kubelet's directory for CSI volumes of a pod (pkg/volume/csi: `kubernetes.io~csi` is the escaped plugin name). */
+export const CSI_PLUGIN_DIR = "kubernetes.io~csi"
+
+/**
+ * A pod volume's name as the API server validates it (a DNS-1123 label), which is also the one
+ * path component of the target the kubelet derives from the pod spec.
+ */
+const VOLUME_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
+/** A pod uid as one path segment: API-server UUIDs and the kubelet's 32-hex static-pod uids both fit. */
+const POD_UID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
+
+/**
+ * The kubelet's target for a pod's inline CSI volume is
+ * `<kubelet root>/pods/<pod uid>/volumes/kubernetes.io~csi/<volume name>/mount` (kubelet
+ * pkg/volume/csi/csi_mounter.go). Anything else is not a path this driver may mount onto.
+ * `podUid` undefined (unpublish) checks the shape only.
+ */
+export const targetPathViolations = (
+  p: string | null | undefined,
+  rules: TargetRules,
+  podUid: string | undefined
+): ReadonlyArray<string> => {
   if (p === undefined || p === null || p === "") return ["target_path is required"]
+  if (p.includes("\0")) return ["target_path must not contain a NUL byte"]
   if (!p.startsWith("/")) return ["target_path must be absolute"]
-  if (p.split("/").some((s) => s === "..")) return ["target_path must not contain '..'"]
+  const root = rules.kubeletRootDir === "/" ? "" : rules.kubeletRootDir
+  const shape = `${root}/pods/<pod uid>/volumes/${CSI_PLUGIN_DIR}/<volume name>/mount`
+  const bad = [`target_path must be ${shape}, the kubelet's directory for the pod's volume`]
+  if (!p.startsWith(`${root}/pods/`)) return bad
+  const parts = p.slice(`${root}/pods/`.length).split("/")
+  if (parts.length !== 5) return bad
+  const [uid, volumes, plugin, name, mount] = parts as [string, string, string, string, string]
+  if (!POD_UID.test(uid) || volumes !== "volumes" || plugin !== CSI_PLUGIN_DIR || !VOLUME_NAME.test(name) || mount !== "mount") {
+    return bad
+  }
+  if (podUid !== undefined && podUid !== "" && uid !== podUid) {
+    return [`target_path is in the directory of pod uid ${JSON.stringify(uid)}, not of volume_context["${POD_UID_KEY}"] ${JSON.stringify(podUid)}`]
+  }
   return []
 }
 
@@ -108,15 +149,15 @@ const summary = (violations: ReadonlyArray<string>): string => violations.join("
  * Checks a NodePublishVolume request. Fails with one message naming every violated field, in the
  * order the fields appear in the request.
  */
-export const decodePublish = (input: unknown): Result.Result<PublishRequest, string> => {
+export const decodePublish = (input: unknown, rules: TargetRules): Result.Result<PublishRequest, string> => {
   const raw = Schema.decodeUnknownResult(RawPublish)(input)
   if (Result.isFailure(raw)) return Result.fail("request is not a NodePublishVolumeRequest")
   const r = raw.success
   const v: Array<string> = []
-  v.push(...volumeIdViolations(r.volume_id))
-  v.push(...targetPathViolations(r.target_path))
-
   const ctx = r.volume_context ?? {}
+  v.push(...volumeIdViolations(r.volume_id))
+  v.push(...targetPathViolations(r.target_path, rules, POD_UID.test(ctx[POD_UID_KEY] ?? "") ? ctx[POD_UID_KEY] : undefined))
+
   const fsGroupAttr = ctx[FS_GROUP_KEY]
   let fsGroup: number | undefined
   const cap = r.volume_capability
@@ -152,6 +193,7 @@ export const decodePublish = (input: unknown): Result.Result<PublishRequest, str
   const podName = need(POD_NAME_KEY)
   const podNamespace = need(POD_NAMESPACE_KEY)
   const podUid = need(POD_UID_KEY)
+  if (podUid !== "" && !POD_UID.test(podUid)) v.push(`volume_context["${POD_UID_KEY}"] is not a pod uid`)
   const serviceAccount = need(SERVICE_ACCOUNT_KEY)
 
   const token = parseTokens(ctx["csi.storage.k8s.io/serviceAccount.tokens"])
@@ -164,8 +206,18 @@ export const decodePublish = (input: unknown): Result.Result<PublishRequest, str
     if (serviceAccount !== "" && t.serviceAccount !== serviceAccount) {
       v.push(`token serviceaccount ${JSON.stringify(t.serviceAccount)} does not match volume_context["${SERVICE_ACCOUNT_KEY}"] ${JSON.stringify(serviceAccount)}`)
     }
-    if (t.podUid !== undefined && podUid !== "" && t.podUid !== podUid) {
-      v.push(`token is bound to pod uid ${JSON.stringify(t.podUid)}, not volume_context["${POD_UID_KEY}"] ${JSON.stringify(podUid)}`)
+    // The kubelet asks for tokens bound to the pod (TokenRequest boundObjectRef), so a token without
+    // pod claims is not one the kubelet made for this volume; with them, every pod field must agree,
+    // or the CertificateRequest's ownerReference would name one pod and the identity another's.
+    if (t.podName === undefined || t.podUid === undefined) {
+      v.push(`volume_context["${TOKENS_KEY}"][""] is not bound to a pod: the kubelet's tokens carry the kubernetes.io pod claims`)
+    } else {
+      if (podName !== "" && t.podName !== podName) {
+        v.push(`token is bound to pod ${JSON.stringify(t.podName)}, not volume_context["${POD_NAME_KEY}"] ${JSON.stringify(podName)}`)
+      }
+      if (podUid !== "" && t.podUid !== podUid) {
+        v.push(`token is bound to pod uid ${JSON.stringify(t.podUid)}, not volume_context["${POD_UID_KEY}"] ${JSON.stringify(podUid)}`)
+      }
     }
   }
 
@@ -188,11 +240,14 @@ export const decodePublish = (input: unknown): Result.Result<PublishRequest, str
   })
 }
 
-/** Checks a NodeUnpublishVolume request: both fields are required by the CSI spec. */
-export const decodeUnpublish = (input: unknown): Result.Result<UnpublishRequest, string> => {
+/**
+ * Checks a NodeUnpublishVolume request: both fields are required by the CSI spec, and the target must
+ * have the kubelet's shape (which pod's it is, only the volume's record knows).
+ */
+export const decodeUnpublish = (input: unknown, rules: TargetRules): Result.Result<UnpublishRequest, string> => {
   const raw = Schema.decodeUnknownResult(RawUnpublish)(input)
   if (Result.isFailure(raw)) return Result.fail("request is not a NodeUnpublishVolumeRequest")
-  const v = [...volumeIdViolations(raw.success.volume_id), ...targetPathViolations(raw.success.target_path)]
+  const v = [...volumeIdViolations(raw.success.volume_id), ...targetPathViolations(raw.success.target_path, rules, undefined)]
   if (v.length > 0) return Result.fail(summary(v))
   return Result.succeed({ volumeId: raw.success.volume_id!, targetPath: raw.success.target_path! })
 }

@@ -34,6 +34,7 @@ import {
 } from "../../support/tokens.ts"
 
 const TOKEN = podToken()
+const RULES = { kubeletRootDir: "/var/lib/kubelet" }
 
 /** The valid request with top-level fields replaced. */
 const req = (patch: Record<string, unknown>): Record<string, unknown> => ({ ...publishRequest(), ...patch })
@@ -74,13 +75,13 @@ const tokensIn = (request: unknown): ReadonlyArray<string> => {
 }
 
 const failure = (request: unknown): string => {
-  const r = decodePublish(request)
+  const r = decodePublish(request, RULES)
   if (Result.isSuccess(r)) assert.fail(`expected a failure, got ${JSON.stringify(r.success)}`)
   return r.failure
 }
 
 const success = (request: unknown): PublishRequest => {
-  const r = decodePublish(request)
+  const r = decodePublish(request, RULES)
   if (Result.isFailure(r)) assert.fail(`expected success, got: ${r.failure}`)
   return r.success
 }
@@ -123,7 +124,18 @@ const invalid: ReadonlyArray<Invalid> = [
   { name: "target_path missing", request: without("target_path"), field: "target_path", says: "is required" },
   { name: "target_path empty", request: req({ target_path: "" }), field: "target_path", says: "is required" },
   { name: "target_path relative", request: req({ target_path: "var/lib/kubelet/x" }), field: "target_path", says: "absolute" },
-  { name: "target_path with ..", request: req({ target_path: "/var/lib/kubelet/../../etc" }), field: "target_path", says: "'..'" },
+  { name: "target_path with ..", request: req({ target_path: "/var/lib/kubelet/../../etc" }), field: "target_path", says: "the kubelet's directory" },
+  { name: "target_path with a NUL byte", request: req({ target_path: `${TARGET_PATH}\0x` }), field: "target_path", says: "NUL" },
+  { name: "target_path outside the kubelet root", request: req({ target_path: "/tmp/pods/x/volumes/kubernetes.io~csi/spiffe/mount" }), field: "target_path", says: "/var/lib/kubelet/pods/<pod uid>" },
+  { name: "target_path with the root as prefix only", request: req({ target_path: `/var/lib/kubelet2/pods/${WORKLOAD.podUid}/volumes/kubernetes.io~csi/spiffe/mount` }), field: "target_path", says: "the kubelet's directory" },
+  { name: "target_path of another pod uid", request: req({ target_path: TARGET_PATH.replace(WORKLOAD.podUid, "ffffffff-0000-0000-0000-000000000000") }), field: "target_path", says: "ffffffff-0000-0000-0000-000000000000" },
+  { name: "target_path of another plugin", request: req({ target_path: TARGET_PATH.replace("kubernetes.io~csi", "kubernetes.io~empty-dir") }), field: "target_path", says: "kubernetes.io~csi" },
+  { name: "target_path without /mount", request: req({ target_path: TARGET_PATH.replace(/\/mount$/, "") }), field: "target_path", says: "/mount" },
+  { name: "target_path with a trailing slash", request: req({ target_path: `${TARGET_PATH}/` }), field: "target_path", says: "/mount" },
+  { name: "target_path below the mount", request: req({ target_path: `${TARGET_PATH}/deeper` }), field: "target_path", says: "/mount" },
+  { name: "target_path with a double slash", request: req({ target_path: TARGET_PATH.replace("/volumes/", "//volumes/") }), field: "target_path", says: "/mount" },
+  { name: "target_path with a volume name that is not a DNS label", request: req({ target_path: TARGET_PATH.replace("/spiffe/", "/Spiffe_1/") }), field: "target_path", says: "<volume name>" },
+  { name: "target_path with . as the volume name", request: req({ target_path: TARGET_PATH.replace("/spiffe/", "/./") }), field: "target_path", says: "<volume name>" },
   // volume_capability
   { name: "volume_capability missing", request: without("volume_capability"), field: "volume_capability", says: "is required" },
   { name: "volume_capability null", request: req({ volume_capability: null }), field: "volume_capability", says: "is required" },
@@ -187,6 +199,24 @@ const invalid: ReadonlyArray<Invalid> = [
     request: withToken(podToken({ serviceAccount: "admin" })),
     field: SERVICE_ACCOUNT_KEY,
     says: "token serviceaccount \"admin\""
+  },
+  {
+    name: "token bound to another pod name",
+    request: withToken(podToken({ podName: "other-pod" })),
+    field: POD_NAME_KEY,
+    says: "token is bound to pod \"other-pod\""
+  },
+  {
+    name: "token not bound to a pod",
+    request: withToken(podToken({ noPod: true })),
+    field: TOKENS_KEY,
+    says: "not bound to a pod"
+  },
+  {
+    name: "pod.uid that is not a path segment",
+    request: ctx({ [POD_UID_KEY]: ".." }),
+    field: POD_UID_KEY,
+    says: "is not a pod uid"
   },
   {
     name: "token bound to another pod uid",
@@ -335,13 +365,26 @@ describe("decodePublish", () => {
       assert.deepStrictEqual(plain(p), expected(undefined))
     })
 
-    it("accepts a token not bound to a pod (no pod uid to compare)", () => {
-      const token = podToken({ noPod: true, exp: null })
+    it("accepts a token without exp (the claims it relies on are the pod's)", () => {
+      const token = podToken({ exp: null })
       const p = success(publishRequest({ context: { token } }))
       assert.strictEqual(Redacted.value(p.token.token), token)
-      assert.strictEqual(p.token.podUid, undefined)
-      assert.strictEqual(p.token.podName, undefined)
+      assert.strictEqual(p.token.podUid, WORKLOAD.podUid)
+      assert.strictEqual(p.token.podName, WORKLOAD.podName)
       assert.strictEqual(p.token.expiresAt, undefined)
+    })
+
+    it("checks the target against the configured kubelet root, whatever it is", () => {
+      const root = "/var/lib/k0s/kubelet"
+      const target = `${root}/pods/${WORKLOAD.podUid}/volumes/kubernetes.io~csi/spiffe/mount`
+      assert.isTrue(Result.isSuccess(decodePublish(req({ target_path: target }), { kubeletRootDir: root })))
+      assert.isTrue(Result.isFailure(decodePublish(req({ target_path: target }), RULES)))
+      assert.isTrue(Result.isFailure(decodePublish(publishRequest(), { kubeletRootDir: root })))
+    })
+
+    it("reports a pod that disagrees with the token in every field at once", () => {
+      const parts = failure(withToken(podToken({ namespace: "x", serviceAccount: "y", podName: "p", podUid: "z" }))).split("; ")
+      assert.strictEqual(parts.length, 4)
     })
 
     it("accepts a volume_id of exactly the maximum length with dots, dashes and underscores", () => {
@@ -380,11 +423,13 @@ describe("decodeUnpublish", () => {
     { name: "unsafe volume_id ../x", request: { volume_id: "../x", target_path: TARGET_PATH }, fields: ["volume_id may only contain"] },
     { name: "unsafe volume_id ..", request: { volume_id: "..", target_path: TARGET_PATH }, fields: ["volume_id may only contain"] },
     { name: "both missing, in field order", request: {}, fields: ["volume_id is required", "target_path is required"] },
+    { name: "target_path outside the kubelet's pods", request: { volume_id: VOLUME_ID, target_path: "/run/secrets/mount" }, fields: ["the kubelet's directory"] },
+    { name: "target_path with a NUL byte", request: { volume_id: VOLUME_ID, target_path: `${TARGET_PATH}\0` }, fields: ["NUL"] },
     { name: "not a request", request: 7, fields: ["not a NodeUnpublishVolumeRequest"] }
   ]
   for (const c of cases) {
     it(`refuses: ${c.name}`, () => {
-      const r = decodeUnpublish(c.request)
+      const r = decodeUnpublish(c.request, RULES)
       if (Result.isSuccess(r)) assert.fail("expected a failure")
       const parts = r.failure.split("; ")
       assert.strictEqual(parts.length, c.fields.length, r.failure)
@@ -393,7 +438,7 @@ describe("decodeUnpublish", () => {
   }
 
   it("accepts a valid request, ignoring other fields", () => {
-    const r = decodeUnpublish({ volume_id: VOLUME_ID, target_path: TARGET_PATH, extra: 1 })
+    const r = decodeUnpublish({ volume_id: VOLUME_ID, target_path: TARGET_PATH, extra: 1 }, RULES)
     assert.deepStrictEqual(r, Result.succeed({ volumeId: VOLUME_ID, targetPath: TARGET_PATH }))
   })
 })
