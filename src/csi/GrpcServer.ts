@@ -4,14 +4,15 @@
  * Owns: parsing the `--endpoint` value, removing a stale unix socket before binding and the socket
  * file after shutdown, registering the handlers, running each call as a fiber supervised by the layer
  * (interrupted when the layer closes or the caller cancels), mapping `CsiError` codes to gRPC status
- * codes, hiding defects behind a generic INTERNAL status, and logging every call with its secrets
- * redacted.
+ * codes, hiding defects behind a generic INTERNAL status, and logging every call's start (request
+ * with its secrets redacted) and end (status code and duration, interrupted calls included).
  * Does not own: what the RPCs do (`CsiPlugin`), decoding request fields (each `CsiPlugin` handler
  * decodes its own request), loading the proto (`csi/CsiProto.ts`).
  */
 import * as grpc from "@grpc/grpc-js"
 import {
   Cause,
+  Clock,
   Context,
   Duration,
   Effect,
@@ -218,11 +219,28 @@ const logFailure = (cause: Cause.Cause<CsiError>): Effect.Effect<void> => {
   return Effect.logError("CSI call died", Cause.pretty(cause))
 }
 
-/** Runs one call: logs the redacted request, runs the handler, logs a failure. */
+/** The gRPC status name a finished call answers with ("OK", "INVALID_ARGUMENT", …). */
+export const statusNameOf = (exit: Exit.Exit<unknown, CsiError>): string =>
+  Exit.isSuccess(exit) ? "OK" : grpc.status[statusOfCause(exit.cause).code] ?? "UNKNOWN"
+
+/**
+ * Runs one call: logs its start with the redacted request, runs the handler, logs its end with the
+ * status and duration (also when it was interrupted, so a call that never answers still shows how
+ * long it ran), and logs a failure.
+ */
 const serve = Effect.fn("GrpcServer.serve")(
   function*(method: string, rpc: Rpc, request: unknown) {
-    yield* Effect.logDebug("CSI call", redactRequest(request))
-    return yield* rpc(request)
+    const start = yield* Clock.currentTimeMillis
+    yield* Effect.logDebug("CSI call started", redactRequest(request))
+    return yield* rpc(request).pipe(
+      Effect.onExit((exit) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.logDebug("CSI call ended", {
+            code: Exit.hasInterrupts(exit) ? "CANCELLED" : statusNameOf(exit),
+            durationMillis: now - start
+          }))
+      )
+    )
   },
   Effect.tapCause(logFailure),
   (effect, method) => Effect.annotateLogs(effect, { rpc: method })

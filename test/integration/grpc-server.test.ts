@@ -187,6 +187,27 @@ layer(Fixture.layer)("GrpcServer over a unix socket", (it) => {
       assert.strictEqual(unpublish.code, 3)
     }))
 
+  it.effect("every call logs its start and its end with the status code and duration, at debug level", () =>
+    Effect.gen(function*() {
+      const { client, lines } = yield* Fixture
+      const from = lines.length
+      yield* client.call("Node", "NodeUnpublishVolume", { volume_id: "log-ok", target_path: "/t" })
+      yield* failureOf(client.call("Node", "NodePublishVolume", { volume_id: "invalid" }))
+      const logged = lines.slice(from).map((line) => JSON.parse(line) as { message: unknown; level: string; annotations: Record<string, unknown> })
+      const of = (rpc: string, message: string) =>
+        logged.filter((l) => l.annotations["rpc"] === rpc && JSON.stringify(l.message).includes(message))
+      for (const rpc of ["NodeUnpublishVolume", "NodePublishVolume"]) {
+        assert.strictEqual(of(rpc, "CSI call started").length, 1, rpc)
+        const ended = of(rpc, "CSI call ended")
+        assert.strictEqual(ended.length, 1, rpc)
+        assert.strictEqual(ended[0]!.level, "DEBUG")
+      }
+      const endOf = (rpc: string) => JSON.stringify(of(rpc, "CSI call ended")[0]!.message)
+      assert.include(endOf("NodeUnpublishVolume"), "\"code\":\"OK\"")
+      assert.include(endOf("NodePublishVolume"), "\"code\":\"INVALID_ARGUMENT\"")
+      assert.match(endOf("NodePublishVolume"), /"durationMillis":\d+/)
+    }))
+
   it.effect("a defect is INTERNAL without its text", () =>
     Effect.gen(function*() {
       const { client, lines } = yield* Fixture
