@@ -32,6 +32,14 @@ export const toCsiError = (e: PublishError | UnpublishError): CsiError => {
       return new CsiError({ code: issuanceCodes[e.reason], detail: e.message })
     case "VolumeConflictError":
       return new CsiError({ code: "AlreadyExists", detail: e.message })
+    // gRPC: FAILED_PRECONDITION is for a request refused because of the system's state ("deleting a
+    // non-empty directory"), and the CSI spec answers a second target path of a volume with it.
+    case "TargetPathError":
+      return new CsiError({ code: "FailedPrecondition", detail: e.message })
+    // The kubelet treats ABORTED as "not known to be done" and does not retry a publish of a pod it
+    // is tearing down.
+    case "PublishAbortedError":
+      return new CsiError({ code: "Aborted", detail: e.message })
     case "MountError":
     case "VolumeStoreError":
       return new CsiError({ code: "Internal", detail: e.message })
@@ -58,13 +66,13 @@ export const layer = Layer.effect(
       nodeGetInfo: Effect.succeed({ node_id: config.nodeId }),
       nodeGetCapabilities: Effect.succeed({ capabilities: [{ rpc: { type: "VOLUME_MOUNT_GROUP" } }] }),
       nodePublishVolume: Effect.fn("CsiPlugin.nodePublishVolume")(function*(request: unknown) {
-        const decoded = decodePublish(request)
+        const decoded = decodePublish(request, config)
         if (Result.isFailure(decoded)) return yield* invalid(decoded.failure)
         yield* manager.publish(decoded.success).pipe(Effect.mapError(toCsiError))
         return {}
       }, DriverMetrics.timePublish),
       nodeUnpublishVolume: Effect.fn("CsiPlugin.nodeUnpublishVolume")(function*(request: unknown) {
-        const decoded = decodeUnpublish(request)
+        const decoded = decodeUnpublish(request, config)
         if (Result.isFailure(decoded)) return yield* invalid(decoded.failure)
         yield* manager.unpublish(decoded.success).pipe(Effect.mapError(toCsiError))
         return {}

@@ -13,7 +13,7 @@ import * as fsp from "node:fs/promises"
 import * as nodePath from "node:path"
 import { promisify } from "node:util"
 import { Context, Effect, Layer, Predicate, Ref } from "effect"
-import { Mounter, MountError, type MounterShape } from "../services/Mounter.ts"
+import { Mounter, MountError, type MounterShape, type TargetState } from "../services/Mounter.ts"
 
 /**
  * Cap for the driver's tmpfs, which holds every volume on the node. Per volume: tls.crt (chain,
@@ -161,10 +161,49 @@ const validateMode = (path: string, mode: number): Effect.Effect<void, MountErro
 
 const octal = (mode: number): string => mode.toString(8).padStart(4, "0")
 
+const refused = (reason: string): TargetState => ({ _tag: "Refused", reason })
+
+/**
+ * lstat from `root` down: a symlink anywhere below the root would let a bind land somewhere else
+ * (mount(8) follows it), and a file or a non-empty directory at the target would be hidden by the
+ * mount. The kubelet's own layout never has either.
+ */
+const inspectTargetLinux = Effect.fn("Mounter.inspectTarget")(function*(root: string, target: string) {
+  const operation = "inspectTarget"
+  const base = nodePath.resolve(root)
+  const full = nodePath.resolve(target)
+  const rel = nodePath.relative(base, full)
+  if (rel === "" || rel.startsWith("..") || nodePath.isAbsolute(rel)) return refused(`${target} is not below ${root}`)
+  const lstat = (p: string) =>
+    fsStep(operation, p, () =>
+      fsp.lstat(p).catch((cause: unknown) => {
+        if (errnoCode(cause) === "ENOENT") return undefined
+        throw cause
+      }))
+  let at = base
+  const parts = rel.split(nodePath.sep)
+  for (const [i, part] of parts.entries()) {
+    at = nodePath.join(at, part)
+    const st = yield* lstat(at)
+    if (st === undefined) return { _tag: "Missing" } satisfies TargetState
+    if (st.isSymbolicLink()) return refused(`${at} is a symbolic link`)
+    if (i < parts.length - 1 && !st.isDirectory()) return refused(`${at} is not a directory`)
+    if (i === parts.length - 1) {
+      if (!st.isDirectory()) return refused(`${at} exists and is not a directory`)
+      if ((yield* mountAt(operation, at)) !== undefined) return { _tag: "MountPoint" } satisfies TargetState
+      const entries = yield* fsStep(operation, at, () => fsp.readdir(at))
+      return entries.length === 0 ? { _tag: "EmptyDirectory" } satisfies TargetState : refused(`${at} is a directory that is not empty`)
+    }
+  }
+  return refused(`${target} is not below ${root}`)
+})
+
 /** mount(8), umount(8) and /proc/self/mountinfo; needs CAP_SYS_ADMIN in the driver's mount namespace. */
 export const layerLinux: Layer.Layer<Mounter> = Layer.succeed(
   Mounter,
   Mounter.of({
+    inspectTarget: inspectTargetLinux,
+
     isMountPoint: Effect.fn("Mounter.isMountPoint")(function*(path: string) {
       return (yield* mountAt("isMountPoint", path)) !== undefined
     }),
@@ -262,6 +301,10 @@ const layerMemoryMounter: Layer.Layer<Mounter, never, MounterMemory> = Layer.eff
       )
 
     return Mounter.of({
+      // The memory table has no files: a target is a mount point or missing.
+      inspectTarget: Effect.fn("Mounter.inspectTarget")(function*(_root: string, target: string) {
+        return (yield* Ref.get(table)).has(normalise(target)) ? { _tag: "MountPoint" } as const : { _tag: "Missing" } as const
+      }),
       isMountPoint: Effect.fn("Mounter.isMountPoint")(function*(path: string) {
         return (yield* Ref.get(table)).has(normalise(path))
       }),

@@ -2,7 +2,7 @@
  * `VolumeManager` over Issuance, VolumeStore, Mounter and CaBundle, with one renewal fiber per volume
  * in a FiberMap owned by the layer's scope.
  */
-import { Clock, Effect, FiberMap, Layer, Random, Semaphore, Stream } from "effect"
+import { Clock, Deferred, Effect, Fiber, FiberMap, FiberSet, Layer, Random, Semaphore, Stream } from "effect"
 import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
 import { failureDelay, notReadyDelay, renewalInstant } from "../domain/Renewal.ts"
 import { forServiceAccount } from "../domain/SpiffeId.ts"
@@ -15,7 +15,7 @@ import type { IssuanceError } from "../services/Issuance.ts"
 import { Mounter } from "../services/Mounter.ts"
 import type { VolumeFile } from "../services/VolumeStore.ts"
 import { VolumeStore } from "../services/VolumeStore.ts"
-import { VolumeConflictError, VolumeManager } from "../services/VolumeManager.ts"
+import { PublishAbortedError, TargetPathError, VolumeConflictError, VolumeManager } from "../services/VolumeManager.ts"
 import type { VolumeStatus } from "../services/VolumeManager.ts"
 import { EventRecorder } from "../services/EventRecorder.ts"
 import * as DriverMetrics from "./DriverMetrics.ts"
@@ -24,6 +24,13 @@ import * as DriverMetrics from "./DriverMetrics.ts"
 const FILE_MODE = 0o440
 /** The driver's tmpfs is private to root. */
 const TMPFS_MODE = 0o700
+/**
+ * How long an unpublish waits for the volume's CertificateRequests to be deleted. A healthy API
+ * server answers in milliseconds; past this the deletion goes on in the background (and the Pod's
+ * garbage collection removes them through their ownerReference anyway), so a slow API server never
+ * holds an unpublish near the kubelet's 2-minute deadline.
+ */
+const FORGET_WAIT = "5 seconds"
 
 interface VolumeState {
   meta: VolumeMetadata
@@ -31,6 +38,10 @@ interface VolumeState {
   /** When the renewal loop retries after a failed or not-ready attempt; undefined otherwise. */
   retryAt: number | undefined
   readonly lock: Semaphore.Semaphore
+  /** Completed by unpublish: every publish of this volume still waiting or running gives up at once. */
+  readonly unpublished: Deferred.Deferred<void>
+  /** Publishes of this volume holding or waiting for the lock. */
+  publishes: number
 }
 
 const statusOf = (s: VolumeState): VolumeStatus => ({
@@ -67,12 +78,13 @@ export const layer = Layer.effect(
     const policy = config.renewal
     const volumes = new Map<string, VolumeState>()
     const renewals = yield* FiberMap.make<string>()
+    const background = yield* FiberSet.make()
     let resumed = false
 
     const stateFor = (volumeId: string, meta: VolumeMetadata): VolumeState => {
       let s = volumes.get(volumeId)
       if (s === undefined) {
-        s = { meta, token: undefined, retryAt: undefined, lock: Semaphore.makeUnsafe(1) }
+        s = { meta, token: undefined, retryAt: undefined, lock: Semaphore.makeUnsafe(1), unpublished: Deferred.makeUnsafe<void>(), publishes: 0 }
         volumes.set(volumeId, s)
       }
       return s
@@ -177,6 +189,28 @@ export const layer = Layer.effect(
       if (!(yield* mounter.isMountPoint(targetPath))) yield* mounter.bindReadOnly(store.dataDir(volumeId), targetPath)
     })
 
+    /** A volume's state leaves the map when nothing was issued for it and no publish of it is left. */
+    const dropIfUnissued = (state: VolumeState) =>
+      Effect.sync(() => {
+        if (state.meta.nextIssuanceAt === undefined && state.publishes === 0 && volumes.get(state.meta.volumeId) === state) {
+          volumes.delete(state.meta.volumeId)
+        }
+      })
+
+    /**
+     * Takes back a first publish whose issuance succeeded but whose mount did not: the files, the
+     * record, the volume's requests and its in-memory state go, so nothing is resumed after a restart
+     * and no metric series stays for a volume that was never mounted.
+     */
+    const undoFirstPublish = (state: VolumeState, unissued: VolumeMetadata) =>
+      Effect.gen(function*() {
+        yield* FiberMap.remove(renewals, unissued.volumeId)
+        yield* store.remove(unissued.volumeId).pipe(Effect.ignore)
+        yield* issuance.forget(unissued.volumeId, unissued.podNamespace)
+        state.meta = unissued
+        yield* Effect.logInfo("first publish failed after issuance; its files and requests were removed", { volume: unissued.volumeId })
+      })
+
     const publish = Effect.fn("VolumeManager.publish")(function*(req: PublishRequest) {
       const spiffeId = forServiceAccount(config.trustDomain, req.token.namespace, req.token.serviceAccount)
       const fresh = new VolumeMetadata({
@@ -189,19 +223,31 @@ export const layer = Layer.effect(
         spiffeId,
         fsGroup: req.fsGroup
       })
+      const refuse = (detail: string) => new TargetPathError({ volumeId: req.volumeId, targetPath: req.targetPath, detail })
+      // Everything that can refuse the request is checked before anything is created.
+      const existing = volumes.get(req.volumeId)
+      if (existing !== undefined && existing.meta.targetPath !== req.targetPath) {
+        return yield* refuse(`the volume is already published at ${JSON.stringify(existing.meta.targetPath)}`)
+      }
+      const target = yield* mounter.inspectTarget(config.kubeletRootDir, req.targetPath)
+      if (target._tag === "Refused") return yield* refuse(`not mounted onto: ${target.reason}`)
+      if (target._tag === "MountPoint" && existing === undefined) return yield* refuse("something the driver did not mount is mounted there")
+
       const state = stateFor(req.volumeId, fresh)
-      yield* state.lock.withPermit(
+      state.publishes += 1
+      const work = state.lock.withPermit(
         Effect.gen(function*() {
           const known = state.meta.nextIssuanceAt !== undefined
           if (known && (state.meta.podUid !== req.podUid || state.meta.spiffeId !== spiffeId)) {
             return yield* new VolumeConflictError({ volumeId: req.volumeId, detail: "already published for another pod or identity" })
           }
+          if (state.meta.targetPath !== req.targetPath) return yield* refuse(`the volume is already published at ${JSON.stringify(state.meta.targetPath)}`)
+          if (known && state.meta.fsGroup !== req.fsGroup) {
+            return yield* new VolumeConflictError({ volumeId: req.volumeId, detail: "already published with another fs-group" })
+          }
           // A republish refreshes the token; the files and mount of a working volume are left alone.
           state.token = req.token
           if (known) {
-            if (state.meta.fsGroup !== req.fsGroup) {
-              return yield* new VolumeConflictError({ volumeId: req.volumeId, detail: "already published with another fs-group" })
-            }
             yield* ensureMounted(req.volumeId, req.targetPath)
             yield* startRenewal(state)
             return
@@ -213,24 +259,52 @@ export const layer = Layer.effect(
             // remembered by Issuance and resumed by the kubelet's next attempt.
             Effect.tapError(() => store.remove(req.volumeId).pipe(Effect.ignore))
           )
-          yield* ensureMounted(req.volumeId, req.targetPath)
+          yield* ensureMounted(req.volumeId, req.targetPath).pipe(Effect.onError(() => undoFirstPublish(state, fresh)))
           yield* startRenewal(state)
         })
       )
+      // An unpublish of this volume ends the publish wherever it is (waiting for the lock, waiting for
+      // its issuance): the unpublish must never queue behind it.
+      yield* work.pipe(
+        Effect.raceFirst(Deferred.await(state.unpublished).pipe(Effect.andThen(Effect.fail(new PublishAbortedError({ volumeId: req.volumeId }))))),
+        Effect.ensuring(Effect.suspend(() => {
+          state.publishes -= 1
+          return dropIfUnissued(state)
+        }))
+      )
     }, Effect.annotateLogs({ component: "publish" }))
 
+    /**
+     * Idempotent, and only ever undoes what this driver did: a volume id it has no record of, or a
+     * target path that is not the volume's, is answered with success and nothing is touched (the
+     * CSI spec wants an unpublish of what is not there to succeed). Renewal and any publish of the
+     * volume are cancelled first, so the lock is free at once; the requests are deleted with a bound.
+     */
     const unpublish = Effect.fn("VolumeManager.unpublish")(function*(req: UnpublishRequest) {
       const state = volumes.get(req.volumeId)
+      const meta = state?.meta ?? (yield* store.read(req.volumeId))
+      if (meta === undefined) {
+        yield* Effect.logDebug("unpublish of a volume this driver does not know; nothing to do", { volume: req.volumeId })
+        return
+      }
+      if (meta.targetPath !== req.targetPath) {
+        yield* Effect.logWarning("unpublish at a target path the volume was not published at; left alone", { volume: req.volumeId, targetPath: req.targetPath })
+        return
+      }
+      if (state !== undefined) yield* Deferred.succeed(state.unpublished, undefined)
+      yield* FiberMap.remove(renewals, req.volumeId)
       const run = Effect.gen(function*() {
-        yield* FiberMap.remove(renewals, req.volumeId)
-        yield* mounter.unmount(req.targetPath)
-        const meta = state?.meta ?? (yield* store.read(req.volumeId))
-        if (meta !== undefined) yield* issuance.forget(req.volumeId, meta.podNamespace)
+        yield* mounter.unmount(meta.targetPath)
         yield* store.remove(req.volumeId)
-        volumes.delete(req.volumeId)
-        yield* Effect.logInfo("volume unpublished", { volume: req.volumeId })
+        if (state === undefined || volumes.get(req.volumeId) === state) volumes.delete(req.volumeId)
       })
       yield* state === undefined ? run : state.lock.withPermit(run)
+      const forget = yield* FiberSet.run(background, issuance.forget(req.volumeId, meta.podNamespace))
+      const done = yield* Fiber.await(forget).pipe(Effect.timeoutOption(FORGET_WAIT))
+      if (done._tag === "None") {
+        yield* Effect.logWarning("deleting the volume's CertificateRequests is slow; it goes on in the background", { volume: req.volumeId })
+      }
+      yield* Effect.logInfo("volume unpublished", { volume: req.volumeId })
     }, Effect.annotateLogs({ component: "unpublish" }))
 
     // Volumes are refreshed concurrently: one whose lock is held by a slow renewal must not delay

@@ -5,8 +5,10 @@
  * Owns: per-volume serialisation (publish, renewal and CA rewrites of one volume never interleave,
  * so two concurrent publishes are single-flight and both return only when the files exist), the
  * in-memory token of each pod (never persisted), one supervised renewal fiber per volume, resuming
- * every stored volume when the driver starts, and the rule that a republish never tears down a
- * working mount.
+ * every stored volume when the driver starts, the rule that a republish never tears down a
+ * working mount, refusing a target path where a mount would hide or land elsewhere, undoing a
+ * first publish that fails after its issuance, and an unpublish that never waits behind a publish's
+ * or renewal's slow work (it cancels them). Only what the driver mounted is ever unmounted.
  * Does not own: request validation (domain/PublishRequest), talking to cert-manager (Issuance),
  * files (VolumeStore), mounts (Mounter).
  */
@@ -27,7 +29,32 @@ export class VolumeConflictError extends Schema.TaggedError<VolumeConflictError>
   }
 }
 
-export type PublishError = IssuanceError | VolumeStoreError | MountError | VolumeConflictError
+/**
+ * The target path is not one the driver mounts onto: something that is not an empty directory or
+ * a missing path is there (a symlink, a file, a non-empty directory, someone else's mount), or the
+ * volume is already published at another target path (the CSI spec's answer for a second target of
+ * a single-node volume is FAILED_PRECONDITION).
+ */
+export class TargetPathError extends Schema.TaggedError<TargetPathError>()("TargetPathError", {
+  volumeId: Schema.String,
+  targetPath: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `volume ${this.volumeId}: target_path ${JSON.stringify(this.targetPath)}: ${this.detail}`
+  }
+}
+
+/** A publish gave up because the volume was unpublished while it waited or ran. */
+export class PublishAbortedError extends Schema.TaggedError<PublishAbortedError>()("PublishAbortedError", {
+  volumeId: Schema.String
+}) {
+  override get message(): string {
+    return `volume ${this.volumeId}: unpublished while this publish was in progress`
+  }
+}
+
+export type PublishError = IssuanceError | VolumeStoreError | MountError | VolumeConflictError | TargetPathError | PublishAbortedError
 export type UnpublishError = VolumeStoreError | MountError
 
 export interface VolumeStatus {

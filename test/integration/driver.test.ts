@@ -63,10 +63,10 @@ describe.skipIf(!isRoot)("driver over real gRPC, tmpfs and bind mounts (needs ro
       )
       const dataRoot = path.join(tmp, "data")
       const socket = path.join(tmp, "csi.sock")
-      const req = publishRequest({ targetPath: path.join(tmp, "pods", "uid", "volumes", "kubernetes.io~csi", "spiffe", "mount") })
+      const req = publishRequest({ targetPath: path.join(tmp, "pods", publishRequest().volume_context["csi.storage.k8s.io/pod.uid"], "volumes", "kubernetes.io~csi", "spiffe", "mount") })
       const { token: _t, ...publish } = req
       const target = req.target_path
-      const config = testConfig({ endpoint: `unix://${socket}`, dataRoot })
+      const config = testConfig({ endpoint: `unix://${socket}`, dataRoot, kubeletRootDir: tmp })
       // Whatever happens, leave no mount behind: target first, then the driver's tmpfs.
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {

@@ -206,11 +206,12 @@ describe("NodePublishVolume", () => {
       assert.isTrue(status?.hasToken)
     }).pipe(Effect.provide(stack())))
 
-  it.effect("the same volume id from another pod is refused with AlreadyExists", () =>
+  it.effect("the same volume id from another pod is refused: its own target is another target (FailedPrecondition), the first pod's is not its path (InvalidArgument)", () =>
     Effect.gen(function*() {
       yield* publish()
-      const e = csiFailure(yield* Effect.exit(publish({ podUid: "11111111-2222-3333-4444-555555555555", targetPath: request().target_path })))
-      assert.strictEqual(e.code, "AlreadyExists")
+      const other = "11111111-2222-3333-4444-555555555555"
+      assert.strictEqual(csiFailure(yield* Effect.exit(publish({ podUid: other }))).code, "FailedPrecondition")
+      assert.strictEqual(csiFailure(yield* Effect.exit(publish({ podUid: other, targetPath: request().target_path }))).code, "InvalidArgument")
     }).pipe(Effect.provide(stack())))
 })
 
