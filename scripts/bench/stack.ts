@@ -109,6 +109,8 @@ export interface DriverFlags {
   readonly socket: string
   readonly dataRoot: string
   readonly duration: string
+  /** Our driver only mounts onto `<kubeletRoot>/pods/…` targets; the Go original has no such flag. */
+  readonly kubeletRoot?: string
 }
 
 export const driverArgs = (impl: Impl, f: DriverFlags): Array<string> => [
@@ -122,7 +124,8 @@ export const driverArgs = (impl: Impl, f: DriverFlags): Array<string> => [
   `--issuer-name=${f.plane.issuer.name}`,
   `--issuer-kind=${f.plane.issuer.kind}`,
   `--issuer-group=${f.plane.issuer.group}`,
-  "--log-level=1"
+  "--log-level=1",
+  ...(impl.name === "ours" && f.kubeletRoot !== undefined ? [`--kubelet-root-dir=${f.kubeletRoot}`] : [])
 ]
 
 export interface BenchStack {
@@ -171,7 +174,7 @@ export const startBenchStack = async (
   const driver = startProcess({
     name: `driver-${impl.name}-${opts.name}`,
     command: impl.driver.command,
-    args: driverArgs(impl, { plane, nodeId: opts.nodeId, socket, dataRoot, duration: opts.duration }),
+    args: driverArgs(impl, { plane, nodeId: opts.nodeId, socket, dataRoot, duration: opts.duration, kubeletRoot }),
     logFile: path.join(dir, "driver.log"),
     cwd: repo
   })

@@ -259,7 +259,14 @@ export const layer = Layer.effect(
             // remembered by Issuance and resumed by the kubelet's next attempt.
             Effect.tapError(() => store.remove(req.volumeId).pipe(Effect.ignore))
           )
-          yield* ensureMounted(req.volumeId, req.targetPath).pipe(Effect.onError(() => undoFirstPublish(state, fresh)))
+          // The issuance can take a while: look at the target again right before the mount, so what
+          // appeared there meanwhile (a file, a symlink) is refused like it would have been at first.
+          yield* Effect.gen(function*() {
+            const now = yield* mounter.inspectTarget(config.kubeletRootDir, req.targetPath)
+            if (now._tag === "Refused") return yield* refuse(`not mounted onto: ${now.reason}`)
+            if (now._tag === "MountPoint") return yield* refuse("something the driver did not mount is mounted there")
+            yield* mounter.bindReadOnly(store.dataDir(req.volumeId), req.targetPath)
+          }).pipe(Effect.onError(() => undoFirstPublish(state, fresh)))
           yield* startRenewal(state)
         })
       )
