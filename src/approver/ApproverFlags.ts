@@ -1,12 +1,14 @@
 /**
- * The approver's command line: the Go original's flags, names and defaults (go-original.md §1.3),
- * decoded once into `ApproverConfigShape` plus the process settings around it. A bad value is one
+ * The approver's command line: the Go original's flags, names and defaults (cert-manager's
+ * csi-driver-spiffe, internal/approver/app/options), decoded once into `ApproverConfigShape` plus the process settings around it. A bad value is one
  * line and exit code 2.
  */
 import { Result } from "effect"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
 import { collector, parseFlags } from "../config/Flags.ts"
 import * as Common from "../config/CommonFlags.ts"
+import type { KubeClientFlags } from "../config/KubeFlags.ts"
+import { decodeKubeClientFlags, kubeClientFlags } from "../config/KubeFlags.ts"
 import { driverServiceAccountViolations, KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import { parseBindAddress, parseLogLevel, parseRequestDuration } from "../services/DriverConfig.ts"
@@ -16,6 +18,8 @@ export interface ApproverSettings {
   readonly config: ApproverConfigShape
   readonly logLevel: number
   readonly kubeconfig: string | undefined
+  /** The standard Kubernetes client flags (`--context`, `--server`, `--token`, …). */
+  readonly kubeClient: KubeClientFlags
   /** How long the KubeClient reuses one connection pool (`--kube-client-pool-refresh`); 5 min when absent. */
   readonly kubeClientPoolRefreshMillis?: number | undefined
   readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
@@ -29,6 +33,7 @@ export const approverFlags: ReadonlyArray<FlagSpec> = [
   Common.csiDriverName("Name of the CSI driver; also the name of the leader-election Lease."),
   Common.logLevel,
   Common.kubeconfig,
+  ...kubeClientFlags,
   Common.kubeClientPoolRefresh,
   ...Common.runtimeIssuanceConfigMap,
   Common.trustDomain("The only trust domain requests may ask for."),
@@ -43,8 +48,12 @@ export const approverFlags: ReadonlyArray<FlagSpec> = [
   { section: "Controller", name: "metrics-bind-address", kind: "string", default: ":9402", usage: "Address of the Prometheus endpoint (/metrics); 0 disables." }
 ]
 
-export const decodeApproverSettings = (values: Readonly<Record<string, string>>): Result.Result<ApproverSettings, string> => {
-  const { errors, value: v, take } = collector(values)
+export const decodeApproverSettings = (
+  values: Readonly<Record<string, string>>,
+  lists: Readonly<Record<string, ReadonlyArray<string>>> = {}
+): Result.Result<ApproverSettings, string> => {
+  const { errors, value: v, list, take } = collector(values, lists)
+  const kubeClient = decodeKubeClientFlags(v, list, errors)
   const logLevel = take(parseLogLevel(v("log-level")), 1)
   const poolRefresh = take(Common.parsePoolRefresh(v("kube-client-pool-refresh")), 300_000)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
@@ -79,6 +88,7 @@ export const decodeApproverSettings = (values: Readonly<Record<string, string>>)
     },
     logLevel,
     kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
+    kubeClient,
     kubeClientPoolRefreshMillis: poolRefresh,
     runtimeIssuanceConfigMap: cmName === "" ? undefined : { name: cmName, namespace: cmNamespace },
     staticIssuer: v("issuer-name") !== "",
@@ -93,4 +103,4 @@ export const parseApproverArgs = (argv: ReadonlyArray<string>): Result.Result<Ap
   Result.flatMap(parseFlags(approverFlags, argv), (p: ParsedFlags): Result.Result<ApproverArgs, string> =>
     p._tag === "Help"
       ? Result.succeed({ _tag: "Help" })
-      : Result.map(decodeApproverSettings(p.values), (settings): ApproverArgs => ({ _tag: "Settings", settings })))
+      : Result.map(decodeApproverSettings(p.values, p.lists), (settings): ApproverArgs => ({ _tag: "Settings", settings })))

@@ -6,7 +6,8 @@
  */
 import { Result } from "effect"
 
-export type FlagKind = "string" | "bool"
+/** `stringArray` flags may be repeated, each occurrence adding one value (pflag's `StringArray`). */
+export type FlagKind = "string" | "bool" | "stringArray"
 
 export interface FlagSpec {
   readonly name: string
@@ -20,7 +21,13 @@ export interface FlagSpec {
 
 export type ParsedFlags =
   | { readonly _tag: "Help" }
-  | { readonly _tag: "Values"; readonly values: Readonly<Record<string, string>> }
+  | {
+    readonly _tag: "Values"
+    /** The last value of every `string`/`bool` flag, its default when not given. */
+    readonly values: Readonly<Record<string, string>>
+    /** Every value of every `stringArray` flag, in order (empty when not given). */
+    readonly lists: Readonly<Record<string, ReadonlyArray<string>>>
+  }
 
 /** Exit code for bad usage, as pflag-based Go programs use. */
 export const USAGE_EXIT_CODE = 2
@@ -28,7 +35,8 @@ export const USAGE_EXIT_CODE = 2
 export const parseFlags = (specs: ReadonlyArray<FlagSpec>, argv: ReadonlyArray<string>): Result.Result<ParsedFlags, string> => {
   const byName = new Map(specs.map((s) => [s.name, s]))
   const byShort = new Map(specs.flatMap((s) => (s.short === undefined ? [] : [[s.short, s] as const])))
-  const values: Record<string, string> = Object.fromEntries(specs.map((s) => [s.name, s.default]))
+  const values: Record<string, string> = Object.fromEntries(specs.filter((s) => s.kind !== "stringArray").map((s) => [s.name, s.default]))
+  const lists: Record<string, Array<string>> = Object.fromEntries(specs.filter((s) => s.kind === "stringArray").map((s) => [s.name, []]))
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (arg === "--help" || arg === "-h") return Result.succeed({ _tag: "Help" })
@@ -53,16 +61,18 @@ export const parseFlags = (specs: ReadonlyArray<FlagSpec>, argv: ReadonlyArray<s
       const v = inline ?? "true"
       if (v !== "true" && v !== "false") return Result.fail(`invalid argument ${JSON.stringify(v)} for --${spec.name}: must be true or false`)
       values[spec.name] = v
-    } else if (inline !== undefined) {
-      values[spec.name] = inline
     } else {
-      const next = argv[i + 1]
-      if (next === undefined) return Result.fail(`flag needs an argument: --${spec.name}`)
-      values[spec.name] = next
-      i++
+      let value = inline
+      if (value === undefined) {
+        value = argv[i + 1]
+        if (value === undefined) return Result.fail(`flag needs an argument: --${spec.name}`)
+        i++
+      }
+      if (spec.kind === "stringArray") lists[spec.name]!.push(value)
+      else values[spec.name] = value
     }
   }
-  return Result.succeed({ _tag: "Values", values })
+  return Result.succeed({ _tag: "Values", values, lists })
 }
 
 export const helpText = (program: string, summary: string, specs: ReadonlyArray<FlagSpec>): string => {
@@ -72,7 +82,7 @@ export const helpText = (program: string, summary: string, specs: ReadonlyArray<
     lines.push("", `${section} flags:`, "")
     for (const s of specs.filter((x) => x.section === section)) {
       const names = s.short === undefined ? `      --${s.name}` : `  -${s.short}, --${s.name}`
-      const type = s.kind === "bool" ? "" : " string"
+      const type = s.kind === "bool" ? "" : s.kind === "stringArray" ? " stringArray" : " string"
       const def = s.default === "" || (s.kind === "bool" && s.default === "false") ? "" : ` (default ${JSON.stringify(s.default)})`
       lines.push(`${(names + type).padEnd(52)} ${s.usage}${def}`)
     }
@@ -84,11 +94,15 @@ export const helpText = (program: string, summary: string, specs: ReadonlyArray<
  * Reads decoded flag values and collects every problem, so a binary reports all of them in one
  * line: `take` keeps a value or records its error and returns the fallback.
  */
-export const collector = (values: Readonly<Record<string, string>>) => {
+export const collector = (
+  values: Readonly<Record<string, string>>,
+  lists: Readonly<Record<string, ReadonlyArray<string>>> = {}
+) => {
   const errors: Array<string> = []
   return {
     errors,
     value: (name: string): string => values[name] ?? "",
+    list: (name: string): ReadonlyArray<string> => lists[name] ?? [],
     take: <A>(r: Result.Result<A, string>, fallback: A): A => {
       if (Result.isFailure(r)) {
         errors.push(r.failure)

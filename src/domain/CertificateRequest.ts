@@ -3,7 +3,8 @@
  * writes, decoded with Schema wherever it enters from the API server. Byte fields (`spec.request`,
  * `status.certificate`, `status.ca`) stay base64 as on the wire; helpers decode them.
  */
-import { Schema } from "effect"
+import { Result, Schema } from "effect"
+import * as GoDuration from "./GoDuration.ts"
 import { IssuerRef } from "./IssuerRef.ts"
 
 export const GROUP = "cert-manager.io"
@@ -136,23 +137,10 @@ export const formatGoDuration = (millis: number): string => {
 }
 
 /**
- * Parses a Go duration string (`1h`, `90m`, `1h30m0s`, `1.5h`, `300ms`) into milliseconds; undefined
- * when it is not one.
+ * A non-negative Go duration (`1h`, `90m`, `1h30m0s`, `1.5h`, `300ms`, Go's `time.ParseDuration`
+ * grammar) in milliseconds, rounded to the nearest; undefined when it is not one or is negative.
  */
 export const parseGoDuration = (input: string): number | undefined => {
-  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
-  if (input === "0") return 0
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/y
-  let total = 0
-  let at = 0
-  let matched = false
-  while (at < input.length) {
-    re.lastIndex = at
-    const m = re.exec(input)
-    if (m === null) return undefined
-    total += Number(m[1]) * (unit[m[2]!] ?? Number.NaN)
-    at = re.lastIndex
-    matched = true
-  }
-  return matched && Number.isFinite(total) ? Math.round(total) : undefined
+  const ns = GoDuration.parse(input)
+  return Result.isSuccess(ns) && ns.success >= 0n ? GoDuration.nanosToMillis(ns.success) : undefined
 }

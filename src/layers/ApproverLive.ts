@@ -52,7 +52,8 @@ export const ApproverLive = (settings: ApproverSettings) => {
   const ConfigLive = ApproverConfigLayers.layer(settings.config)
   const KubeLive = KubeClientLayers.layer({
     kubeconfig: settings.kubeconfig,
-    poolRefresh: settings.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(settings.kubeClientPoolRefreshMillis)
+    poolRefresh: settings.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(settings.kubeClientPoolRefreshMillis),
+    kubeClientFlags: settings.kubeClient
   })
   const IssuerLive = IssuerConfigLayers.layerFor(
     { issuer: settings.staticIssuer ? settings.config.issuer : undefined, runtimeIssuanceConfigMap: settings.runtimeIssuanceConfigMap },

@@ -38,7 +38,8 @@ export const CsiLive = (config: DriverConfigShape) => {
   const ConfigLive = DriverConfig.layer(config)
   const KubeLive = KubeClientLayers.layer({
     kubeconfig: config.kubeconfig,
-    poolRefresh: config.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(config.kubeClientPoolRefreshMillis)
+    poolRefresh: config.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(config.kubeClientPoolRefreshMillis),
+    kubeClientFlags: config.kubeClient
   })
   const IssuerLive = IssuerConfigLayers.layerFor(config, "csi-driver-spiffe").pipe(Layer.provide([KubeLive, ConfigLive]))
   const CaBundleLive = CaBundleLayers.layerFor(config).pipe(Layer.provide([CryptoLayers.layer, NodeServices.layer]))

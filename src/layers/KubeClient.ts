@@ -11,9 +11,11 @@
  * (no admission, no RBAC, one global resourceVersion counter, equality selectors and
  * metadata.name/metadata.namespace field selectors only, no bookmarks).
  */
-import { Effect, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import { KubeClient } from "../services/KubeClient.ts"
-import type { KubeError } from "../services/KubeClient.ts"
+import type { KubeClientShape, KubeError } from "../services/KubeClient.ts"
+import { kubeError } from "./kube/Errors.ts"
+import type { Verb } from "./kube/Errors.ts"
 import { loadConfig, make } from "./kube/Live.ts"
 import type { LiveOptions } from "./kube/Live.ts"
 
@@ -30,5 +32,29 @@ export type { LiveOptions } from "./kube/Live.ts"
 export const layer = (options: LiveOptions): Layer.Layer<KubeClient, KubeError> =>
   Layer.effect(
     KubeClient,
-    Effect.flatMap(loadConfig(options), (kc) => Effect.map(make(kc, options), KubeClient.of))
+    Effect.flatMap(loadConfig(options), (kc) =>
+      Effect.map(make(kc, options), (client) => KubeClient.of(withRequestTimeout(client, options.kubeClientFlags?.requestTimeoutMillis ?? 0))))
   )
+
+/**
+ * `--request-timeout`: every request/reply call fails with an `Unavailable` KubeError when it has
+ * no reply in time (the request is aborted). Watches are not bounded by it: they end by the
+ * server-side timeout they ask for and resume, as an informer's do.
+ */
+export const withRequestTimeout = (client: KubeClientShape, millis: number): KubeClientShape => {
+  if (millis <= 0) return client
+  const bound = <A>(verb: Verb, effect: Effect.Effect<A, KubeError>): Effect.Effect<A, KubeError> =>
+    Effect.timeoutOrElse(effect, {
+      duration: Duration.millis(millis),
+      orElse: () => Effect.fail(kubeError(verb, "Unavailable", `no reply within --request-timeout (${millis} ms)`))
+    })
+  return {
+    ...client,
+    get: (resource, namespace, name) => bound("get", client.get(resource, namespace, name)),
+    list: (resource, options) => bound("list", client.list(resource, options)),
+    create: (resource, namespace, body, options) => bound("create", client.create(resource, namespace, body, options)),
+    delete: (resource, namespace, name) => bound("delete", client.delete(resource, namespace, name)),
+    replace: (resource, namespace, name, body) => bound("replace", client.replace(resource, namespace, name, body)),
+    replaceStatus: (resource, namespace, name, body) => bound("replaceStatus", client.replaceStatus(resource, namespace, name, body))
+  }
+}

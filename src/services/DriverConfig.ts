@@ -6,7 +6,7 @@
  * Does not own: the runtime issuer (IssuerConfig follows the ConfigMap), the CA bundle's content.
  */
 import { Context, Layer, Result } from "effect"
-import * as CR from "../domain/CertificateRequest.ts"
+import * as GoDuration from "../domain/GoDuration.ts"
 import type { IssuerRef } from "../domain/IssuerRef.ts"
 import type { RenewalPolicy } from "../domain/Renewal.ts"
 import { defaultPolicy } from "../domain/Renewal.ts"
@@ -14,6 +14,8 @@ import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
 import { collector, parseFlags } from "../config/Flags.ts"
 import * as Common from "../config/CommonFlags.ts"
+import type { KubeClientFlags } from "../config/KubeFlags.ts"
+import { decodeKubeClientFlags, kubeClientFlags } from "../config/KubeFlags.ts"
 
 export interface DriverConfigShape {
   readonly csiDriverName: string
@@ -21,6 +23,8 @@ export interface DriverConfigShape {
   /** klog-style verbosity 0–5 (1 = info, ≥4 = debug). */
   readonly logLevel: number
   readonly kubeconfig: string | undefined
+  /** The standard Kubernetes client flags (`--context`, `--server`, `--token`, …); none when absent. */
+  readonly kubeClient?: KubeClientFlags | undefined
   /** How long the KubeClient reuses one connection pool (`--kube-client-pool-refresh`); 5 min when absent. */
   readonly kubeClientPoolRefreshMillis?: number | undefined
   readonly nodeId: string
@@ -60,6 +64,7 @@ export const driverFlags: ReadonlyArray<FlagSpec> = [
   Common.csiDriverName("Name of the CSI driver as installed (the CSIDriver object's name)."),
   Common.logLevel,
   Common.kubeconfig,
+  ...kubeClientFlags,
   Common.kubeClientPoolRefresh,
   { section: "Driver", name: "node-id", kind: "string", default: "", usage: "Name of the node the driver runs on (required)." },
   { section: "Driver", name: "endpoint", kind: "string", default: "", usage: "gRPC endpoint, unix:///path/to/csi.sock (required)." },
@@ -112,14 +117,18 @@ export const parseAnnotations = (raw: string): Result.Result<Record<string, stri
 export const parseLogLevel = (raw: string): Result.Result<number, string> =>
   /^\d$/.test(raw) ? Result.succeed(Number(raw)) : Result.fail(`--log-level must be an integer from 0 to 9, got ${JSON.stringify(raw)}`)
 
-/** The original coerces a zero duration to 1 h; negative or unparsable values are errors. */
-export const parseRequestDuration = (raw: string): Result.Result<number, string> => {
-  const ms = CR.parseGoDuration(raw)
-  if (ms === undefined || ms < 0) return Result.fail(`--certificate-request-duration must be a duration such as 1h or 90m, got ${JSON.stringify(raw)}`)
-  if (ms === 0) return Result.succeed(3_600_000)
-  if (ms < 60_000) return Result.fail("--certificate-request-duration must be at least 1m (cert-manager's minimum)")
-  return Result.succeed(ms)
-}
+/**
+ * A Go duration (`time.ParseDuration`: `1h`, `90m`, `.5h`, `1h30m`), then checked: the original
+ * coerces zero to 1 h; a negative one, or one under cert-manager's minimum of 1 m, is refused here
+ * instead of by cert-manager on every request.
+ */
+export const parseRequestDuration = (raw: string): Result.Result<number, string> =>
+  Result.flatMap(GoDuration.parseFlag("certificate-request-duration", raw), (ms) => {
+    if (ms < 0) return Result.fail(`--certificate-request-duration must not be negative, got ${JSON.stringify(raw)}`)
+    if (ms === 0) return Result.succeed(3_600_000)
+    if (ms < 60_000) return Result.fail(`--certificate-request-duration must be at least 1m (cert-manager's minimum), got ${JSON.stringify(raw)}`)
+    return Result.succeed(ms)
+  })
 
 /**
  * The kubelet dials the CSI socket by its host path. Without `--kubelet-registration-path` that is
@@ -146,8 +155,13 @@ export const parsePluginRegistration = (
 }
 
 /** Decodes flag values into the driver's config; every problem is reported in one line. */
-export const decodeDriverConfig = (values: Readonly<Record<string, string>>, version: string): Result.Result<DriverConfigShape, string> => {
-  const { errors, value: v, take } = collector(values)
+export const decodeDriverConfig = (
+  values: Readonly<Record<string, string>>,
+  version: string,
+  lists: Readonly<Record<string, ReadonlyArray<string>>> = {}
+): Result.Result<DriverConfigShape, string> => {
+  const { errors, value: v, list, take } = collector(values, lists)
+  const kubeClient = decodeKubeClientFlags(v, list, errors)
   for (const req of ["node-id", "endpoint", "data-root"]) if (v(req) === "") errors.push(`--${req} is required`)
   const kubeletRootDir = v("kubelet-root-dir").replace(/(.)\/+$/, "$1")
   if (!kubeletRootDir.startsWith("/") || kubeletRootDir.includes("\0") || kubeletRootDir.split("/").some((c) => c === "." || c === "..")) {
@@ -180,6 +194,7 @@ export const decodeDriverConfig = (values: Readonly<Record<string, string>>, ver
     version,
     logLevel,
     kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
+    kubeClient,
     kubeClientPoolRefreshMillis: poolRefresh,
     nodeId: v("node-id"),
     endpoint: v("endpoint"),
@@ -206,4 +221,4 @@ export const parseDriverArgs = (argv: ReadonlyArray<string>, version: string): R
   Result.flatMap(parseFlags(driverFlags, argv), (p: ParsedFlags): Result.Result<DriverArgs, string> =>
     p._tag === "Help"
       ? Result.succeed({ _tag: "Help" })
-      : Result.map(decodeDriverConfig(p.values, version), (config): DriverArgs => ({ _tag: "Config", config })))
+      : Result.map(decodeDriverConfig(p.values, version, p.lists), (config): DriverArgs => ({ _tag: "Config", config })))

@@ -14,7 +14,7 @@
  * `Watch` is not used either: it drops unparsable lines silently and aborts after 30 s without data.
  */
 import * as k8s from "@kubernetes/client-node"
-import { Clock, Config, Duration, Effect, FiberSet, Option, Random, Redacted, Schema, Stream } from "effect"
+import { Clock, Config, Duration, Effect, FiberSet, Option, Random, Redacted, Result, Schema, Stream } from "effect"
 import type { Resource } from "../../domain/KubeObjects.ts"
 import type {
   CallOptions,
@@ -25,7 +25,10 @@ import type {
   WatchEvent,
   WatchOptions
 } from "../../services/KubeClient.ts"
+import type { KubeClientFlags } from "../../config/KubeFlags.ts"
+import { noKubeClientFlags } from "../../config/KubeFlags.ts"
 import { decodeSummary, kubeError, reasonOf } from "./Errors.ts"
+import { applyKubeClientFlags } from "./Overrides.ts"
 import type { Verb } from "./Errors.ts"
 
 export interface LiveOptions {
@@ -33,6 +36,8 @@ export interface LiveOptions {
   readonly kubeconfig?: string | undefined
   /** How long one connection pool is reused; `DEFAULT_POOL_REFRESH` when absent. */
   readonly poolRefresh?: Duration.Duration | undefined
+  /** The standard client flags (`--context`, `--server`, `--token`, …), applied by `Overrides.ts`. */
+  readonly kubeClientFlags?: KubeClientFlags | undefined
 }
 
 /**
@@ -74,18 +79,21 @@ export const loadConfig = Effect.fn("KubeClient.loadConfig")(function*(options: 
     },
     catch: (e) => kubeError("layer", "Invalid", `cannot load ${source}: ${messageOf(e)}`)
   })
-  if (options.kubeconfig === undefined && Option.isNone(inCluster) && isNothingFound(kc)) {
+  const flags = options.kubeClientFlags ?? noKubeClientFlags
+  if (options.kubeconfig === undefined && Option.isNone(inCluster) && isNothingFound(kc) && flags.server === undefined) {
     return yield* kubeError(
       "layer",
       "Invalid",
       "no Kubernetes configuration found: pass a kubeconfig path, set KUBECONFIG, provide ~/.kube/config, or run in a pod"
     )
   }
-  const cluster = kc.getCurrentCluster()
+  const applied = applyKubeClientFlags(kc, flags, options.kubeconfig === undefined && Option.isSome(inCluster) ? "in-cluster" : "kubeconfig")
+  if (Result.isFailure(applied)) return yield* kubeError("layer", "Invalid", `${source}: ${applied.failure}`)
+  const cluster = applied.success.getCurrentCluster()
   if (cluster === null || cluster.server === "") {
     return yield* kubeError("layer", "Invalid", `${source} has no current cluster`)
   }
-  return kc
+  return applied.success
 })
 
 const Status = Schema.Struct({

@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
 import { helpText, parseFlags } from "../../../src/config/Flags.ts"
+import { noKubeClientFlags } from "../../../src/config/KubeFlags.ts"
 import { defaultPolicy } from "../../../src/domain/Renewal.ts"
 import {
   type DriverConfigShape,
@@ -43,6 +44,7 @@ describe("parseDriverArgs defaults", () => {
       version: VERSION,
       logLevel: 1,
       kubeconfig: undefined,
+      kubeClient: noKubeClientFlags,
       kubeClientPoolRefreshMillis: 300_000,
       nodeId: "kind-worker",
       endpoint: "unix:///csi/csi.sock",
@@ -176,6 +178,16 @@ describe("parseDriverArgs durations", () => {
   it("coerces 0 to 1h, as the original does", () => {
     assert.strictEqual(config("--certificate-request-duration=0").certificateRequestDurationMillis, 3_600_000)
     assert.strictEqual(config("--certificate-request-duration=0s").certificateRequestDurationMillis, 3_600_000)
+  })
+
+  it("reads Go's whole duration syntax and words a bad value as pflag does", () => {
+    assert.strictEqual(config("--certificate-request-duration=.5h").certificateRequestDurationMillis, 1_800_000)
+    assert.strictEqual(config("--certificate-request-duration=+1.5h").certificateRequestDurationMillis, 5_400_000)
+    assert.strictEqual(
+      error("--certificate-request-duration=1hh"),
+      "invalid argument \"1hh\" for \"--certificate-request-duration\" flag: time: unknown unit \"hh\" in duration \"1hh\""
+    )
+    assert.strictEqual(error("--certificate-request-duration=-1h"), "--certificate-request-duration must not be negative, got \"-1h\"")
   })
 
   it("accepts Go durations of at least 1m", () => {
@@ -353,6 +365,13 @@ describe("helpText", () => {
 
   it("parseFlags starts from every flag's default", () => {
     const r = parseFlags(driverFlags, [])
-    assert.deepStrictEqual(r, Result.succeed({ _tag: "Values" as const, values: Object.fromEntries(driverFlags.map((f) => [f.name, f.default])) }))
+    assert.deepStrictEqual(
+      r,
+      Result.succeed({
+        _tag: "Values" as const,
+        values: Object.fromEntries(driverFlags.filter((f) => f.kind !== "stringArray").map((f) => [f.name, f.default])),
+        lists: Object.fromEntries(driverFlags.filter((f) => f.kind === "stringArray").map((f) => [f.name, []]))
+      })
+    )
   })
 })
