@@ -20,7 +20,11 @@ WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 # Production dependencies only, exactly as locked. --ignore-scripts: no dependency needs an install
 # script at runtime (the only ones are the `node` devDependency and a no-op in protobufjs).
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+# Behind a TLS-intercepting proxy, hand its CA bundle in as a build secret (it never enters a layer):
+#   docker build --secret id=npm-ca,src=/etc/ssl/certs/ca-certificates.crt .
+RUN --mount=type=secret,id=npm-ca \
+    if [ -s /run/secrets/npm-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm-ca; fi \
+ && npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 COPY proto ./proto
 COPY src ./src
