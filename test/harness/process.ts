@@ -146,3 +146,47 @@ export const acceptsConnections = (socket: string): Promise<boolean> =>
     })
     c.once("error", () => resolve(false))
   })
+
+/**
+ * Run a command to completion: each stderr line goes to `onStderrLine` as it arrives, stdout is
+ * collected and returned. A non-zero exit fails with the command and its last 30 stderr lines.
+ */
+export const runCollecting = (
+  command: string,
+  args: ReadonlyArray<string>,
+  onStderrLine: (line: string) => void
+): Promise<string> =>
+  new Promise<string>((resolve, reject) => {
+    const child = spawn(command, [...args], { stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    let errTail: Array<string> = []
+    let partial = ""
+    child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")))
+    child.stderr.on("data", (c: Buffer) => {
+      const lines = (partial + c.toString("utf8")).split("\n")
+      partial = lines.pop() ?? ""
+      for (const line of lines) {
+        onStderrLine(line)
+        errTail = [...errTail.slice(-30), line]
+      }
+    })
+    child.on("error", reject)
+    child.on("close", (code) => {
+      if (partial !== "") {
+        onStderrLine(partial)
+        errTail = [...errTail.slice(-30), partial]
+      }
+      if (code === 0) resolve(out)
+      else reject(new HarnessError(`${command} ${args.join(" ")} failed (exit ${code}):\n${errTail.join("\n")}`))
+    })
+  })
+
+/** The `NAME=value` lines of a build script's stdout whose name starts with `prefix`. */
+export const envLines = (stdout: string, prefix: string): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const line of stdout.split("\n")) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim())
+    if (m?.[1] !== undefined && m[2] !== undefined && m[1].startsWith(prefix)) env[m[1]] = m[2]
+  }
+  return env
+}

@@ -1,9 +1,8 @@
 // Where the upstream binaries are: runs scripts/upstream/build.sh (which builds what is missing
 // and is instant when everything is cached) and reads the CSI_SPIFFE_BIN_* lines it prints.
 // Variables already set in the environment win, so a caller can point at other builds.
-import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { HarnessError } from "./process.ts"
+import { envLines, HarnessError, runCollecting } from "./process.ts"
 
 export const buildScript = fileURLToPath(new URL("../../scripts/upstream/build.sh", import.meta.url))
 
@@ -57,32 +56,9 @@ export const ensureUpstream = async (
 ): Promise<UpstreamPaths> => {
   const args = opts.build === false ? ["--print-env", ...components] : [...components]
   const onProgress = opts.onProgress ?? ((line: string) => process.stderr.write(`${line}\n`))
-  const stdout = await new Promise<string>((resolve, reject) => {
-    const child = spawn("bash", [buildScript, ...args], { stdio: ["ignore", "pipe", "pipe"] })
-    let out = ""
-    let errTail: Array<string> = []
-    let partial = ""
-    child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")))
-    child.stderr.on("data", (c: Buffer) => {
-      const lines = (partial + c.toString("utf8")).split("\n")
-      partial = lines.pop() ?? ""
-      for (const line of lines) {
-        onProgress(line)
-        errTail = [...errTail.slice(-30), line]
-      }
-    })
-    child.on("error", reject)
-    child.on("close", (code) => {
-      if (partial !== "") onProgress(partial)
-      if (code === 0) resolve(out)
-      else reject(new HarnessError(`${buildScript} ${args.join(" ")} failed (exit ${code}):\n${errTail.join("\n")}`))
-    })
-  })
+  const stdout = await runCollecting("bash", [buildScript, ...args], onProgress)
   const env: Record<string, string> = {}
-  for (const line of stdout.split("\n")) {
-    const m = /^(CSI_SPIFFE_[A-Z_]+)=(.*)$/.exec(line.trim())
-    if (m?.[1] !== undefined && m[2] !== undefined) env[m[1]] = process.env[m[1]] ?? m[2]
-  }
+  for (const [k, v] of Object.entries(envLines(stdout, "CSI_SPIFFE_"))) env[k] = process.env[k] ?? v
   return {
     env,
     bin: (name) => {
