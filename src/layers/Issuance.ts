@@ -2,9 +2,10 @@
  * `Issuance` over the KubeClient. One list+watch of this node's CertificateRequests (label
  * `csi.cert-manager.io/node-id-hash`) feeds an in-memory cache and a change feed; each waiting
  * publish or renewal reacts to the events of its own request, so a signed request reaches the
- * volume without polling (the original polled every 200 ms).
+ * volume without polling (the original polled every 200 ms). When the API server answers again after
+ * an outage, `reconnected` says so, and renewals waiting on a backoff try at once.
  */
-import { Deferred, Effect, Layer, PubSub, Redacted, Schedule, Stream } from "effect"
+import { Deferred, Effect, Layer, PubSub, Redacted, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import type { CertificateRequest } from "../domain/CertificateRequest.ts"
 import * as CR from "../domain/CertificateRequest.ts"
@@ -18,10 +19,8 @@ import type { IssueInput, Issued } from "../services/Issuance.ts"
 import { Issuance, IssuanceError } from "../services/Issuance.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { KubeClient } from "../services/KubeClient.ts"
+import * as ListWatch from "./ListWatch.ts"
 import type { KubeError } from "../services/KubeClient.ts"
-
-/** Reconnect delays of the request watch: quick at first, capped so a down API server is not hammered. */
-const WATCH_RETRY = Schedule.min([Schedule.exponential("200 millis", 2), Schedule.spaced("30 seconds")])
 
 const keyOf = (namespace: string, name: string) => `${namespace}/${name}`
 
@@ -48,42 +47,37 @@ export const layer = Layer.effect(
     const cache = new Map<string, CertificateRequest>()
     const changed = yield* PubSub.unbounded<string>()
     const synced = yield* Deferred.make<void>()
+    const reconnected = yield* PubSub.sliding<void>(1)
     // Per volume: the request an earlier attempt left pending, with its key (memory only).
     const pending = new Map<string, Pending>()
 
-    const sync = Effect.gen(function*() {
-      const list = yield* kube.list(CertificateRequests, { labelSelector: selector })
-      const seen = new Set<string>()
-      for (const cr of list.items) {
-        const k = keyOf(cr.metadata.namespace, cr.metadata.name)
-        seen.add(k)
-        cache.set(k, cr)
-        yield* PubSub.publish(changed, k)
-      }
-      for (const k of [...cache.keys()]) {
-        if (!seen.has(k)) {
-          cache.delete(k)
+    const refill = (items: ReadonlyArray<CertificateRequest>) =>
+      Effect.gen(function*() {
+        const seen = new Set<string>()
+        for (const cr of items) {
+          const k = keyOf(cr.metadata.namespace, cr.metadata.name)
+          seen.add(k)
+          cache.set(k, cr)
           yield* PubSub.publish(changed, k)
         }
-      }
-      yield* Deferred.succeed(synced, undefined)
-      yield* kube.watch(CertificateRequests, { labelSelector: selector, resourceVersion: list.resourceVersion }).pipe(
-        Stream.runForEach((ev) => {
-          if (ev.type === "BOOKMARK") return Effect.void
-          const k = keyOf(ev.object.metadata.namespace, ev.object.metadata.name)
-          if (ev.type === "DELETED") cache.delete(k)
-          else cache.set(k, ev.object)
-          return PubSub.publish(changed, k)
-        })
-      )
-    })
-    // Level-based: whenever the watch ends (closed, expired, failed), list again and resume.
-    yield* sync.pipe(
-      Effect.tapError((e) => Effect.logWarning("certificaterequest watch failed; relisting", { error: e.message })),
-      Effect.retry(WATCH_RETRY),
-      Effect.forever,
-      Effect.forkScoped
-    )
+        for (const k of [...cache.keys()]) {
+          if (!seen.has(k)) {
+            cache.delete(k)
+            yield* PubSub.publish(changed, k)
+          }
+        }
+        yield* Deferred.succeed(synced, undefined)
+      })
+    yield* ListWatch.run(kube, CertificateRequests, { name: "certificaterequest watch", labelSelector: selector }, {
+      onList: refill,
+      onEvent: (ev) => {
+        const k = keyOf(ev.object.metadata.namespace, ev.object.metadata.name)
+        if (ev.type === "DELETED") cache.delete(k)
+        else cache.set(k, ev.object)
+        return Effect.asVoid(PubSub.publish(changed, k))
+      },
+      onRecovered: Effect.asVoid(PubSub.publish(reconnected, undefined))
+    }).pipe(Effect.forkScoped)
 
     /** Waits for the request's outcome; fails with Timeout (keeping it pending) when time runs out. */
     const awaitOutcome = (namespace: string, name: string) =>
@@ -226,6 +220,6 @@ export const layer = Layer.effect(
       )
     })
 
-    return Issuance.of({ issue, forget, synced: Deferred.isDone(synced) })
+    return Issuance.of({ issue, forget, synced: Deferred.isDone(synced), reconnected: Stream.fromPubSub(reconnected) })
   })
 )

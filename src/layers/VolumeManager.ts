@@ -2,9 +2,10 @@
  * `VolumeManager` over Issuance, VolumeStore, Mounter and CaBundle, with one renewal fiber per volume
  * in a FiberMap owned by the layer's scope.
  */
-import { Clock, Deferred, Effect, Fiber, FiberMap, FiberSet, Layer, Random, Semaphore, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, FiberMap, FiberSet, Layer, Random, Redacted, Schedule, Semaphore, Stream } from "effect"
 import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
-import { failureDelay, notReadyDelay, renewalInstant } from "../domain/Renewal.ts"
+import { renewalInstant } from "../domain/Renewal.ts"
+import { renewalRetry } from "../domain/Schedules.ts"
 import { forServiceAccount } from "../domain/SpiffeId.ts"
 import { VolumeMetadata } from "../domain/VolumeMetadata.ts"
 import type { PodToken } from "../domain/Token.ts"
@@ -37,12 +38,25 @@ interface VolumeState {
   token: PodToken | undefined
   /** When the renewal loop retries after a failed or not-ready attempt; undefined otherwise. */
   retryAt: number | undefined
+  /**
+   * Completed to end a renewal's backoff at once (fresh token, API connection back), then replaced.
+   * The loop takes it before each attempt, so a wake during the attempt is not lost.
+   */
+  wake: Deferred.Deferred<void>
   readonly lock: Semaphore.Semaphore
   /** Completed by unpublish: every publish of this volume still waiting or running gives up at once. */
   readonly unpublished: Deferred.Deferred<void>
   /** Publishes of this volume holding or waiting for the lock. */
   publishes: number
 }
+
+/** Ends the volume's current backoff wait, if any; the next wait takes a fresh signal. */
+const wakeUp = (s: VolumeState) =>
+  Effect.suspend(() => {
+    const woken = s.wake
+    s.wake = Deferred.makeUnsafe<void>()
+    return Deferred.succeed(woken, undefined)
+  })
 
 const statusOf = (s: VolumeState): VolumeStatus => ({
   volumeId: s.meta.volumeId,
@@ -84,7 +98,7 @@ export const layer = Layer.effect(
     const stateFor = (volumeId: string, meta: VolumeMetadata): VolumeState => {
       let s = volumes.get(volumeId)
       if (s === undefined) {
-        s = { meta, token: undefined, retryAt: undefined, lock: Semaphore.makeUnsafe(1), unpublished: Deferred.makeUnsafe<void>(), publishes: 0 }
+        s = { meta, token: undefined, retryAt: undefined, wake: Deferred.makeUnsafe<void>(), lock: Semaphore.makeUnsafe(1), unpublished: Deferred.makeUnsafe<void>(), publishes: 0 }
         volumes.set(volumeId, s)
       }
       return s
@@ -100,7 +114,6 @@ export const layer = Layer.effect(
       return files
     })
 
-    /** One issuance for the volume, its files published, its metadata advanced. Caller holds the lock. */
     /** Tells the pod's owner why its SVID did not arrive (`kubectl describe pod`). */
     const recordFailure = (m: VolumeMetadata, e: IssuanceError) => {
       const reason = eventReasons[e.reason]
@@ -120,6 +133,7 @@ export const layer = Layer.effect(
         Effect.tapError((e) => (e._tag === "IssuanceError" ? recordFailure(state.meta, e) : Effect.void))
       )
 
+    /** One issuance for the volume, its files published, its metadata advanced. Caller holds the lock. */
     const issueAndWriteOnce = Effect.fn("VolumeManager.issueAndWrite")(function*(state: VolumeState) {
       const m = state.meta
       const issued = yield* issuance.issue({
@@ -149,38 +163,62 @@ export const layer = Layer.effect(
       })
     })
 
+    /** Every volume waiting on a renewal backoff tries again now. */
+    const wakeAll = Effect.suspend(() => Effect.forEach([...volumes.values()], wakeUp, { discard: true }))
+
     /**
-     * Renews the volume when due, forever. "Not ready" (no token since a restart, no issuer, request
-     * still pending) retries on the short schedule; real failures back off as the original does.
+     * Attempts until one issuance succeeds, on `Schedules.renewalRetry`: "not ready" (no token since
+     * a restart, no issuer, request still pending) on the short schedule, real failures backing off
+     * as the original does but never past the certificate's expiry. A wake-up (fresh token, API
+     * connection back, another volume renewed after failures) ends the wait at once and starts the
+     * backoff over.
      */
-    const renewalLoop = (state: VolumeState) =>
+    const renewUntilIssued = (state: VolumeState) =>
       Effect.gen(function*() {
-        let failures = 0
-        let waits = 0
-        while (true) {
-          const now = yield* Clock.currentTimeMillis
-          const due = state.meta.nextIssuanceAt ?? now
-          if (due > now) yield* Effect.sleep(due - now)
+        let step = yield* Schedule.toStep(renewalRetry(policy))
+        let failed = false
+        /** One attempt and, when it fails, its backoff wait; true once the volume is renewed. */
+        const attempt = Effect.gen(function*() {
+          const woken = state.wake
           const result = yield* state.lock.withPermit(issueAndWrite(state, "renewal")).pipe(Effect.result)
           if (result._tag === "Success") {
-            failures = 0
-            waits = 0
             state.retryAt = undefined
-            continue
+            // The issuer answers again: the others need not sit out their backoff.
+            if (failed) yield* wakeAll
+            return true
           }
+          failed = true
           const e = result.failure
           const notReady = e._tag === "IssuanceError" && (e.reason === "NotReady" || e.reason === "Timeout")
-          const delay = notReady ? notReadyDelay(policy, waits++) : failureDelay(policy, failures++, yield* Random.next)
+          const now = yield* Clock.currentTimeMillis
+          const sample = yield* Random.next
+          const [, delay] = yield* Effect.orDie(step(now, { kind: notReady ? "NotReady" : "Failed", notAfter: state.meta.notAfter, sample }))
+          const millis = Duration.toMillis(delay)
           yield* (notReady ? Effect.logDebug : Effect.logWarning)("renewal attempt did not complete", {
             volume: state.meta.volumeId,
             reason: e._tag === "IssuanceError" ? e.reason : e._tag,
             error: e.message,
-            retryInMillis: delay
+            retryInMillis: millis
           })
-          state.retryAt = (yield* Clock.currentTimeMillis) + delay
-          yield* Effect.sleep(delay)
-        }
-      }).pipe(Effect.annotateLogs({ component: "renewal" }))
+          state.retryAt = now + millis
+          const wokenUp = yield* Effect.raceFirst(Effect.as(Effect.sleep(delay), false), Effect.as(Deferred.await(woken), true))
+          if (wokenUp) {
+            yield* Effect.logInfo("renewal woken before its backoff ended", { volume: state.meta.volumeId })
+            step = yield* Schedule.toStep(renewalRetry(policy))
+          }
+          return false
+        })
+        yield* Effect.repeat(attempt, { until: (renewed) => renewed })
+      })
+
+    /** Renews the volume when due, forever. */
+    const renewalLoop = (state: VolumeState) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const due = state.meta.nextIssuanceAt ?? now
+        if (due > now) yield* Effect.sleep(due - now)
+        yield* renewUntilIssued(state)
+      }).pipe(Effect.forever, Effect.annotateLogs({ component: "renewal" }))
 
     const startRenewal = (state: VolumeState) =>
       FiberMap.run(renewals, state.meta.volumeId, renewalLoop(state), { onlyIfMissing: true }).pipe(Effect.asVoid)
@@ -246,10 +284,13 @@ export const layer = Layer.effect(
             return yield* new VolumeConflictError({ volumeId: req.volumeId, detail: "already published with another fs-group" })
           }
           // A republish refreshes the token; the files and mount of a working volume are left alone.
+          const freshToken = state.token === undefined || Redacted.value(state.token.token) !== Redacted.value(req.token.token)
           state.token = req.token
           if (known) {
             yield* ensureMounted(req.volumeId, req.targetPath)
             yield* startRenewal(state)
+            // A renewal waiting on a backoff (perhaps for want of a token) tries with this one now.
+            if (freshToken) yield* wakeUp(state)
             return
           }
           state.meta = fresh
@@ -342,6 +383,11 @@ export const layer = Layer.effect(
       }
       yield* startRenewal(stateFor(meta.volumeId, meta))
     }
+    // The API server answers again after an outage: renewals waiting on a backoff try at once.
+    yield* issuance.reconnected.pipe(
+      Stream.runForEach(() => Effect.logInfo("API connection recovered; waking renewals").pipe(Effect.andThen(wakeAll))),
+      Effect.forkScoped({ startImmediately: true })
+    )
     // The bundle may have changed while the driver was down: bring every volume up to date once,
     // then follow changes. Writes are skipped where the content is already current.
     // Subscribe first (started at once), so a change during or right after this pass is not lost.

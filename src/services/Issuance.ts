@@ -9,7 +9,7 @@
  * Does not own: when to issue (the volume manager), writing files, mounts.
  */
 import { Context, Schema } from "effect"
-import type { Effect, Redacted } from "effect"
+import type { Effect, Redacted, Stream } from "effect"
 
 export const IssuanceFailure = Schema.Literals([
   /** Nothing to do until something outside changes: no token since a restart, no issuer configured. */
@@ -64,6 +64,8 @@ export interface IssuanceShape {
   readonly forget: (volumeId: string, namespace: string) => Effect.Effect<void>
   /** True once the request watch has listed the node's requests. */
   readonly synced: Effect.Effect<boolean>
+  /** One element each time the request watch lists again after a failed list or watch. */
+  readonly reconnected: Stream.Stream<void>
 }
 
 export class Issuance extends Context.Service<Issuance, IssuanceShape>()("csi-driver-spiffe/services/Issuance") {}

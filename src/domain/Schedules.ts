@@ -1,0 +1,77 @@
+/**
+ * Every retry and backoff of the driver and the approver, named once, as `Schedule`s.
+ *
+ * Owns: the delays and why each number is what it is. Callers run them with `Effect.retry`,
+ * `Effect.repeat` or, where a wait must also end on a signal (a renewal woken by a fresh token),
+ * step them with `Schedule.toStep` and race the delay against that signal.
+ * Does not own: when a retry is reset (the caller makes a fresh step after a success).
+ */
+import { Duration, Effect, Schedule } from "effect"
+import type { RenewalPolicy } from "./Renewal.ts"
+import { failureDelay, notReadyDelay } from "./Renewal.ts"
+
+/**
+ * Reconnecting a list or watch after a failure: client-go's reflector backoff
+ * (`NewExponentialBackoffManager(800ms, 30s, …)`): the first retry is quick, and a restarting API
+ * server is not stampeded by every watcher of the cluster at once.
+ */
+export const watchReconnect: Schedule.Schedule<Duration.Duration> = Schedule.min([
+  Schedule.exponential("800 millis", 2),
+  Schedule.spaced("30 seconds")
+])
+
+/**
+ * Retrying one approver key whose reconcile failed: usually a transient 503 or throttling, so it
+ * starts at 50 ms; a minute bounds how long a pod waits on the approver after the API recovers.
+ */
+export const reconcileRetry: Schedule.Schedule<Duration.Duration> = Schedule.min([
+  Schedule.exponential("50 millis", 2),
+  Schedule.spaced("60 seconds")
+])
+
+/** Attempts to acquire (or renew) a lease, one per retry period (client-go's `RetryPeriod`). */
+export const leaseRetry = (retryPeriod: Duration.Duration): Schedule.Schedule<number> => Schedule.spaced(retryPeriod)
+
+/**
+ * Restarting the leader's work after it stopped while still leading. The original exits the process
+ * and lets the kubelet restart it; two seconds (one lease retry period) keeps a crash loop from
+ * spinning while recovering as fast as a restart would.
+ */
+export const leaderWorkRestart: Schedule.Schedule<number> = Schedule.spaced("2 seconds")
+
+/** What the renewal schedule is told about each failed attempt. */
+export interface RenewalAttempt {
+  /** "not ready" (no token, no issuer, request still pending) or a real failure. */
+  readonly kind: "NotReady" | "Failed"
+  /** NotAfter of the certificate the volume serves (epoch ms), when it has one. */
+  readonly notAfter: number | undefined
+  /** A uniform sample in [0, 1) for the failure jitter. */
+  readonly sample: number
+}
+
+/**
+ * Retrying a volume's renewal: "not ready" on the short schedule (`notReadyDelay`), failures on the
+ * long one (`failureDelay`), except that no failure delay ever reaches past the certificate's
+ * NotAfter, and once the certificate has expired every retry is on the short schedule — a pod with
+ * an expired SVID must get a fresh one as soon as the issuer can sign it. The counts of the two
+ * kinds are kept apart, so a "not ready" between failures does not shorten the long backoff.
+ */
+export const renewalRetry = (policy: RenewalPolicy): Schedule.Schedule<Duration.Duration, RenewalAttempt> =>
+  Schedule.fromStepWithMetadata(Effect.sync(() => {
+    let failures = 0
+    let shortRetries = 0
+    return (meta: Schedule.InputMetadata<RenewalAttempt>) =>
+      Effect.sync(() => {
+        const { kind, notAfter, sample } = meta.input
+        const expired = notAfter !== undefined && meta.now >= notAfter
+        let millis: number
+        if (kind === "NotReady" || expired) {
+          millis = notReadyDelay(policy, shortRetries++)
+        } else {
+          millis = failureDelay(policy, failures++, sample)
+          if (notAfter !== undefined) millis = Math.min(millis, notAfter - meta.now)
+        }
+        const delay = Duration.millis(millis)
+        return [delay, delay] as [Duration.Duration, Duration.Duration]
+      })
+  }))
