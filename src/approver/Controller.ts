@@ -1,21 +1,23 @@
 /**
  * The approver's controller: every CertificateRequest in the cluster that needs a decision gets one.
  *
- * Owns: the list+watch stream over all namespaces (resume from the last resourceVersion when a watch
- * ends, relist when it is Gone, reconnect with capped exponential backoff on any other error, never
- * die), turning events into `namespace/name` keys (only for requests that still need a decision),
+ * Owns: the list+watch stream over all namespaces (`layers/ListWatch.ts`: resume from the last
+ * resourceVersion when a watch ends, relist when it is Gone or failed, reconnect on
+ * `Schedules.watchReconnect`, never die), turning events into `namespace/name` keys (only for requests that still need a decision),
  * the work queue and its workers, per-key retry backoff, running only while leading, and `synced`.
  * Does not own: the reconcile step (`Reconcile.ts`), the rules (Evaluator), the election
  * (LeaderElection), HTTP probes and metrics (the composition root reads `ready`).
  *
  * Memory: keys only. Watch events are filtered and dropped as they arrive; no object is cached.
  */
-import { Context, Duration, Effect, Layer, Ref, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Ref, Schedule } from "effect"
+import type { Pull } from "effect"
 import * as CR from "../domain/CertificateRequest.ts"
 import { CertificateRequests } from "../domain/KubeObjects.ts"
+import * as Schedules from "../domain/Schedules.ts"
+import * as ListWatch from "../layers/ListWatch.ts"
 import { Evaluator } from "../services/Evaluator.ts"
 import { KubeClient } from "../services/KubeClient.ts"
-import type { KubeError, WatchEvent } from "../services/KubeClient.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import { ApproverConfig } from "./ApproverConfig.ts"
 import { alreadySettled, keyString, parseKey, reconcile } from "./Reconcile.ts"
@@ -36,35 +38,23 @@ export class Controller extends Context.Service<Controller, ControllerShape>()("
 export interface ControllerOptions {
   /** Reconciles running at once (different keys; one key is never reconciled twice at once). */
   readonly concurrency: number
-  /** First reconnect delay after a failed list or watch; doubles per consecutive failure. */
-  readonly reconnectBase: Duration.Duration
-  /** Longest reconnect delay. */
-  readonly reconnectCap: Duration.Duration
-  /** First retry delay for a key whose reconcile failed; doubles per consecutive failure of that key. */
-  readonly retryBase: Duration.Duration
-  /** Longest retry delay for one key. */
-  readonly retryCap: Duration.Duration
+  /** Delays between reconnects after a failed list or watch. */
+  readonly reconnect: Schedule.Schedule<unknown>
+  /** Delays between retries of one key whose reconcile failed (per key, reset when it succeeds). */
+  readonly retry: Schedule.Schedule<unknown>
 }
 
 /**
  * - concurrency 8: each reconcile is one GET, one PUT and sometimes one POST; eight in flight stay
  *   under client-go's default client burst of 10, so a burst never queues inside the client, while a
  *   single worker (controller-runtime's default, the original's) serialises a whole node's pods.
- * - reconnect 800 ms doubling to 30 s: client-go's reflector backoff (`NewExponentialBackoffManager
- *   (800ms, 30s, …)`), so a restarting API server is not stampeded.
- * - retry 50 ms doubling to 60 s: a failed write is usually transient (a 503 or a throttled request);
- *   a minute bounds how long a pod can wait on us after the API server recovers.
+ * - reconnect and retry: `Schedules.watchReconnect` and `Schedules.reconcileRetry`.
  */
 export const DEFAULT_OPTIONS: ControllerOptions = {
   concurrency: 8,
-  reconnectBase: Duration.millis(800),
-  reconnectCap: Duration.seconds(30),
-  retryBase: Duration.millis(50),
-  retryCap: Duration.seconds(60)
+  reconnect: Schedules.watchReconnect,
+  retry: Schedules.reconcileRetry
 }
-
-const backoff = (base: Duration.Duration, cap: Duration.Duration, failures: number): Duration.Duration =>
-  Duration.millis(Math.min(Duration.toMillis(base) * 2 ** Math.max(0, failures - 1), Duration.toMillis(cap)))
 
 /** Whether an observed request may need a decision from us (the reconcile re-checks on a fresh read). */
 export const wantsDecision = (cr: CR.CertificateRequest, autoApproveNonSpiffe: boolean): boolean =>
@@ -84,7 +74,18 @@ const runTerm = (
     const queue = yield* WorkQueue.make
     yield* Ref.set(current, queue)
 
-    const failures = new Map<string, number>()
+    /** Per failing key, the step of its retry schedule. */
+    const failures = new Map<string, (now: number, input: unknown) => Pull.Pull<[unknown, Duration.Duration], never, unknown>>()
+    const retryDelay = (key: string) =>
+      Effect.gen(function*() {
+        let step = failures.get(key)
+        if (step === undefined) {
+          step = yield* Schedule.toStep(options.retry)
+          failures.set(key, step)
+        }
+        const [, delay] = yield* Effect.orDie(step(yield* Clock.currentTimeMillis, undefined))
+        return delay
+      })
     const handle = (key: string): Effect.Effect<void> =>
       reconcile(parseKey(key)).pipe(
         ApproverMetrics.timeReconcile,
@@ -98,14 +99,12 @@ const runTerm = (
             ? Effect.logInfo("approved")
             : Effect.logInfo("denied", { reasons: result.reasons })
         }),
-        Effect.catchTag("KubeError", (e) => {
-          const n = (failures.get(key) ?? 0) + 1
-          failures.set(key, n)
-          const delay = backoff(options.retryBase, options.retryCap, n)
-          return Effect.logWarning("reconcile failed; will retry", e.message, Duration.format(delay)).pipe(
-            Effect.andThen(queue.addAfter(key, delay))
-          )
-        }),
+        Effect.catchTag("KubeError", (e) =>
+          Effect.gen(function*() {
+            const delay = yield* retryDelay(key)
+            yield* Effect.logWarning("reconcile failed; will retry", e.message, Duration.format(delay))
+            yield* queue.addAfter(key, delay)
+          })),
         Effect.annotateLogs({ certificateRequest: key })
       )
     yield* Effect.forkScoped(queue.run(options.concurrency, handle))
@@ -115,61 +114,11 @@ const runTerm = (
         ? queue.add(keyString({ namespace: cr.metadata.namespace, name: cr.metadata.name }))
         : Effect.void
 
-    let resourceVersion = ""
-    let consecutiveFailures = 0
-    const pause = (what: string, error: KubeError | undefined) =>
-      Effect.gen(function*() {
-        consecutiveFailures += 1
-        const delay = backoff(options.reconnectBase, options.reconnectCap, consecutiveFailures)
-        if (error !== undefined) yield* Effect.logWarning(`${what} failed; reconnecting`, error.message, Duration.format(delay))
-        yield* Effect.sleep(delay)
-      })
-
-    const relist = Effect.gen(function*() {
-      while (true) {
-        const listed = yield* Effect.result(kube.list(CertificateRequests, {}))
-        if (listed._tag === "Success") {
-          yield* Effect.forEach(listed.success.items, offer, { discard: true })
-          resourceVersion = listed.success.resourceVersion
-          consecutiveFailures = 0
-          yield* Ref.set(synced, true)
-          return
-        }
-        yield* pause("list", listed.failure)
-      }
+    return yield* ListWatch.run(kube, CertificateRequests, { name: "certificaterequest watch", reconnect: options.reconnect }, {
+      onList: (items) => Effect.andThen(Effect.forEach(items, offer, { discard: true }), Ref.set(synced, true)),
+      onEvent: (event) => (event.type === "DELETED" ? Effect.void : offer(event.object)),
+      onWatchEnd: ApproverMetrics.countWatchRestart
     })
-
-    const onEvent = (event: WatchEvent<CR.CertificateRequest>) =>
-      Effect.suspend(() => {
-        consecutiveFailures = 0
-        if (event.type === "BOOKMARK") {
-          resourceVersion = event.resourceVersion
-          return Effect.void
-        }
-        resourceVersion = event.object.metadata.resourceVersion ?? resourceVersion
-        return event.type === "DELETED" ? Effect.void : offer(event.object)
-      })
-
-    yield* relist
-    while (true) {
-      const before = resourceVersion
-      const watched = yield* Effect.result(
-        kube.watch(CertificateRequests, { resourceVersion }).pipe(Stream.runForEach(onEvent))
-      )
-      yield* ApproverMetrics.countWatchRestart(watched._tag === "Success" ? "closed" : watched.failure.reason === "Gone" ? "gone" : "error")
-      if (watched._tag === "Failure") {
-        if (watched.failure.reason === "Gone") {
-          yield* Effect.logInfo("watch expired; relisting")
-          yield* relist
-        } else {
-          yield* pause("watch", watched.failure)
-        }
-      } else if (resourceVersion === before) {
-        // The server closed a watch that delivered nothing; only a repeat of that warrants a pause.
-        if (consecutiveFailures > 0) yield* pause("watch", undefined)
-        else consecutiveFailures = 1
-      }
-    }
   }).pipe(
     Effect.scoped,
     Effect.ensuring(Effect.andThen(Ref.set(synced, false), Ref.set(current, undefined)))

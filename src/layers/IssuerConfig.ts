@@ -2,7 +2,7 @@
  * IssuerConfig implementations. `layerStatic` serves the `--issuer-*` flags (or none) and is also
  * what tests use to switch issuers.
  */
-import { Effect, Layer, Result, Schedule, Schema, Stream, SubscriptionRef } from "effect"
+import { Effect, Layer, Result, Schema, Stream, SubscriptionRef } from "effect"
 import type { IssuerRef } from "../domain/IssuerRef.ts"
 import * as Issuer from "../domain/IssuerRef.ts"
 import type { ConfigMap } from "../domain/KubeObjects.ts"
@@ -10,6 +10,7 @@ import { ConfigMaps } from "../domain/KubeObjects.ts"
 import * as EventRecorderLayers from "./EventRecorder.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { KubeClient } from "../services/KubeClient.ts"
+import * as ListWatch from "./ListWatch.ts"
 
 export const makeStatic = (issuer: IssuerRef | undefined) =>
   Effect.gen(function*() {
@@ -41,9 +42,6 @@ export const issuerFromConfigMap = (cm: ConfigMap): Result.Result<IssuerRef, str
     onFailure: () => "the ConfigMap must set issuer-name, issuer-kind and issuer-group, all non-empty",
     onSuccess: (d) => ({ name: d["issuer-name"], kind: d["issuer-kind"], group: d["issuer-group"] })
   })
-
-/** Reconnect delays of the ConfigMap watch (the original slept a fixed, uninterruptible 5 s). */
-const WATCH_RETRY = Schedule.min([Schedule.exponential("500 millis", 2), Schedule.spaced("30 seconds")])
 
 /**
  * Follows the runtime issuance ConfigMap: a valid one wins; a deleted or invalid one falls back to
@@ -104,20 +102,14 @@ export const layerConfigMap = (
           message: reason
         })
 
-      const follow = Effect.gen(function*() {
-        const list = yield* kube.list(ConfigMaps, selector)
-        yield* apply(list.items[0])
-        loaded = true
-        yield* kube.watch(ConfigMaps, { ...selector, resourceVersion: list.resourceVersion }).pipe(
-          Stream.runForEach((ev) => (ev.type === "BOOKMARK" ? Effect.void : apply(ev.type === "DELETED" ? undefined : ev.object)))
-        )
-      })
-      yield* follow.pipe(
-        Effect.tapError((e) => Effect.logWarning("runtime issuance ConfigMap watch failed; retrying", { error: e.message })),
-        Effect.retry(WATCH_RETRY),
-        Effect.forever,
-        Effect.forkScoped
-      )
+      yield* ListWatch.run(kube, ConfigMaps, { name: "runtime issuance ConfigMap watch", ...selector }, {
+        onList: (items) =>
+          Effect.gen(function*() {
+            yield* apply(items[0])
+            loaded = true
+          }),
+        onEvent: (ev) => apply(ev.type === "DELETED" ? undefined : ev.object)
+      }).pipe(Effect.forkScoped)
 
       return IssuerConfig.of({
         current: SubscriptionRef.get(ref),

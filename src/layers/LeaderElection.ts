@@ -16,6 +16,7 @@ import { hostname } from "node:os"
 import { Clock, Duration, Effect, Layer, Stream, SubscriptionRef } from "effect"
 import { ApproverConfig } from "../approver/ApproverConfig.ts"
 import { type Lease, Leases } from "../domain/KubeObjects.ts"
+import * as Schedules from "../domain/Schedules.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 import type { KubeError } from "../services/KubeClient.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
@@ -59,19 +60,15 @@ export interface LeaseOptions {
 /** `metav1.MicroTime` on the wire: RFC 3339 with exactly six fractional digits. */
 const microTime = (millis: number): string => new Date(millis).toISOString().replace(/Z$/, "000Z")
 
-/** Work that is restarted after this pause when it fails while we still lead (the original: process exit). */
-const RESTART_DELAY = Duration.seconds(2)
-
-/** `whileLeader` over a stream of leadership states. */
+/**
+ * `whileLeader` over a stream of leadership states. Work that stops while we still lead is restarted
+ * on `Schedules.leaderWorkRestart` (the original: process exit).
+ */
 const whileLeaderOf = (states: Stream.Stream<boolean>): LeaderElectionShape["whileLeader"] => (work) => {
-  const supervised = Effect.gen(function*() {
-    while (true) {
-      yield* work.pipe(
-        Effect.catchCause((cause) => Effect.logError("leader work stopped; restarting", cause)),
-        Effect.andThen(Effect.sleep(RESTART_DELAY))
-      )
-    }
-  })
+  const supervised = work.pipe(
+    Effect.catchCause((cause) => Effect.logError("leader work stopped; restarting", cause)),
+    Effect.repeat(Schedules.leaderWorkRestart)
+  )
   return states.pipe(
     Stream.changes,
     Stream.switchMap((leading) => (leading ? Stream.fromEffect(supervised) : Stream.empty)),
@@ -142,33 +139,53 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
     return true
   })
 
-  /** An attempt where losing a race (Conflict, AlreadyExists) or any API error counts as "not held". */
-  const attempt = (budget: Duration.Duration) =>
+  /**
+   * One attempt within `budget`: held, or why not. Losing a race (Conflict, AlreadyExists), an API
+   * error and running out of time all count as "not held"; the reason is kept for the log.
+   */
+  const attempt = (budget: Duration.Duration): Effect.Effect<{ readonly held: boolean; readonly why?: string }> =>
     tryAcquireOrRenew.pipe(
-      Effect.catchTag("KubeError", (e) =>
-        e.reason === "Conflict" || e.reason === "AlreadyExists"
-          ? Effect.succeed(false)
-          : Effect.as(Effect.logWarning("leader election: lease update failed", e.message), false)
-      ),
+      Effect.map((held) => (held ? { held } : { held, why: "the lease is held by another replica" })),
+      Effect.catchTag("KubeError", (e) => Effect.succeed({ held: false, why: e.message })),
       Effect.timeoutOption(budget),
-      Effect.map((held) => held._tag === "Some" && held.value)
+      Effect.map((r) => (r._tag === "Some" ? r.value : { held: false, why: `no answer from the API server within ${Duration.format(budget)}` }))
     )
 
-  const acquire = Effect.gen(function*() {
-    while (!(yield* attempt(timings.renewDeadline))) yield* Effect.sleep(timings.retryPeriod)
-  })
+  const acquire = attempt(timings.renewDeadline).pipe(
+    Effect.tap((r) =>
+      r.held || r.why === undefined || r.why === "the lease is held by another replica"
+        ? Effect.void
+        : Effect.logWarning("leader election: acquiring the lease failed", { cause: r.why })
+    ),
+    Effect.repeat({ schedule: Schedules.leaseRetry(timings.retryPeriod), until: (r) => r.held })
+  )
 
-  /** Renews until `renewDeadline` passes without a successful renewal. */
+  /**
+   * Renews every retry period until `renewDeadline` passes without a successful renewal; returns why
+   * the last attempt failed. Each failed renewal is logged with its cause: a leader must never lose
+   * its lease without a line saying why.
+   */
   const renew = Effect.gen(function*() {
     let lastRenewal = yield* Clock.currentTimeMillis
-    while (true) {
-      yield* Effect.sleep(timings.retryPeriod)
+    let lastCause = "no renewal attempt completed"
+    const renewOnce = Effect.gen(function*() {
       const left = lastRenewal + renewDeadlineMillis - (yield* Clock.currentTimeMillis)
-      const held = left > 0 && (yield* attempt(Duration.millis(left)))
+      const r = left > 0 ? yield* attempt(Duration.millis(left)) : { held: false, why: lastCause }
       const now = yield* Clock.currentTimeMillis
-      if (held) lastRenewal = now
-      else if (now - lastRenewal >= renewDeadlineMillis) return
-    }
+      if (r.held) {
+        lastRenewal = now
+        return false
+      }
+      lastCause = r.why ?? lastCause
+      yield* Effect.logWarning("leader election: renewing the lease failed", {
+        cause: lastCause,
+        stepsDownIn: Duration.format(Duration.millis(Math.max(0, renewDeadlineMillis - (now - lastRenewal))))
+      })
+      return now - lastRenewal >= renewDeadlineMillis
+    })
+    yield* Effect.sleep(timings.retryPeriod)
+    yield* renewOnce.pipe(Effect.repeat({ schedule: Schedules.leaseRetry(timings.retryPeriod), until: (lost) => lost }))
+    return lastCause
   })
 
   const release = Effect.gen(function*() {
@@ -190,15 +207,13 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
     Effect.catchCause((cause) => Effect.logWarning("leader election: releasing the lease failed", cause))
   )
 
-  const loop = Effect.gen(function*() {
-    while (true) {
-      yield* acquire
-      yield* Effect.logInfo("leader election: became leader").pipe(Effect.annotateLogs({ lease: `${namespace}/${name}` }))
-      yield* SubscriptionRef.set(leading, true)
-      yield* renew
-      yield* SubscriptionRef.set(leading, false)
-      yield* Effect.logWarning("leader election: lost the lease").pipe(Effect.annotateLogs({ lease: `${namespace}/${name}` }))
-    }
+  const term = Effect.gen(function*() {
+    yield* acquire
+    yield* Effect.logInfo("leader election: became leader").pipe(Effect.annotateLogs({ lease: `${namespace}/${name}` }))
+    yield* SubscriptionRef.set(leading, true)
+    const cause = yield* renew
+    yield* SubscriptionRef.set(leading, false)
+    yield* Effect.logWarning("leader election: lost the lease", { cause }).pipe(Effect.annotateLogs({ lease: `${namespace}/${name}` }))
   })
 
   yield* Effect.addFinalizer(() =>
@@ -207,7 +222,7 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
       if (wasLeading) yield* release
     })
   )
-  yield* Effect.forkScoped(loop)
+  yield* Effect.forkScoped(Effect.forever(term))
 
   return LeaderElection.of({
     isLeader: SubscriptionRef.get(leading),

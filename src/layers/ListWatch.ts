@@ -82,7 +82,7 @@ export const run = <A extends Versioned, R>(
       Effect.gen(function*() {
         failed = true
         const delay = yield* backoff
-        yield* Effect.logWarning(`${name}: ${what} failed; reconnecting`, { error: error.message, retryIn: Duration.format(delay) })
+        yield* Effect.logWarning(`${name} failed (${what}); reconnecting`, { error: error.message, retryIn: Duration.format(delay) })
         yield* Effect.sleep(delay)
       })
 
@@ -121,7 +121,7 @@ export const run = <A extends Versioned, R>(
         if (handlers.onWatchEnd !== undefined) yield* handlers.onWatchEnd(ending)
         if (watched._tag === "Failure") {
           resourceVersion = undefined
-          if (ending === "gone") yield* Effect.logInfo(`${name}: watch expired; relisting`)
+          if (ending === "gone") yield* Effect.logInfo(`${name} expired (410 Gone); relisting`)
           else yield* pause("watch", watched.failure)
           return
         }

@@ -5,7 +5,7 @@
  * clean shutdown releases the lease so the successor starts within one retry period.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Ref, Scope } from "effect"
+import { Effect, Exit, Layer, Logger, Ref, Scope } from "effect"
 import type { Duration } from "effect"
 import { TestClock } from "effect/testing"
 import { Leases } from "../../../src/domain/KubeObjects.ts"
@@ -143,4 +143,69 @@ describe("LeaderElection (Lease)", () => {
       yield* advance(8, [a])
       assert.isTrue(yield* a.election.isLeader)
     }).pipe(Effect.provide(layerMemory)))
+
+  it.effect("a leader that cannot renew logs every failed renewal with its cause, and the loss with the last one", () => {
+    const lines: Array<string> = []
+    const capture = Logger.layer([
+      Logger.make(({ message }) => {
+        const parts = Array.isArray(message) ? message : [message]
+        lines.push(parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" "))
+      })
+    ])
+    return Effect.gen(function*() {
+      const memory = yield* KubeClientMemory
+      // Calls that never answer while `hung` is set (a stalled connection), not errors.
+      const hung = yield* Ref.make(false)
+      const stall = <A>(effect: Effect.Effect<A, KubeError>) => Effect.flatMap(Ref.get(hung), (h) => (h ? Effect.never : effect))
+      const client: KubeClientShape = {
+        ...memory.client,
+        get: (r, ns, n) => stall(memory.client.get(r, ns, n)),
+        replace: (r, ns, n, b) => stall(memory.client.replace(r, ns, n, b))
+      }
+      const scope = yield* Scope.make()
+      const election = yield* make({ namespace: NS, name: LEASE, identity: "a" }).pipe(
+        Effect.provideService(KubeClient, client),
+        Scope.provide(scope)
+      )
+      yield* TestClock.adjust("1 second")
+      yield* macrotask
+      assert.isTrue(yield* election.isLeader)
+      yield* Ref.set(hung, true)
+      for (let i = 0; i < 12 && (yield* election.isLeader); i++) {
+        yield* TestClock.adjust("1 second")
+        yield* macrotask
+      }
+      assert.isFalse(yield* election.isLeader)
+      const failures = lines.filter((l) => l.includes("renewing the lease failed"))
+      assert.isAtLeast(failures.length, 1)
+      for (const l of failures) assert.include(l, "no answer from the API server within")
+      const lost = lines.filter((l) => l.includes("lost the lease"))
+      assert.strictEqual(lost.length, 1)
+      assert.include(lost[0], "no answer from the API server within")
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.provide(Layer.merge(layerMemory, capture)))
+  })
+
+  it.effect("a renewal refused by the API server is logged with the server's reason", () => {
+    const lines: Array<string> = []
+    const capture = Logger.layer([
+      Logger.make(({ message }) => {
+        const parts = Array.isArray(message) ? message : [message]
+        lines.push(parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" "))
+      })
+    ])
+    return Effect.gen(function*() {
+      const a = yield* elector("a")
+      yield* advance(1, [a])
+      assert.isTrue(yield* a.election.isLeader)
+      yield* Ref.set(a.cut, true)
+      yield* advance(12, [a])
+      assert.isFalse(yield* a.election.isLeader)
+      const failures = lines.filter((l) => l.includes("renewing the lease failed"))
+      assert.isAtLeast(failures.length, 4)
+      for (const l of failures) assert.include(l, "Unavailable: partitioned")
+      assert.include(lines.find((l) => l.includes("lost the lease")) ?? "", "Unavailable: partitioned")
+      yield* Scope.close(a.scope, Exit.void)
+    }).pipe(Effect.provide(Layer.merge(layerMemory, capture)))
+  })
 })

@@ -139,7 +139,11 @@ describe("layerConfigMap", () => {
       assert.isFalse(yield* loaded)
       yield* eventually(Effect.sync(() => logs.some((l) => l.message.includes("watch failed"))), "first list failed")
       assert.isFalse(yield* loaded)
-      yield* TestClock.adjust("500 millis")
+      // The first reconnect delay of Schedules.watchReconnect.
+      yield* TestClock.adjust("799 millis")
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+      assert.isFalse(yield* loaded)
+      yield* TestClock.adjust("1 millis")
       yield* eventually(loaded, "loaded after the retried list")
       assert.deepStrictEqual(yield* current, STATIC)
     }).pipe(
@@ -254,11 +258,13 @@ describe("layerConfigMap", () => {
       yield* currentIs(RUNTIME, "runtime issuer")
       // Each relist is visible as a list call; wait for it before dropping again.
       const relisted = (n: number) => eventually(Effect.sync(() => lists.length >= n), `relist ${n}`)
+      // A watch that closes is resumed from its resourceVersion; one that expires (Gone) relists.
+      const expire = Effect.andThen(kube.failNext("watch", "Gone", 1), kube.dropWatches)
       const base = lists.length
-      yield* kube.dropWatches
+      yield* expire
       yield* relisted(base + 1)
       yield* settle
-      yield* kube.dropWatches
+      yield* expire
       yield* relisted(base + 2)
       yield* settle
       assert.deepStrictEqual(yield* Ref.get(seen), [RUNTIME], "a relist of an unchanged ConfigMap is not a change")
@@ -266,10 +272,10 @@ describe("layerConfigMap", () => {
       yield* currentIs(STATIC, "invalid edit followed after the relists")
       yield* eventually(Effect.map(warningEvents, (es) => es.length === 1), "one Warning Event")
       // The invalid ConfigMap stays; reconnecting must not repeat the Event or the error.
-      yield* kube.dropWatches
+      yield* expire
       yield* relisted(base + 3)
       yield* settle
-      yield* kube.dropWatches
+      yield* expire
       yield* relisted(base + 4)
       yield* settle
       assert.strictEqual((yield* warningEvents).length, 1)
@@ -281,35 +287,40 @@ describe("layerConfigMap", () => {
     }).pipe(Effect.provide(configMapStack(STATIC, logs, lists)))
   })
 
-  it.effect("an expired watch (Gone) is retried on the schedule with a fresh list and keeps following", () => {
+  it.effect("an expired watch (Gone) relists at once; a failed one is retried on the schedule with a fresh list; both keep following", () => {
     const logs: Array<LogLine> = []
+    const lists: Array<string> = []
     return Effect.gen(function*() {
       const kube = yield* KubeClientMemory
       yield* eventually(loaded, "loaded")
-      // The next watch fails with Gone (history expired) and the one after that too: two retries.
+      const count = (what: string) => logs.filter((l) => l.message.includes(what)).length
+      // The next watch fails with Gone (history expired) and the one after that too: two relists, no wait.
+      const before = lists.length
       yield* kube.failNext("watch", "Gone", 2)
       yield* kube.expireHistory
       yield* kube.dropWatches
-      yield* eventually(Effect.sync(() => logs.filter((l) => l.message.includes("watch failed")).length === 1), "first Gone logged")
+      yield* eventually(Effect.sync(() => count("expired (410 Gone); relisting") === 2 && lists.length === before + 2), "two Gone, two relists")
       yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
-      // No watch is open and the retry waits on the schedule: nothing changes until time passes.
-      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
-      assert.deepStrictEqual(yield* current, STATIC)
-      yield* TestClock.adjust("500 millis")
-      yield* currentIs(RUNTIME, "ConfigMap read by the first relist")
-      yield* eventually(Effect.sync(() => logs.filter((l) => l.message.includes("watch failed")).length === 2), "second Gone logged")
+      yield* currentIs(RUNTIME, "following after the relists")
+      // Two failed watches: retried after 800 ms, then 1.6 s, each with a fresh list.
+      yield* kube.failNext("watch", "Unavailable", 2)
+      yield* kube.dropWatches
+      yield* eventually(Effect.sync(() => count("watch failed (watch)") === 1), "first failure logged")
       yield* kube.upsert(ConfigMaps, configMap(cmData(OTHER)))
       for (let i = 0; i < 50; i++) yield* Effect.yieldNow
-      assert.deepStrictEqual(yield* current, RUNTIME)
-      // The schedule backs off: 500 ms is not enough the second time, 1 s is.
-      yield* TestClock.adjust("500 millis")
-      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
-      assert.deepStrictEqual(yield* current, RUNTIME)
-      yield* TestClock.adjust("500 millis")
-      yield* currentIs(OTHER, "ConfigMap read by the second relist")
+      assert.deepStrictEqual(yield* current, RUNTIME, "no watch is open and the retry waits on the schedule")
+      yield* TestClock.adjust("800 millis")
+      yield* currentIs(OTHER, "ConfigMap read by the first relist")
+      yield* eventually(Effect.sync(() => count("watch failed (watch)") === 2), "second failure logged")
       yield* kube.client.delete(ConfigMaps, NS, NAME)
-      yield* currentIs(STATIC, "following again through the watch")
-    }).pipe(Effect.provide(configMapStack(STATIC, logs)))
+      yield* TestClock.adjust("1599 millis")
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+      assert.deepStrictEqual(yield* current, OTHER, "the schedule backs off: 1.6 s the second time")
+      yield* TestClock.adjust("1 millis")
+      yield* currentIs(STATIC, "ConfigMap gone, seen by the second relist")
+      yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
+      yield* currentIs(RUNTIME, "following again through the watch")
+    }).pipe(Effect.provide(configMapStack(STATIC, logs, lists)))
   })
 
   it.effect("follows only its own ConfigMap: another one in the namespace is ignored", () =>
