@@ -155,7 +155,7 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
     yield* Effect.logInfo("removed a stale plugin registration socket", { socket: socketPath })
   }).pipe(Effect.catchTag("PlatformError", (cause) => Effect.fail(socketError(cause.message, cause))))
 
-  /** One offer: the socket is served until the kubelet reports a failure, whose message is returned. */
+  /** One offer: serves the socket in the caller's scope; the Deferred completes with the kubelet's message when it reports a failure. */
   const offer = Effect.fn("Registration.offer")(function*() {
     const failed = yield* Deferred.make<string>()
     const notify = (request: unknown) =>

@@ -4,7 +4,9 @@
  * Sources: go-original.md §2 (every value, object, RBAC rule and DaemonSet/Deployment detail of
  * cert-manager's chart) and §9.2 (its helm unit tests: image configuration, deprecation banner,
  * approver flags), plus the rebuild's fixes (data dir outside /tmp with Bidirectional propagation,
- * kubeletRootDir, nameOverride, pull secrets on both pods, driver metrics, PDB).
+ * kubeletRootDir, nameOverride, pull secrets on both pods, driver metrics, PDB), its single driver
+ * container (plugin registration and /healthz served by the driver; the original's sidecars behind
+ * a switch) and its own image as the default.
  */
 import { deepStrictEqual } from "node:assert/strict"
 import { Result } from "effect"
@@ -32,6 +34,9 @@ const NS = "cert-manager"
 const BASE = "cert-manager-csi-driver-spiffe"
 const APPROVER = `${BASE}-approver`
 const APP_VERSION = "0.1.0"
+/** The one image of this rebuild, as the Dockerfile's build command tags it. */
+const OUR_IMAGE = `csi-driver-spiffe:${APP_VERSION}`
+const SIDECARS_ON = { app: { driver: { sidecars: { nodeDriverRegistrar: { enabled: true }, livenessProbe: { enabled: true } } } } }
 
 export const eq = (actual: unknown, expected: unknown, what: string): void => {
   try {
@@ -92,6 +97,8 @@ const DEFAULT_DRIVER_ARGS = [
   "--node-id=$(NODE_ID)",
   "--endpoint=$(CSI_ENDPOINT)",
   "--data-root=/csi-data-dir",
+  "--kubelet-root-dir=/var/lib/kubelet",
+  `--kubelet-registration-path=/var/lib/kubelet/plugins/${BASE}/csi.sock`,
   "--metrics-bind-address=:9403"
 ]
 
@@ -166,22 +173,24 @@ const defaults: ReadonlyArray<RenderCase> = [
       eq([config.nodeId, config.endpoint, config.dataRoot, config.metricsBindAddress, config.sourceCaBundle, config.runtimeIssuanceConfigMap],
         ["node-1", "unix:///plugin/csi.sock", "/csi-data-dir", ":9403", undefined, undefined], "decoded driver config")
       eq(config.fileNames, { certificate: "tls.crt", key: "tls.key", ca: "ca.crt" }, "file names")
+      eq([config.kubeletRootDir, config.pluginRegistration], ["/var/lib/kubelet", { kubeletRegistrationPath: `/var/lib/kubelet/plugins/${BASE}/csi.sock` }], "decoded kubelet root and registration")
       eq(envValue(c, "NODE_ID"), { name: "NODE_ID", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }, "NODE_ID env")
     }
   },
   {
-    name: "defaults: driver mounts; pods dir and data dir Bidirectional; data dir outside /tmp",
+    name: "defaults: driver mounts; pods dir and data dir Bidirectional; plugins_registry at its host path; data dir outside /tmp",
     expect: (r) => {
       const c = driverC(r)
       eq(c.volumeMounts, [
         { name: "plugin-dir", mountPath: "/plugin" },
         { name: "pods-mount-dir", mountPath: "/var/lib/kubelet/pods", mountPropagation: "Bidirectional" },
-        { name: "csi-data-dir", mountPath: "/csi-data-dir", mountPropagation: "Bidirectional" }
+        { name: "csi-data-dir", mountPath: "/csi-data-dir", mountPropagation: "Bidirectional" },
+        { name: "registration-dir", mountPath: "/var/lib/kubelet/plugins_registry" }
       ], "driver volumeMounts")
       eq(podSpec(ds(r))["volumes"], [
         { name: "plugin-dir", hostPath: { path: `/var/lib/kubelet/plugins/${BASE}`, type: "DirectoryOrCreate" } },
         { name: "pods-mount-dir", hostPath: { path: "/var/lib/kubelet/pods", type: "Directory" } },
-        { name: "registration-dir", hostPath: { path: "/var/lib/kubelet/plugins_registry", type: "Directory" } },
+        { name: "registration-dir", hostPath: { path: "/var/lib/kubelet/plugins_registry", type: "DirectoryOrCreate" } },
         { name: "csi-data-dir", hostPath: { path: "/var/lib/cert-manager-csi-driver-spiffe", type: "DirectoryOrCreate" } }
       ], "DaemonSet volumes")
       const dataDir = String(at(hostPathOf(ds(r), "csi-data-dir"), "path"))
@@ -189,7 +198,20 @@ const defaults: ReadonlyArray<RenderCase> = [
     }
   },
   {
-    name: "defaults: sidecars (registrar registration path, livenessprobe port) and their mounts",
+    name: "defaults: one container of ours, registering itself; no sidecar; registry socket path the driver derives",
+    expect: (r) => {
+      eq(containers(ds(r)).map((c) => c.name), [BASE], "containers")
+      const c = driverC(r)
+      const config = driverConfig(c)
+      // The driver's socket <kubeletRootDir>/plugins_registry/<csi-driver-name>-reg.sock, inside the mount.
+      ok(mountOf(c, "registration-dir")?.mountPath === `${config.kubeletRootDir}/plugins_registry`, "registry mounted where the driver looks")
+      eq(at(envValue(c, "CSI_ENDPOINT"), "value"), "unix:///plugin/csi.sock", "CSI socket inside")
+      eq(at(hostPathOf(ds(r), "plugin-dir"), "path") + "/csi.sock", config.pluginRegistration?.kubeletRegistrationPath, "registration path is the CSI socket's host path")
+    }
+  },
+  {
+    name: "sidecars on: the original's registrar and livenessprobe, --plugin-registration=false, liveness via the sidecar",
+    values: SIDECARS_ON,
     expect: (r) => {
       const d = ds(r)
       eq(containers(d).map((c) => c.name), ["node-driver-registrar", "liveness-probe", BASE], "container order")
@@ -203,6 +225,31 @@ const defaults: ReadonlyArray<RenderCase> = [
       for (const s of [reg, live]) {
         eq(s["securityContext"], { runAsUser: 0, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, readOnlyRootFilesystem: true }, `${s.name} securityContext`)
       }
+      const c = driverC(r)
+      eq(c.args, [...DEFAULT_DRIVER_ARGS.filter((a) => !a.startsWith("--kubelet-registration-path=")).slice(0, -1), "--plugin-registration=false", "--metrics-bind-address=:9403"], "driver args")
+      eq(driverConfig(c).pluginRegistration, undefined, "decoded: no registration by the driver")
+      eq(mountOf(c, "registration-dir"), undefined, "driver does not mount plugins_registry")
+      eq(c.ports, [{ name: "healthz", containerPort: 9809 }, { name: "metrics", containerPort: 9403 }], "driver ports")
+      eq(c["livenessProbe"], { httpGet: { path: "/healthz", port: "healthz" }, initialDelaySeconds: 5, timeoutSeconds: 5 }, "livenessProbe")
+      eq([reg.image, live.image], ["quay.io/jetstack/csi-node-driver-registrar:v2.17.0", "quay.io/jetstack/livenessprobe:v2.19.0"], "sidecar images: the original's released references")
+    }
+  },
+  {
+    name: "only the livenessprobe sidecar: the driver still registers itself",
+    values: { app: { driver: { sidecars: { livenessProbe: { enabled: true } } } } },
+    expect: (r) => {
+      eq(containers(ds(r)).map((c) => c.name), ["liveness-probe", BASE], "containers")
+      eq(driverConfig(driverC(r)).pluginRegistration, { kubeletRegistrationPath: `/var/lib/kubelet/plugins/${BASE}/csi.sock` }, "decoded registration")
+      eq(at(driverC(r)["livenessProbe"], "httpGet.port"), "healthz", "liveness via the sidecar")
+    }
+  },
+  {
+    name: "only the registrar sidecar: the driver's own /healthz stays the liveness probe",
+    values: { app: { driver: { sidecars: { nodeDriverRegistrar: { enabled: true } } } } },
+    expect: (r) => {
+      eq(containers(ds(r)).map((c) => c.name), ["node-driver-registrar", BASE], "containers")
+      eq(flag(driverC(r).args, "plugin-registration"), "false", "--plugin-registration")
+      eq(driverC(r)["livenessProbe"], { httpGet: { path: "/healthz", port: "metrics" }, initialDelaySeconds: 5, timeoutSeconds: 5 }, "livenessProbe")
     }
   },
   {
@@ -217,8 +264,9 @@ const defaults: ReadonlyArray<RenderCase> = [
         [BASE, { seccompProfile: { type: "RuntimeDefault" } }, { "kubernetes.io/os": "linux" }, undefined, true], "pod spec")
       const c = driverC(r)
       eq(c["securityContext"], { runAsUser: 0, privileged: true, capabilities: { drop: ["ALL"] }, readOnlyRootFilesystem: true }, "driver securityContext")
-      eq(c.ports, [{ name: "healthz", containerPort: 9809 }, { name: "metrics", containerPort: 9403 }], "driver ports")
-      eq(c["livenessProbe"], { httpGet: { path: "/healthz", port: "healthz" }, initialDelaySeconds: 5, timeoutSeconds: 5 }, "livenessProbe")
+      eq(c.ports, [{ name: "metrics", containerPort: 9403 }], "driver ports")
+      // The driver's own /healthz on its metrics port (no livenessprobe sidecar by default).
+      eq(c["livenessProbe"], { httpGet: { path: "/healthz", port: "metrics" }, initialDelaySeconds: 5, timeoutSeconds: 5 }, "livenessProbe")
       eq(c["readinessProbe"], { httpGet: { path: "/readyz", port: "metrics" }, initialDelaySeconds: 3, periodSeconds: 7 }, "readinessProbe")
     }
   },
@@ -318,7 +366,7 @@ const matrix: ReadonlyArray<RenderCase> = [
       const c = driverC(r)
       eq(flag(c.args, "source-ca-bundle"), "/var/run/secrets/spiffe.io/ca.pem", "--source-ca-bundle")
       eq(driverConfig(c).sourceCaBundle, "/var/run/secrets/spiffe.io/ca.pem", "decoded")
-      eq(c.volumeMounts?.map((m) => m.name), ["plugin-dir", "pods-mount-dir", "csi-data-dir", "root-cas"], "mount order")
+      eq(c.volumeMounts?.map((m) => m.name), ["plugin-dir", "pods-mount-dir", "csi-data-dir", "registration-dir", "root-cas"], "mount order")
       eq(mountOf(c, "root-cas"), { name: "root-cas", mountPath: "/var/run/secrets/spiffe.io" }, "extra mount")
       eq((podSpec(ds(r))["volumes"] as ReadonlyArray<unknown>).at(-1), { name: "root-cas", secret: { secretName: "csi-driver-spiffe-ca" } }, "extra volume")
     }
@@ -365,7 +413,7 @@ const matrix: ReadonlyArray<RenderCase> = [
   },
   {
     name: "issuer, trust domain, duration, driver name and log level reach every binary and sidecar",
-    values: { app: { logLevel: 4, trustDomain: "foo.bar", certificateRequestDuration: "2h", name: "spiffe.example.com", issuer: { name: "csi-driver-spiffe-ca", kind: "Issuer", group: "example.io" } } },
+    values: { app: { ...SIDECARS_ON.app, logLevel: 4, trustDomain: "foo.bar", certificateRequestDuration: "2h", name: "spiffe.example.com", issuer: { name: "csi-driver-spiffe-ca", kind: "Issuer", group: "example.io" } } },
     expect: (r) => {
       for (const c of [driverC(r), approverC(r)]) {
         eq(["log-level", "csi-driver-name", "certificate-request-duration", "issuer-name", "issuer-kind", "issuer-group", "trust-domain"].map((f) => flag(c.args, f)),
@@ -415,25 +463,45 @@ const matrix: ReadonlyArray<RenderCase> = [
     expect: (r) => ok(!r.objects.some((o) => o.kind === "ServiceMonitor" || o.metadata.name === `${APPROVER}-metrics`), "Service or ServiceMonitor rendered")
   },
   {
-    name: "driver metrics off: --metrics-bind-address=0, no readiness probe, no metrics port or Service",
+    name: "driver metrics off: --metrics-bind-address=0, no probes (nothing serves /healthz), no ports or Service",
     values: { app: { driver: { metrics: { enabled: false } } } },
     expect: (r) => {
       const c = driverC(r)
-      eq([flag(c.args, "metrics-bind-address"), c["readinessProbe"], c.ports], ["0", undefined, [{ name: "healthz", containerPort: 9809 }]], "driver")
+      eq([flag(c.args, "metrics-bind-address"), c["readinessProbe"], c["livenessProbe"], c.ports], ["0", undefined, undefined, undefined], "driver")
       eq(driverConfig(c).metricsBindAddress, undefined, "decoded")
       ok(!r.objects.some((o) => o.metadata.name === `${BASE}-driver-metrics`), "driver Service rendered")
     }
   },
   {
-    name: "custom kubeletRootDir: registration path, pods mount (same path inside) and host paths follow it",
+    name: "driver metrics off with the livenessprobe sidecar: liveness through the sidecar only",
+    values: { app: { driver: { metrics: { enabled: false }, sidecars: { livenessProbe: { enabled: true } } } } },
+    expect: (r) => {
+      const c = driverC(r)
+      eq([c["readinessProbe"], c.ports], [undefined, [{ name: "healthz", containerPort: 9809 }]], "driver")
+      eq(at(c["livenessProbe"], "httpGet"), { path: "/healthz", port: "healthz" }, "livenessProbe")
+    }
+  },
+  {
+    name: "custom kubeletRootDir: --kubelet-root-dir, registration path and mount, pods mount (same path inside) and host paths follow it",
     values: { kubeletRootDir: "/var/lib/k0s/kubelet/" },
     expect: (r) => {
       const d = ds(r)
-      eq(flag(container(d, "node-driver-registrar").args, "kubelet-registration-path"), `/var/lib/k0s/kubelet/plugins/${BASE}/csi.sock`, "registration path")
+      const config = driverConfig(driverC(r))
+      eq([config.kubeletRootDir, config.pluginRegistration?.kubeletRegistrationPath], ["/var/lib/k0s/kubelet", `/var/lib/k0s/kubelet/plugins/${BASE}/csi.sock`], "decoded kubelet root and registration path")
+      eq(mountOf(driverC(r), "registration-dir"), { name: "registration-dir", mountPath: "/var/lib/k0s/kubelet/plugins_registry" }, "registry mount")
       eq(mountOf(driverC(r), "pods-mount-dir"), { name: "pods-mount-dir", mountPath: "/var/lib/k0s/kubelet/pods", mountPropagation: "Bidirectional" }, "pods mount")
       eq(["plugin-dir", "pods-mount-dir", "registration-dir"].map((v) => at(hostPathOf(d, v), "path")),
         [`/var/lib/k0s/kubelet/plugins/${BASE}`, "/var/lib/k0s/kubelet/pods", "/var/lib/k0s/kubelet/plugins_registry"], "host paths")
       ok(!JSON.stringify(d).includes("/var/lib/kubelet"), "a /var/lib/kubelet path is left")
+    }
+  },
+  {
+    name: "custom kubeletRootDir with the registrar sidecar: its registration path follows it",
+    values: { kubeletRootDir: "/var/lib/k0s/kubelet", ...SIDECARS_ON },
+    expect: (r) => {
+      eq(flag(container(ds(r), "node-driver-registrar").args, "kubelet-registration-path"), `/var/lib/k0s/kubelet/plugins/${BASE}/csi.sock`, "registration path")
+      eq(flag(driverC(r).args, "kubelet-root-dir"), "/var/lib/k0s/kubelet", "--kubelet-root-dir")
+      ok(!JSON.stringify(ds(r)).includes("/var/lib/kubelet"), "a /var/lib/kubelet path is left")
     }
   },
   {
@@ -498,7 +566,7 @@ const matrix: ReadonlyArray<RenderCase> = [
     expect: (r) => eq(at(find(r, "PodDisruptionBudget", APPROVER), "spec"), { selector: { matchLabels: { app: APPROVER } }, maxUnavailable: "50%" }, "PDB spec")
   },
   {
-    name: "command []: both containers use the image's entrypoint (e.g. cert-manager's Go images)",
+    name: "command []: both containers use the image's entrypoint",
     values: { app: { driver: { command: [] }, approver: { command: [] } } },
     expect: (r) => eq([driverC(r).command, approverC(r).command], [undefined, undefined], "commands")
   },
@@ -541,9 +609,11 @@ const IMAGE_CASES: ReadonlyArray<readonly [string, unknown, "driver" | "approver
   ["legacy format: approver digest", { image: { registry: "quay.io", repository: { approver: "legacy/approver-image" }, digest: { approver: "sha256:oldapprover456" } } }, "approver", "quay.io/legacy/approver-image@sha256:oldapprover456"],
   ["legacy wins over new: driver", { image: { registry: "old.registry.io", repository: { driver: "old/driver" }, tag: "v0.5.0" }, driverImage: { registry: "new.registry.io", repository: "new/driver", tag: "v1.0.0" } }, "driver", "old.registry.io/old/driver:v0.5.0"],
   ["legacy wins over new: approver", { image: { registry: "old.registry.io", repository: { approver: "old/approver" }, tag: "v0.5.0" }, approverImage: { registry: "new.registry.io", repository: "new/approver", tag: "v1.0.0" } }, "approver", "old.registry.io/old/approver:v0.5.0"],
-  ["legacy registry only: double-registry reference", { image: { registry: "custom.registry.io", tag: "v0.9.0" } }, "driver", "custom.registry.io/quay.io/jetstack/cert-manager-csi-driver-spiffe:v0.9.0"],
-  ["default driver image", {}, "driver", `quay.io/jetstack/cert-manager-csi-driver-spiffe:${APP_VERSION}`, "IfNotPresent"],
-  ["default approver image", {}, "approver", `quay.io/jetstack/cert-manager-csi-driver-spiffe-approver:${APP_VERSION}`, "IfNotPresent"],
+  // The original prepends to its default quay.io/jetstack/… reference; ours prepends to our image's.
+  ["legacy registry only: prepended to the default reference", { image: { registry: "custom.registry.io", tag: "v0.9.0" } }, "driver", "custom.registry.io/csi-driver-spiffe:v0.9.0"],
+  // The original's defaults are jetstack's Go images; ours are this rebuild's one image.
+  ["default driver image", {}, "driver", OUR_IMAGE, "IfNotPresent"],
+  ["default approver image", {}, "approver", OUR_IMAGE, "IfNotPresent"],
   ["appVersion when no tag: new format", { driverImage: { repository: "custom/driver" } }, "driver", `custom/driver:${APP_VERSION}`],
   ["appVersion when no tag: legacy format", { image: { repository: { driver: "legacy/driver" } } }, "driver", `legacy/driver:${APP_VERSION}`],
   ["repository without registry: new format", { driverImage: { repository: "standalone/driver", tag: "v2.0.0" } }, "driver", "standalone/driver:v2.0.0"],
@@ -566,21 +636,36 @@ const imageCases: ReadonlyArray<RenderCase> = [
     expect: (r) => eq(driverC(r).image, "r.io/d:v1@sha256:aa", "driver image")
   },
   {
-    name: "image: sidecars default to the original's released references",
+    name: "image: defaults name our one image for driver and approver, and nothing of jetstack's",
+    expect: (r) => {
+      eq([driverC(r).image, approverC(r).image], [OUR_IMAGE, OUR_IMAGE], "images")
+      const all = [...containers(ds(r)), ...containers(deploy(r))].map((c) => c.image)
+      ok(all.every((i) => !i.includes("jetstack")), `a jetstack image is rendered: ${all.join(", ")}`)
+    }
+  },
+  {
+    name: "image: sidecars, when on, default to the original's released references",
+    values: SIDECARS_ON,
     expect: (r) => eq([container(ds(r), "node-driver-registrar").image, container(ds(r), "liveness-probe").image],
       ["quay.io/jetstack/csi-node-driver-registrar:v2.17.0", "quay.io/jetstack/livenessprobe:v2.19.0"], "sidecar images")
   },
   {
-    name: "image: imageRegistry/imageNamespace apply to all four images; sidecar repository override",
-    values: { imageRegistry: "mirror.example.com/docker", imageNamespace: "", app: { driver: { livenessProbeImage: { repository: "registry.k8s.io/sig-storage/livenessprobe", tag: "v2.19.0", pullPolicy: "Always" } } } },
+    name: "image: imageRegistry/imageNamespace apply to all four images once driver/approver repository is emptied; sidecar repository override",
+    values: {
+      imageRegistry: "mirror.example.com/docker",
+      imageNamespace: "",
+      driverImage: { repository: "" },
+      approverImage: { repository: "" },
+      app: { driver: { ...SIDECARS_ON.app.driver, livenessProbeImage: { repository: "registry.k8s.io/sig-storage/livenessprobe", tag: "v2.19.0", pullPolicy: "Always" } } }
+    },
     expect: (r) => {
       eq(containers(ds(r)).map((c) => c.image), [
         "mirror.example.com/docker/csi-node-driver-registrar:v2.17.0",
         "registry.k8s.io/sig-storage/livenessprobe:v2.19.0",
-        `mirror.example.com/docker/cert-manager-csi-driver-spiffe:${APP_VERSION}`
+        `mirror.example.com/docker/csi-driver-spiffe:${APP_VERSION}`
       ], "DaemonSet images")
       eq(container(ds(r), "liveness-probe").imagePullPolicy, "Always", "livenessprobe pull policy")
-      eq(approverC(r).image, `mirror.example.com/docker/cert-manager-csi-driver-spiffe-approver:${APP_VERSION}`, "approver image")
+      eq(approverC(r).image, `mirror.example.com/docker/csi-driver-spiffe:${APP_VERSION}`, "approver image")
     }
   }
 ]
@@ -638,12 +723,15 @@ export const rejectCases: ReadonlyArray<RejectCase> = [
   { name: "schema: an unknown nested key is refused", values: { app: { driver: { csiDataDirectory: "/x" } } }, error: /additional properties|csiDataDirectory/i },
   { name: "schema: a string port is refused", values: { app: { approver: { metrics: { port: "9402" } } } }, error: /port/ },
   { name: "schema: a relative kubeletRootDir is refused", values: { kubeletRootDir: "var/lib/kubelet" }, error: /kubeletRootDir/ },
-  { name: "schema: openshift enabled must be a bool or \"detect\"", values: { openshift: { securityContextConstraint: { enabled: "yes" } } }, error: /enabled/ }
+  { name: "schema: openshift enabled must be a bool or \"detect\"", values: { openshift: { securityContextConstraint: { enabled: "yes" } } }, error: /enabled/ },
+  { name: "schema: a sidecar switch must be a bool", values: { app: { driver: { sidecars: { nodeDriverRegistrar: { enabled: "yes" } } } } }, error: /enabled/ },
+  { name: "schema: an unknown sidecar is refused", values: { app: { driver: { sidecars: { csiProvisioner: { enabled: true } } } } }, error: /additional properties|csiProvisioner/i }
 ]
 
 /** Values sets `helm lint --strict` must pass (defaults plus the heavier combinations). */
 export const lintValues: ReadonlyArray<unknown> = [
   {},
   { nameOverride: "spiffe", kubeletRootDir: "/var/lib/k0s/kubelet", app: { runtimeIssuanceConfigMap: "rt", driver: { useOwnServiceAccount: true, sourceCABundle: "/ca/ca.pem" } } },
-  { image: { registry: "quay.io", repository: { driver: "a/b", approver: "a/c" }, tag: "v1" }, app: { approver: { podDisruptionBudget: { enabled: true }, metrics: { service: { servicemonitor: { enabled: true } } } } } }
+  { image: { registry: "quay.io", repository: { driver: "a/b", approver: "a/c" }, tag: "v1" }, app: { approver: { podDisruptionBudget: { enabled: true }, metrics: { service: { servicemonitor: { enabled: true } } } } } },
+  { kubeletRootDir: "/var/lib/k0s/kubelet", app: { driver: { ...SIDECARS_ON.app.driver, metrics: { enabled: false } } } }
 ]

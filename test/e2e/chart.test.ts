@@ -67,7 +67,7 @@ const sets: ReadonlyArray<ValuesSet> = [
   },
   {
     n: 2,
-    what: "runtime issuance ConfigMap, source CA bundle, extra volumes, PDB, ServiceMonitors, signer name",
+    what: "runtime issuance ConfigMap, source CA bundle, extra volumes, PDB, ServiceMonitors, signer name, the original's sidecars",
     values: {
       nameOverride: names(2).nameOverride,
       imagePullSecrets: [{ name: "pull-secret" }],
@@ -83,7 +83,8 @@ const sets: ReadonlyArray<ValuesSet> = [
           sourceCABundle: "/var/run/secrets/spiffe.io/ca.crt",
           volumes: [{ name: "root-cas", secret: { secretName: "csi-driver-spiffe-ca" } }],
           volumeMounts: [{ name: "root-cas", mountPath: "/var/run/secrets/spiffe.io", readOnly: true }],
-          metrics: { service: { servicemonitor: { enabled: true } } }
+          metrics: { service: { servicemonitor: { enabled: true } } },
+          sidecars: { nodeDriverRegistrar: { enabled: true }, livenessProbe: { enabled: true } }
         },
         approver: {
           signerName: "clusterissuers.cert-manager.io/csi-driver-spiffe-ca",
