@@ -7,6 +7,7 @@ import { Result } from "effect"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
 import { collector, parseFlags } from "../config/Flags.ts"
 import * as Common from "../config/CommonFlags.ts"
+import type { LogFormat } from "../config/CommonFlags.ts"
 import type { KubeClientFlags } from "../config/KubeFlags.ts"
 import { decodeKubeClientFlags, kubeClientFlags } from "../config/KubeFlags.ts"
 import { driverServiceAccountViolations, KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
@@ -17,6 +18,8 @@ import type { ApproverConfigShape } from "./ApproverConfig.ts"
 export interface ApproverSettings {
   readonly config: ApproverConfigShape
   readonly logLevel: number
+  /** `--logging-format`: klog text (the default) or Kubernetes' JSON. */
+  readonly logFormat: LogFormat
   readonly kubeconfig: string | undefined
   /** The standard Kubernetes client flags (`--context`, `--server`, `--token`, …). */
   readonly kubeClient: KubeClientFlags
@@ -32,6 +35,8 @@ export interface ApproverSettings {
 export const approverFlags: ReadonlyArray<FlagSpec> = [
   Common.csiDriverName("Name of the CSI driver; also the name of the leader-election Lease."),
   Common.logLevel,
+  Common.loggingFormat,
+  Common.versionFlag,
   Common.kubeconfig,
   ...kubeClientFlags,
   Common.kubeClientPoolRefresh,
@@ -55,6 +60,7 @@ export const decodeApproverSettings = (
   const { errors, value: v, list, take } = collector(values, lists)
   const kubeClient = decodeKubeClientFlags(v, list, errors)
   const logLevel = take(parseLogLevel(v("log-level")), 1)
+  const logFormat = take(Common.parseLoggingFormat(v("logging-format")), "text")
   const poolRefresh = take(Common.parsePoolRefresh(v("kube-client-pool-refresh")), 300_000)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
   const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
@@ -87,6 +93,7 @@ export const decodeApproverSettings = (
       driverServiceAccount: ownServiceAccount ? driverServiceAccount : undefined
     },
     logLevel,
+    logFormat,
     kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
     kubeClient,
     kubeClientPoolRefreshMillis: poolRefresh,

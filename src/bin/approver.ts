@@ -3,12 +3,16 @@
 import type { ApproverArgs } from "../approver/ApproverFlags.ts"
 import { approverFlags, parseApproverArgs } from "../approver/ApproverFlags.ts"
 import { ApproverLive } from "../layers/ApproverLive.ts"
+import { version } from "../version.ts"
 import { main } from "./main.ts"
+import { approverStartup } from "./startup.ts"
 
 main({
   program: "csi-driver-spiffe-approver",
   summary: "Approves or denies the CertificateRequests of csi-driver-spiffe, one SPIFFE identity per ServiceAccount.",
+  version,
   flags: approverFlags,
   parse: parseApproverArgs,
+  startup: (args: Extract<ApproverArgs, { _tag: "Settings" }>) => approverStartup(args.settings),
   layer: (args: Extract<ApproverArgs, { _tag: "Settings" }>) => ApproverLive(args.settings)
 })

@@ -5,11 +5,14 @@ import type { DriverArgs } from "../services/DriverConfig.ts"
 import { driverFlags, parseDriverArgs } from "../services/DriverConfig.ts"
 import { version } from "../version.ts"
 import { main } from "./main.ts"
+import { driverStartup } from "./startup.ts"
 
 main({
   program: "csi-driver-spiffe",
   summary: "CSI node driver that mounts a SPIFFE X.509 SVID issued by cert-manager into every pod.",
+  version,
   flags: driverFlags,
   parse: (argv) => parseDriverArgs(argv, version),
+  startup: (args: Extract<DriverArgs, { _tag: "Config" }>) => driverStartup(args.config),
   layer: (args: Extract<DriverArgs, { _tag: "Config" }>) => CsiLive(args.config)
 })

@@ -6,10 +6,35 @@ import { Result } from "effect"
 import { parseGoDuration } from "../domain/CertificateRequest.ts"
 import type { FlagSpec } from "./Flags.ts"
 
+/** The log formats of `--logging-format` (written by `layers/Logging.ts`). */
+export type LogFormat = "text" | "json"
+
 export const csiDriverName = (usage: string): FlagSpec =>
   ({ section: "App", name: "csi-driver-name", kind: "string", default: "spiffe.csi.cert-manager.io", usage })
 
-export const logLevel: FlagSpec = { section: "App", name: "log-level", short: "v", kind: "string", default: "1", usage: "Log level (1-5)." }
+export const logLevel: FlagSpec = {
+  section: "App",
+  name: "log-level",
+  short: "v",
+  aliases: ["v"],
+  kind: "string",
+  default: "1",
+  usage: "Log verbosity, as klog's -v: 0-3 info, 4 adds debug, 5 adds trace lines."
+}
+
+export const loggingFormat: FlagSpec = {
+  section: "App",
+  name: "logging-format",
+  kind: "string",
+  default: "text",
+  usage: "Log format: text (klog's) or json (Kubernetes' JSON log schema)."
+}
+
+export const versionFlag: FlagSpec = { section: "App", name: "version", kind: "bool", default: "false", usage: "Print the version and exit." }
+
+/** `--logging-format`: text or json. */
+export const parseLoggingFormat = (raw: string): Result.Result<LogFormat, string> =>
+  raw === "text" || raw === "json" ? Result.succeed(raw) : Result.fail(`--logging-format must be text or json, got ${JSON.stringify(raw)}`)
 
 export const kubeconfig: FlagSpec = {
   section: "Kubernetes",

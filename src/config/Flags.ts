@@ -12,6 +12,10 @@ export type FlagKind = "string" | "bool" | "stringArray"
 export interface FlagSpec {
   readonly name: string
   readonly short?: string
+  /** Other long names for the same flag (klog's `--v` for `--log-level`). */
+  readonly aliases?: ReadonlyArray<string>
+  /** A credential: its value never appears in help defaults, logs or errors. */
+  readonly secret?: boolean
   readonly kind: FlagKind
   readonly default: string
   readonly usage: string
@@ -33,7 +37,7 @@ export type ParsedFlags =
 export const USAGE_EXIT_CODE = 2
 
 export const parseFlags = (specs: ReadonlyArray<FlagSpec>, argv: ReadonlyArray<string>): Result.Result<ParsedFlags, string> => {
-  const byName = new Map(specs.map((s) => [s.name, s]))
+  const byName = new Map(specs.flatMap((s) => [[s.name, s] as const, ...(s.aliases ?? []).map((a) => [a, s] as const)]))
   const byShort = new Map(specs.flatMap((s) => (s.short === undefined ? [] : [[s.short, s] as const])))
   const values: Record<string, string> = Object.fromEntries(specs.filter((s) => s.kind !== "stringArray").map((s) => [s.name, s.default]))
   const lists: Record<string, Array<string>> = Object.fromEntries(specs.filter((s) => s.kind === "stringArray").map((s) => [s.name, []]))
@@ -89,6 +93,16 @@ export const helpText = (program: string, summary: string, specs: ReadonlyArray<
   }
   return lines.join("\n")
 }
+
+/**
+ * The value of every flag as the process runs with it (defaults included), for the start-up log:
+ * secrets replaced by `<redacted>`, repeated flags as arrays.
+ */
+export const effectiveFlags = (specs: ReadonlyArray<FlagSpec>, parsed: Extract<ParsedFlags, { _tag: "Values" }>): Record<string, string | ReadonlyArray<string>> =>
+  Object.fromEntries(specs.map((s) => {
+    const value = s.kind === "stringArray" ? (parsed.lists[s.name] ?? []) : (parsed.values[s.name] ?? "")
+    return [s.name, s.secret === true && value.length > 0 ? "<redacted>" : value]
+  }))
 
 /**
  * Reads decoded flag values and collects every problem, so a binary reports all of them in one

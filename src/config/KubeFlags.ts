@@ -81,7 +81,7 @@ export const kubeClientFlags: ReadonlyArray<FlagSpec> = [
   flag("cluster", "Name of the kubeconfig cluster to use."),
   flag("user", "Name of the kubeconfig user to use."),
   flag("server", "Address and port of the Kubernetes API server.", { short: "s" }),
-  flag("token", "Bearer token for authentication to the API server."),
+  flag("token", "Bearer token for authentication to the API server.", { secret: true }),
   flag("certificate-authority", "Path to a CA certificate file for the API server."),
   flag("client-certificate", "Path to a client certificate file for TLS."),
   flag("client-key", "Path to a client key file for TLS."),

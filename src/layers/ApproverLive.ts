@@ -73,5 +73,5 @@ export const ApproverLive = (settings: ApproverSettings) => {
   const MetricsLive = settings.metricsBindAddress === undefined
     ? Layer.empty
     : HttpEndpoint.layer(settings.metricsBindAddress, metrics(settings.config.csiDriverName)).pipe(Layer.provide(LeaderLive))
-  return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel)))
+  return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel, settings.logFormat)))
 }

@@ -57,5 +57,5 @@ export const CsiLive = (config: DriverConfigShape) => {
   const HealthLive = config.metricsBindAddress === undefined
     ? Layer.empty
     : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive, RegistrationLive]))
-  return Layer.mergeAll(ServerLive, RegistrationLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel)))
+  return Layer.mergeAll(ServerLive, RegistrationLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel, config.logFormat)))
 }

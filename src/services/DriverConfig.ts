@@ -14,6 +14,7 @@ import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
 import { collector, parseFlags } from "../config/Flags.ts"
 import * as Common from "../config/CommonFlags.ts"
+import type { LogFormat } from "../config/CommonFlags.ts"
 import type { KubeClientFlags } from "../config/KubeFlags.ts"
 import { decodeKubeClientFlags, kubeClientFlags } from "../config/KubeFlags.ts"
 
@@ -22,6 +23,8 @@ export interface DriverConfigShape {
   readonly version: string
   /** klog-style verbosity 0–5 (1 = info, ≥4 = debug). */
   readonly logLevel: number
+  /** `--logging-format`: klog text (the default) or Kubernetes' JSON. */
+  readonly logFormat?: LogFormat | undefined
   readonly kubeconfig: string | undefined
   /** The standard Kubernetes client flags (`--context`, `--server`, `--token`, …); none when absent. */
   readonly kubeClient?: KubeClientFlags | undefined
@@ -45,6 +48,8 @@ export interface DriverConfigShape {
   readonly trustDomain: string
   readonly certificateRequestDurationMillis: number
   readonly extraCertificateRequestAnnotations: Readonly<Record<string, string>>
+  /** Keys of `--extra-certificate-request-annotations` dropped for the reserved prefix (logged at start-up). */
+  readonly droppedAnnotationKeys?: ReadonlyArray<string> | undefined
   /** The static issuer; undefined when `--issuer-name` is empty (runtime ConfigMap only). */
   readonly issuer: IssuerRef | undefined
   readonly fileNames: { readonly certificate: string; readonly key: string; readonly ca: string }
@@ -63,6 +68,8 @@ export class DriverConfig extends Context.Service<DriverConfig, DriverConfigShap
 export const driverFlags: ReadonlyArray<FlagSpec> = [
   Common.csiDriverName("Name of the CSI driver as installed (the CSIDriver object's name)."),
   Common.logLevel,
+  Common.loggingFormat,
+  Common.versionFlag,
   Common.kubeconfig,
   ...kubeClientFlags,
   Common.kubeClientPoolRefresh,
@@ -98,21 +105,35 @@ export const parseBindAddress = (flag: string, v: string): Result.Result<string 
   return Result.succeed(v)
 }
 
-export const parseAnnotations = (raw: string): Result.Result<Record<string, string>, string> => {
-  const out: Record<string, string> = {}
+/**
+ * `--extra-certificate-request-annotations` (`k1=v1,k2=v2`). Keys in the driver's own
+ * `spiffe.csi.cert-manager.io` prefix are dropped and returned in `reserved`, to be logged as an
+ * error at start-up; the driver still starts. This is what the Go original does
+ * (cert-manager/csi-driver-spiffe, internal/csi/driver `sanitizeAnnotations`), and refusing to
+ * start would fix nothing: the identity annotation the approver checks
+ * (`spiffe.csi.cert-manager.io/identity`) is written by the driver after the extra annotations, so
+ * configuration can never forge it either way; a refusal would only break installs the original
+ * runs.
+ */
+export const parseAnnotations = (
+  raw: string
+): Result.Result<{ readonly annotations: Record<string, string>; readonly reserved: ReadonlyArray<string> }, string> => {
+  const annotations: Record<string, string> = {}
+  const reserved: Array<string> = []
   const trimmed = raw.trim()
-  if (trimmed === "" || trimmed === "{}") return Result.succeed(out)
+  if (trimmed === "" || trimmed === "{}") return Result.succeed({ annotations, reserved })
   for (const pair of trimmed.split(",")) {
     const eq = pair.indexOf("=")
     if (eq <= 0) return Result.fail(`--extra-certificate-request-annotations must be k1=v1,k2=v2, got ${JSON.stringify(pair)}`)
     const key = pair.slice(0, eq).trim()
-    if (key.startsWith("spiffe.csi.cert-manager.io")) {
-      return Result.fail(`--extra-certificate-request-annotations must not set ${JSON.stringify(key)}: the spiffe.csi.cert-manager.io prefix is reserved`)
-    }
-    out[key] = pair.slice(eq + 1).trim()
+    if (key.startsWith(RESERVED_ANNOTATION_PREFIX)) reserved.push(key)
+    else annotations[key] = pair.slice(eq + 1).trim()
   }
-  return Result.succeed(out)
+  return Result.succeed({ annotations, reserved })
 }
+
+/** The prefix of the annotations the driver itself sets (the Go original's `annotations.Prefix`). */
+export const RESERVED_ANNOTATION_PREFIX = "spiffe.csi.cert-manager.io"
 
 export const parseLogLevel = (raw: string): Result.Result<number, string> =>
   /^\d$/.test(raw) ? Result.succeed(Number(raw)) : Result.fail(`--log-level must be an integer from 0 to 9, got ${JSON.stringify(raw)}`)
@@ -169,10 +190,11 @@ export const decodeDriverConfig = (
   }
   const pluginRegistration = take(parsePluginRegistration(v("plugin-registration"), v("kubelet-registration-path"), v("endpoint")), undefined)
   const logLevel = take(parseLogLevel(v("log-level")), 1)
+  const logFormat = take(Common.parseLoggingFormat(v("logging-format")), "text")
   const poolRefresh = take(Common.parsePoolRefresh(v("kube-client-pool-refresh")), 300_000)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
   const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
-  const annotations = take(parseAnnotations(v("extra-certificate-request-annotations")), {})
+  const { annotations, reserved } = take(parseAnnotations(v("extra-certificate-request-annotations")), { annotations: {}, reserved: [] })
   const metrics = take(parseBindAddress("metrics-bind-address", v("metrics-bind-address")), undefined)
   const fileNames = { certificate: v("file-name-certificate"), key: v("file-name-key"), ca: v("file-name-ca") }
   for (const [flag, name] of [["file-name-certificate", fileNames.certificate], ["file-name-key", fileNames.key], ["file-name-ca", fileNames.ca]] as const) {
@@ -193,6 +215,7 @@ export const decodeDriverConfig = (
     csiDriverName: v("csi-driver-name"),
     version,
     logLevel,
+    logFormat,
     kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
     kubeClient,
     kubeClientPoolRefreshMillis: poolRefresh,
@@ -206,6 +229,7 @@ export const decodeDriverConfig = (
     trustDomain: v("trust-domain"),
     certificateRequestDurationMillis: duration,
     extraCertificateRequestAnnotations: annotations,
+    ...(reserved.length === 0 ? {} : { droppedAnnotationKeys: reserved }),
     issuer: v("issuer-name") === "" ? undefined : { name: v("issuer-name"), kind: v("issuer-kind"), group: v("issuer-group") },
     fileNames,
     sourceCaBundle: v("source-ca-bundle") === "" ? undefined : v("source-ca-bundle"),

@@ -42,7 +42,7 @@ interface EventItem {
 let invalidEvents: Array<EventItem> = []
 
 const INVALID_LOG = '"invalid runtime issuance ConfigMap; using the static issuer"'
-const LOST_EVENT_LOG = '"could not record an Event",{"reason":"InvalidIssuerConfig"'
+const LOST_EVENT_LOG = '"could not record an Event" reason="InvalidIssuerConfig"'
 const logLines = (proc: "driver" | "approver", needle: string): Array<string> =>
   fs.readFileSync(path.join(stack.dir, `${proc}.log`), "utf8").split("\n").filter((l) => l.includes(needle))
 const logCount = (proc: "driver" | "approver", needle: string): number => logLines(proc, needle).length

@@ -43,6 +43,7 @@ describe("parseDriverArgs defaults", () => {
       csiDriverName: "spiffe.csi.cert-manager.io",
       version: VERSION,
       logLevel: 1,
+      logFormat: "text",
       kubeconfig: undefined,
       kubeClient: noKubeClientFlags,
       kubeClientPoolRefreshMillis: 300_000,
@@ -203,28 +204,28 @@ describe("parseDriverArgs durations", () => {
 
 describe("parseAnnotations", () => {
   it("reads k=v pairs, trimming spaces and keeping '=' in values", () => {
-    assert.deepStrictEqual(parseAnnotations("a=1,b=2"), Result.succeed({ a: "1", b: "2" }))
-    assert.deepStrictEqual(parseAnnotations(" a = 1 , example.com/b=x=y "), Result.succeed({ a: "1", "example.com/b": "x=y" }))
-    assert.deepStrictEqual(parseAnnotations("a="), Result.succeed({ a: "" }))
+    assert.deepStrictEqual(parseAnnotations("a=1,b=2"), Result.succeed({ annotations: { a: "1", b: "2" }, reserved: [] }))
+    assert.deepStrictEqual(parseAnnotations(" a = 1 , example.com/b=x=y "), Result.succeed({ annotations: { a: "1", "example.com/b": "x=y" }, reserved: [] }))
+    assert.deepStrictEqual(parseAnnotations("a="), Result.succeed({ annotations: { a: "" }, reserved: [] }))
   })
 
   it("treats empty and {} (the original's printed default) as none", () => {
-    assert.deepStrictEqual(parseAnnotations(""), Result.succeed({}))
-    assert.deepStrictEqual(parseAnnotations("{}"), Result.succeed({}))
+    assert.deepStrictEqual(parseAnnotations(""), Result.succeed({ annotations: {}, reserved: [] }))
+    assert.deepStrictEqual(parseAnnotations("{}"), Result.succeed({ annotations: {}, reserved: [] }))
     assert.deepStrictEqual(config("--extra-certificate-request-annotations={}").extraCertificateRequestAnnotations, {})
   })
 
-  it("refuses the reserved spiffe.csi.cert-manager.io prefix", () => {
+  it("drops keys in the reserved spiffe.csi.cert-manager.io prefix and reports them, as the original does", () => {
     for (const key of ["spiffe.csi.cert-manager.io/identity", "spiffe.csi.cert-manager.io", "spiffe.csi.cert-manager.io.evil/x"]) {
-      const r = parseAnnotations(`ok=1,${key}=x`)
-      if (Result.isSuccess(r)) assert.fail(`${key} should be refused`)
-      assert.include(r.failure, "reserved")
-      assert.include(r.failure, key)
+      assert.deepStrictEqual(parseAnnotations(`ok=1,${key}=x`), Result.succeed({ annotations: { ok: "1" }, reserved: [key] }))
     }
+    const c = config("--extra-certificate-request-annotations=ok=1,spiffe.csi.cert-manager.io/identity=spiffe://evil/x")
+    assert.deepStrictEqual(c.extraCertificateRequestAnnotations, { ok: "1" })
+    assert.deepStrictEqual(c.droppedAnnotationKeys, ["spiffe.csi.cert-manager.io/identity"])
   })
 
   it("keeps other cert-manager keys", () => {
-    assert.deepStrictEqual(parseAnnotations("csi.cert-manager.io/x=1"), Result.succeed({ "csi.cert-manager.io/x": "1" }))
+    assert.deepStrictEqual(parseAnnotations("csi.cert-manager.io/x=1"), Result.succeed({ annotations: { "csi.cert-manager.io/x": "1" }, reserved: [] }))
   })
 })
 
@@ -271,11 +272,6 @@ describe("parseDriverArgs errors: one line naming the flag", () => {
     { name: "annotation without =", argv: [...REQUIRED, "--extra-certificate-request-annotations=a"], flag: "--extra-certificate-request-annotations" },
     { name: "annotation with empty key", argv: [...REQUIRED, "--extra-certificate-request-annotations==v"], flag: "--extra-certificate-request-annotations" },
     { name: "annotation list with a trailing comma", argv: [...REQUIRED, "--extra-certificate-request-annotations=a=1,"], flag: "--extra-certificate-request-annotations" },
-    {
-      name: "reserved annotation prefix",
-      argv: [...REQUIRED, "--extra-certificate-request-annotations=spiffe.csi.cert-manager.io/identity=x"],
-      flag: "--extra-certificate-request-annotations"
-    },
     { name: "bad metrics address", argv: [...REQUIRED, "--metrics-bind-address=localhost"], flag: "--metrics-bind-address" },
     { name: "certificate file name with a slash", argv: [...REQUIRED, "--file-name-certificate=../tls.crt"], flag: "--file-name-certificate" },
     { name: "key file name ..", argv: [...REQUIRED, "--file-name-key=.."], flag: "--file-name-key" },

@@ -196,6 +196,28 @@ describe("the original chart's argument lists, run as processes", () => {
       assert.match(driver.stderr, NO_CLUSTER)
       assert.strictEqual(approver.code, 1, `approver: ${approver.stderr}`)
       assert.match(approver.stderr, NO_CLUSTER)
+      // The one start-up line, in klog's text format, says what each runs with.
+      const td = `trustDomain="${values.trustDomain}"`
+      assert.match(driver.stderr, new RegExp(`^I\\d{4} [\\d:.]+ +\\d+ main\\.ts:\\d+\\] "starting csi-driver-spiffe" version="[^"]+" .*${td}`, "m"))
+      assert.match(approver.stderr, new RegExp(`^I\\d{4} [\\d:.]+ +\\d+ main\\.ts:\\d+\\] "starting csi-driver-spiffe-approver" version="[^"]+" .*${td}`, "m"))
+      assert.include(driver.stderr, `kubeletRootDir="/var/lib/kubelet"`)
+      assert.include(driver.stderr, `dataRoot="${path.join(home, "csi-data-dir")}"`)
     })
   }
+
+  it("--version prints the version on both binaries", async () => {
+    const version = (JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8")) as { version: string }).version
+    const out = await Promise.all(["csi.ts", "approver.ts"].map((bin) =>
+      new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, [path.join(repo, "src/bin", bin), "--version"], { cwd: home }, (e, stdout) => (e === null ? resolve(stdout) : reject(e)))
+      )
+    ))
+    assert.deepStrictEqual(out, [`csi-driver-spiffe version ${version}\n`, `csi-driver-spiffe-approver version ${version}\n`])
+  })
+
+  it("the start-up line redacts a --token", async () => {
+    const r = await run("approver.ts", [...approverArgs(DEFAULTS), "--token=s3cr3t-flag-token"], home)
+    assert.match(r.stderr, /"token":"<redacted>"/)
+    assert.notInclude(r.stderr, "s3cr3t-flag-token")
+  })
 })
