@@ -93,6 +93,10 @@ export const layer = Layer.effect(
     const volumes = new Map<string, VolumeState>()
     const renewals = yield* FiberMap.make<string>()
     const background = yield* FiberSet.make()
+    // Per volume id: the deletion of its requests an unpublish started and did not see finish. A new
+    // publish of the same id waits for it (bounded), so it neither resumes a request about to be
+    // deleted nor has its own request deleted by it.
+    const forgetting = new Map<string, Fiber.Fiber<void>>()
     let resumed = false
 
     const stateFor = (volumeId: string, meta: VolumeMetadata): VolumeState => {
@@ -227,10 +231,17 @@ export const layer = Layer.effect(
       if (!(yield* mounter.isMountPoint(targetPath))) yield* mounter.bindReadOnly(store.dataDir(volumeId), targetPath)
     })
 
-    /** A volume's state leaves the map when nothing was issued for it and no publish of it is left. */
+    /**
+     * A volume's state leaves the map when nothing was issued for it and no publish of it is left.
+     * An unpublished one stays until its unpublish is done: a publish arriving meanwhile must find
+     * it (and give up), not start a volume of its own under the unpublish's feet.
+     */
     const dropIfUnissued = (state: VolumeState) =>
       Effect.sync(() => {
-        if (state.meta.nextIssuanceAt === undefined && state.publishes === 0 && volumes.get(state.meta.volumeId) === state) {
+        if (
+          state.meta.nextIssuanceAt === undefined && state.publishes === 0 && volumes.get(state.meta.volumeId) === state &&
+          !Deferred.isDoneUnsafe(state.unpublished)
+        ) {
           volumes.delete(state.meta.volumeId)
         }
       })
@@ -271,10 +282,19 @@ export const layer = Layer.effect(
       if (target._tag === "Refused") return yield* refuse(`not mounted onto: ${target.reason}`)
       if (target._tag === "MountPoint" && existing === undefined) return yield* refuse("something the driver did not mount is mounted there")
 
+      // Read again after every wait: the volume may have been unpublished meanwhile.
+      while (!volumes.has(req.volumeId)) {
+        const forget = forgetting.get(req.volumeId)
+        if (forget === undefined) break
+        if ((yield* Fiber.await(forget).pipe(Effect.timeoutOption(FORGET_WAIT)))._tag === "None") break
+      }
       const state = stateFor(req.volumeId, fresh)
       state.publishes += 1
       const work = state.lock.withPermit(
         Effect.gen(function*() {
+          // The permit can be handed over in the instant between an unpublish and this publish's
+          // cancellation taking effect: nothing may start then.
+          if (yield* Deferred.isDone(state.unpublished)) return yield* new PublishAbortedError({ volumeId: req.volumeId })
           const known = state.meta.nextIssuanceAt !== undefined
           if (known && (state.meta.podUid !== req.podUid || state.meta.spiffeId !== spiffeId)) {
             return yield* new VolumeConflictError({ volumeId: req.volumeId, detail: "already published for another pod or identity" })
@@ -344,10 +364,16 @@ export const layer = Layer.effect(
       const run = Effect.gen(function*() {
         yield* mounter.unmount(meta.targetPath)
         yield* store.remove(req.volumeId)
+        // Registered before the volume leaves the map, so a publish that comes next sees it.
+        const forget = yield* FiberSet.run(background, issuance.forget(req.volumeId, meta.podNamespace))
+        forgetting.set(req.volumeId, forget)
+        forget.addObserver(() => {
+          if (forgetting.get(req.volumeId) === forget) forgetting.delete(req.volumeId)
+        })
         if (state === undefined || volumes.get(req.volumeId) === state) volumes.delete(req.volumeId)
+        return forget
       })
-      yield* state === undefined ? run : state.lock.withPermit(run)
-      const forget = yield* FiberSet.run(background, issuance.forget(req.volumeId, meta.podNamespace))
+      const forget = yield* state === undefined ? run : state.lock.withPermit(run)
       const done = yield* Fiber.await(forget).pipe(Effect.timeoutOption(FORGET_WAIT))
       if (done._tag === "None") {
         yield* Effect.logWarning("deleting the volume's CertificateRequests is slow; it goes on in the background", { volume: req.volumeId })
