@@ -151,7 +151,9 @@ const GRPC_STATUS: { readonly [K in CsiCode]: grpc.status } = {
   ResourceExhausted: grpc.status.RESOURCE_EXHAUSTED,
   Internal: grpc.status.INTERNAL,
   Unimplemented: grpc.status.UNIMPLEMENTED,
-  Unknown: grpc.status.UNKNOWN
+  Unknown: grpc.status.UNKNOWN,
+  Unauthenticated: grpc.status.UNAUTHENTICATED,
+  PermissionDenied: grpc.status.PERMISSION_DENIED
 }
 
 /** The gRPC status code for a `CsiError` code. */

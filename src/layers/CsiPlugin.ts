@@ -21,6 +21,12 @@ const issuanceCodes: Record<IssuanceFailure, CsiCode> = {
   Failed: "FailedPrecondition",
   Timeout: "DeadlineExceeded",
   Api: "Unavailable",
+  // The CSI spec's codes for secrets that do not authenticate / an identity without permission
+  // (its general error table). Both are final for the kubelet (only CANCELLED, DEADLINE_EXCEEDED,
+  // UNAVAILABLE, RESOURCE_EXHAUSTED and ABORTED are not): the kubelet knows nothing was mounted and
+  // retries with backoff instead of treating the call as still in progress.
+  Unauthenticated: "Unauthenticated",
+  Forbidden: "PermissionDenied",
   BadChain: "Internal",
   Crypto: "Internal"
 }

@@ -31,7 +31,16 @@ interface Pending {
   readonly spiffeId: string
 }
 
-const apiError = (what: string) => (e: KubeError) => new IssuanceError({ reason: "Api", detail: `${what}: ${e.message}` })
+/** A refused credential is said as such: it is permanent for that token, unlike an API server fault. */
+const apiError = (what: string) => (e: KubeError) =>
+  e.reason === "Unauthorized"
+    ? new IssuanceError({
+      reason: "Unauthenticated",
+      detail: `${what}: the API server did not accept the token (expired, not signed by the cluster, for another audience, or bound to a pod that no longer exists); the kubelet's next publish brings a fresh one: ${e.message}`
+    })
+    : e.reason === "Forbidden"
+    ? new IssuanceError({ reason: "Forbidden", detail: `${what}: the token's identity is not allowed to do this: ${e.message}` })
+    : new IssuanceError({ reason: "Api", detail: `${what}: ${e.message}` })
 
 export const layer = Layer.effect(
   Issuance,

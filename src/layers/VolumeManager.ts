@@ -76,6 +76,8 @@ const eventReasons: Record<IssuanceError["reason"], string | undefined> = {
   Failed: "SpiffeIssuanceFailed",
   Timeout: "SpiffeIssuanceTimedOut",
   Api: "SpiffeIssuanceError",
+  Unauthenticated: "SpiffeTokenRejected",
+  Forbidden: "SpiffeIssuanceForbidden",
   BadChain: "SpiffeCertificateRejected",
   Crypto: "SpiffeIssuanceError"
 }

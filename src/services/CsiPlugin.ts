@@ -22,7 +22,9 @@ export const CsiCode = Schema.Literals([
   "ResourceExhausted",
   "Internal",
   "Unimplemented",
-  "Unknown"
+  "Unknown",
+  "Unauthenticated",
+  "PermissionDenied"
 ])
 export type CsiCode = typeof CsiCode.Type
 

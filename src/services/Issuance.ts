@@ -22,6 +22,13 @@ export const IssuanceFailure = Schema.Literals([
   "Timeout",
   /** The API server refused or could not be reached. */
   "Api",
+  /**
+   * The API server did not accept the token (401): expired, not signed by the cluster, for another
+   * audience, or bound to a pod that no longer exists. Permanent for that token.
+   */
+  "Unauthenticated",
+  /** The token's identity may not create the request (403): RBAC, not a transient fault. */
+  "Forbidden",
   /** The issuer returned a chain we will not mount (wrong key, wrong SAN, a CA, unparsable). */
   "BadChain",
   /** Key or CSR generation failed. */

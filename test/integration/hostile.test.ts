@@ -304,6 +304,24 @@ describe.skipIf(!isRoot)("hostile requests over real gRPC, tmpfs and bind mounts
       }), { timeout: 30_000 })
   }
 
+  for (const [reason, code, name, says] of [
+    ["Unauthorized", 16, "UNAUTHENTICATED", "did not accept the token"],
+    ["Forbidden", 7, "PERMISSION_DENIED", "not allowed"]
+  ] as const) {
+    it.effect(`a token the API server refuses (${reason}): ${name} with a message that says so, nothing left`, () =>
+      Effect.gen(function*() {
+        const node = yield* makeNode
+        const { client, manager } = yield* startDriver(node)
+        yield* node.kube.failNext("create", reason)
+        const result = yield* codeOf(client.call("Node", "NodePublishVolume", publishOf({ targetPath: kubeletTarget(node) })))
+        assert.strictEqual(result.code, code, result.details)
+        assert.include(result.details, says)
+        yield* assertNothingLeft(node, manager, reason)
+        // The kubelet's retry with a token the API server accepts goes through.
+        assert.strictEqual((yield* codeOf(client.call("Node", "NodePublishVolume", publishOf({ targetPath: kubeletTarget(node), serial: 1 })))).code, OK)
+      }), { timeout: 30_000 })
+  }
+
   it.effect("a mount that is not the driver's at the target is refused (FAILED_PRECONDITION) and survives", () =>
     Effect.gen(function*() {
       const node = yield* makeNode

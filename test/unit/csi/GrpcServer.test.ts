@@ -118,6 +118,8 @@ describe("status mapping", () => {
       FailedPrecondition: 9,
       Aborted: 10,
       Unavailable: 14,
+      Unauthenticated: 16,
+      PermissionDenied: 7,
       DeadlineExceeded: 4,
       ResourceExhausted: 8,
       Internal: 13,
