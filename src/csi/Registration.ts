@@ -101,6 +101,9 @@ const SHUTDOWN_GRACE = Duration.seconds(1)
 // The registrar sets umask 0077 before listening; only the kubelet (root) needs to dial.
 const SOCKET_MODE = 0o600
 
+// Linux `sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH_BYTES = 107
+
 // ---------------------------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------------------------
@@ -199,6 +202,10 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
     return failed
   })
 
+  const pathBytes = new TextEncoder().encode(socketPath).length
+  if (pathBytes > MAX_SOCKET_PATH_BYTES) {
+    return yield* socketError(`the path is ${pathBytes} bytes; a unix socket path may have at most ${MAX_SOCKET_PATH_BYTES} (shorten --kubelet-root-dir)`)
+  }
   const directory = yield* Effect.result(fs.makeDirectory(options.registryDir, { recursive: true }))
   if (Result.isFailure(directory)) {
     const reason = directory.failure.message

@@ -102,6 +102,9 @@ export const startStack = async (plane: ControlPlaneInfo, opts: StackOptions): P
     ...runtime,
     ...(opts.sourceCaBundle === undefined ? [] : [`--source-ca-bundle=${opts.sourceCaBundle}`]),
     "--log-level=4",
+    // No kubelet watches this node, and a registration socket under the temp kubelet root would
+    // pass the 107 bytes a unix socket path may have; test/e2e/registration.test.ts turns it on.
+    "--plugin-registration=false",
     ...(opts.driverArgs ?? [])
   ]
   const startDriver = async (): Promise<ManagedProcess> => {

@@ -192,6 +192,23 @@ describe("plugin registration over a unix socket", () => {
     }).pipe(Effect.provide(FsLive)))
 })
 
+describe("plugin registration on a socket path a unix socket cannot have", () => {
+  it.effect("more than 107 bytes stops start-up with the reason, creating nothing", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped({ prefix: "csi-registration-" })
+      const registryDir = `${dir}/${"k".repeat(100)}/plugins_registry`
+      const exit = yield* Effect.exit(Layer.build(
+        Registration.layer({ driverName: DRIVER, registryDir, kubeletRegistrationPath: HOST_CSI_SOCKET }).pipe(Layer.provide(FsLive))
+      ))
+      const failure = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+      const error = Predicate.hasProperty(failure, "error") ? failure.error : undefined
+      assert.isTrue(Predicate.hasProperty(error, "reason") && error.reason === "SocketPath", String(exit))
+      assert.include(String(Predicate.hasProperty(error, "message") ? error.message : ""), "a unix socket path may have at most 107")
+      assert.deepStrictEqual(yield* fs.readDirectory(dir), [])
+    }).pipe(Effect.provide(FsLive)))
+})
+
 describe("plugin registration without a registry directory", () => {
   it.effect("one that cannot be created (the original chart's read-only driver container) is a warning, no socket, and no readiness gate", () =>
     Effect.gen(function*() {
