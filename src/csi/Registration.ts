@@ -174,7 +174,7 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
           yield* Effect.logInfo("registered with the kubelet", { driver: options.driverName, endpoint: options.kubeletRegistrationPath })
         } else {
           yield* SubscriptionRef.set(state, { _tag: "Failed", error })
-          yield* Effect.logError("the kubelet could not register the plugin", { error, endpoint: options.kubeletRegistrationPath })
+          yield* Effect.logError("the kubelet could not register the plugin", { err: error, endpoint: options.kubeletRegistrationPath })
           yield* Deferred.succeed(failed, error)
         }
         return {}
@@ -194,7 +194,7 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
       (server) =>
         shutdown(server, SHUTDOWN_GRACE).pipe(
           Effect.andThen(fs.remove(socketPath, { force: true })),
-          Effect.catch((error) => Effect.logWarning("could not remove the plugin registration socket", error.message))
+          Effect.catch((error) => Effect.logWarning("could not remove the plugin registration socket", { err: error.message }))
         )
     )
     yield* fs.chmod(socketPath, SOCKET_MODE).pipe(Effect.mapError((cause) => socketError(cause.message, cause)))
@@ -228,7 +228,7 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
       // The first offer is part of start-up: its error (a file in the way, an unwritable
       // directory) fails the driver. A later one is logged and retried after the back-off.
       if (yield* Deferred.fail(listening, offered.failure)) return yield* Effect.never
-      yield* Effect.logError("could not offer the plugin registration socket", offered.failure.message)
+      yield* Effect.logError("could not offer the plugin registration socket", { err: offered.failure.message })
     }
     const delay = reofferDelay(yield* Ref.updateAndGet(failuresInARow, (n) => n + 1))
     yield* Effect.logInfo("offering the plugin registration socket again after a back-off", { afterMillis: Duration.toMillis(delay) })

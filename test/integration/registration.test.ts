@@ -123,7 +123,7 @@ describe("plugin registration over a unix socket", () => {
       assert.deepStrictEqual(yield* SubscriptionRef.get(registration.state), { _tag: "Failed", error: KUBELET_ERROR })
       const error = yield* logged(logs, "the kubelet could not register the plugin")
       assert.strictEqual(error.level, "Error")
-      assert.deepStrictEqual(error.fields, { error: KUBELET_ERROR, endpoint: HOST_CSI_SOCKET })
+      assert.deepStrictEqual(error.fields, { err: KUBELET_ERROR, endpoint: HOST_CSI_SOCKET })
       // Logged once the failed socket's server is closed and its file removed (the kubelet deregisters).
       assert.deepStrictEqual((yield* logged(logs, again, 1)).fields, { afterMillis: 10_000 })
       assert.isFalse(yield* isSocket(socket), "socket withdrawn during the back-off")
