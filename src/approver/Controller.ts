@@ -71,7 +71,7 @@ const runTerm = (
     const kube = yield* KubeClient
     const evaluator = yield* Evaluator
     const config = yield* ApproverConfig
-    const queue = yield* WorkQueue.make
+    const queue = yield* WorkQueue.makeNamed(ApproverMetrics.CONTROLLER_NAME)
     yield* Ref.set(current, queue)
 
     /** Per failing key, the step of its retry schedule. */

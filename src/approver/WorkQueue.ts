@@ -9,7 +9,7 @@
  * Only keys are held, so memory is proportional to the number of requests awaiting a decision.
  * Everything lives in the scope it is made in: closing it interrupts workers and pending re-adds.
  */
-import { Duration, Effect, FiberSet, Queue, Scope, Stream, SubscriptionRef } from "effect"
+import { Clock, Duration, Effect, FiberSet, Metric, Queue, Scope, Stream, SubscriptionRef } from "effect"
 
 export interface WorkQueue {
   /** Queues `key` unless it is already queued. */
@@ -24,41 +24,76 @@ export interface WorkQueue {
   readonly size: Effect.Effect<number>
 }
 
-export const make: Effect.Effect<WorkQueue, never, Scope.Scope> = Effect.gen(function*() {
+/**
+ * client-go's workqueue metrics (k8s.io/client-go/util/workqueue, as controller-runtime registers
+ * them), under their names, for a queue made with a `name` label.
+ */
+const addsTotal = Metric.counter("workqueue_adds_total", { description: "Keys added to the queue (not counting keys already queued).", incremental: true })
+const depthGauge = Metric.gauge("workqueue_depth", { description: "Keys waiting in the queue." })
+const retriesTotal = Metric.counter("workqueue_retries_total", { description: "Keys re-added after a delay (retries).", incremental: true })
+/** Seconds; client-go's buckets, 10 ns to 1000 s by powers of ten. */
+const QUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000]
+const queueDuration = Metric.histogram("workqueue_queue_duration_seconds", {
+  description: "Seconds a key waits in the queue before a worker takes it.",
+  boundaries: QUEUE_BUCKETS
+})
+const workDuration = Metric.histogram("workqueue_work_duration_seconds", {
+  description: "Seconds a worker spends on one key.",
+  boundaries: QUEUE_BUCKETS
+})
+
+/** A queue; with a `name`, it reports client-go's workqueue metrics labelled `name`. */
+export const makeNamed = (name: string | undefined): Effect.Effect<WorkQueue, never, Scope.Scope> => Effect.gen(function*() {
   const queue = yield* Queue.unbounded<string>()
   const delayed = yield* FiberSet.make<void>()
   const dirty = new Set<string>()
   const processing = new Set<string>()
+  /** When each dirty key was added, for the queue-duration metric. */
+  const addedAt = new Map<string, number>()
+  let queued = 0
   let waiting = 0
   const idle = yield* SubscriptionRef.make(true)
+  const label = { name: name ?? "" }
+  const measure = (effect: Effect.Effect<void>): Effect.Effect<void> => (name === undefined ? Effect.void : effect)
+  const depth = measure(Effect.suspend(() => Metric.update(Metric.withAttributes(depthGauge, label), queued)))
 
   const refresh = Effect.suspend(() =>
     SubscriptionRef.set(idle, dirty.size === 0 && processing.size === 0 && waiting === 0)
   )
 
-  const addNow = (key: string): void => {
-    if (dirty.has(key)) return
-    dirty.add(key)
-    if (!processing.has(key)) Queue.offerUnsafe(queue, key)
+  const offer = (key: string): void => {
+    Queue.offerUnsafe(queue, key)
+    queued += 1
   }
 
-  const add = (key: string) => Effect.suspend(() => {
-    addNow(key)
-    return refresh
-  })
+  /** Marks `key` dirty (queueing it unless it is being handled); false when it already was. */
+  const addNow = (key: string, now: number): boolean => {
+    if (dirty.has(key)) return false
+    dirty.add(key)
+    if (!addedAt.has(key)) addedAt.set(key, now)
+    if (!processing.has(key)) offer(key)
+    return true
+  }
+
+  const addAt = (key: string) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.suspend(() => {
+        const added = addNow(key, now)
+        return Effect.andThen(added ? measure(Effect.andThen(Metric.update(Metric.withAttributes(addsTotal, label), 1), depth)) : Effect.void, refresh)
+      }))
+
+  const add = (key: string) => addAt(key)
 
   const addAfter = (key: string, delay: Duration.Input) =>
     Effect.suspend(() => {
       waiting += 1
       return refresh
     }).pipe(
+      Effect.andThen(measure(Metric.update(Metric.withAttributes(retriesTotal, label), 1))),
       Effect.andThen(FiberSet.run(
         delayed,
         Effect.sleep(delay).pipe(
-          Effect.andThen(Effect.suspend(() => {
-            addNow(key)
-            return refresh
-          })),
+          Effect.andThen(addAt(key)),
           Effect.ensuring(Effect.suspend(() => {
             waiting -= 1
             return refresh
@@ -71,13 +106,21 @@ export const make: Effect.Effect<WorkQueue, never, Scope.Scope> = Effect.gen(fun
   const work = (handler: (key: string) => Effect.Effect<void>) =>
     Effect.gen(function*() {
       const key = yield* Queue.take(queue)
+      const taken = yield* Clock.currentTimeMillis
+      queued -= 1
       dirty.delete(key)
       processing.add(key)
+      const since = addedAt.get(key)
+      addedAt.delete(key)
+      yield* measure(Effect.andThen(Metric.update(Metric.withAttributes(queueDuration, label), since === undefined ? 0 : (taken - since) / 1000), depth))
       yield* handler(key).pipe(
-        Effect.ensuring(Effect.suspend(() => {
+        Effect.ensuring(Effect.gen(function*() {
+          const done = yield* Clock.currentTimeMillis
+          yield* measure(Metric.update(Metric.withAttributes(workDuration, label), (done - taken) / 1000))
           processing.delete(key)
-          if (dirty.has(key)) Queue.offerUnsafe(queue, key)
-          return refresh
+          if (dirty.has(key)) offer(key)
+          yield* depth
+          yield* refresh
         }))
       )
     })
@@ -102,3 +145,6 @@ export const make: Effect.Effect<WorkQueue, never, Scope.Scope> = Effect.gen(fun
     size: Effect.sync(() => new Set([...dirty, ...processing]).size)
   } satisfies WorkQueue
 })
+
+/** A queue without metrics. */
+export const make: Effect.Effect<WorkQueue, never, Scope.Scope> = makeNamed(undefined)

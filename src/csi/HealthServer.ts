@@ -1,6 +1,7 @@
 /**
  * The driver's HTTP endpoint on `--metrics-bind-address`: `/metrics` (Effect's counters and
- * histograms, then the per-volume gauges rendered from current state), `/healthz` (the process
+ * histograms, then the per-volume gauges rendered from current state, then the process and Node.js
+ * runtime metrics), `/healthz` (the process
  * serves requests) and `/readyz` (also not ready until the kubelet registered the plugin, when the
  * driver serves the registration itself). Plain HTTP without authentication, as the original's approver
  * metrics; expose it on the pod network only.
@@ -8,6 +9,7 @@
 import { Effect, Option, SubscriptionRef } from "effect"
 import { renderVolumeGauges } from "../layers/DriverMetrics.ts"
 import * as HttpEndpoint from "../layers/HttpEndpoint.ts"
+import * as ProcessMetrics from "../layers/ProcessMetrics.ts"
 import { CsiPlugin } from "../services/CsiPlugin.ts"
 import { DriverConfig } from "../services/DriverConfig.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
@@ -26,8 +28,12 @@ export const layer = (bindAddress: string) =>
       const issuers = yield* IssuerConfig
       // Absent with --plugin-registration=false: a node-driver-registrar sidecar then owns it.
       const registration = yield* Effect.serviceOption(Registration)
+      const processMetrics = yield* ProcessMetrics.make
       return {
-        "/metrics": Effect.flatMap(manager.statuses, (volumes) => HttpEndpoint.prometheus(renderVolumeGauges(config.nodeId, volumes))),
+        "/metrics": Effect.gen(function*() {
+          const volumes = yield* manager.statuses
+          return yield* HttpEndpoint.prometheus(renderVolumeGauges(config.nodeId, volumes) + (yield* processMetrics))
+        }),
         "/healthz": Effect.succeed(HttpEndpoint.ok),
         // Stricter than the CSI Probe (which the livenessprobe sidecar turns into restarts): also
         // not ready while no issuer is configured, so `kubectl get pods` shows it.

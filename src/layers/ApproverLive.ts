@@ -15,6 +15,7 @@ import * as IssuerConfigLayers from "./IssuerConfig.ts"
 import * as KubeClientLayers from "./KubeClient.ts"
 import * as LeaderElectionLayers from "./LeaderElection.ts"
 import * as Logging from "./Logging.ts"
+import * as ProcessMetrics from "./ProcessMetrics.ts"
 
 const readiness = Effect.gen(function*() {
   const controller = yield* Controller
@@ -24,19 +25,28 @@ const readiness = Effect.gen(function*() {
   }
 })
 
-const metrics = (driverName: string) =>
+/** The approver's /metrics: its own series, client-go's leader-election gauge, process and runtime metrics. */
+export const metricsRoutes = (driverName: string) =>
   Effect.gen(function*() {
     const leader = yield* LeaderElection
+    const processMetrics = yield* ProcessMetrics.make
     return {
-      "/metrics": Effect.flatMap(leader.isLeader, (leading) =>
-        HttpEndpoint.prometheus(
+      "/metrics": Effect.gen(function*() {
+        const leading = yield* leader.isLeader
+        const name = driverName.replace(/\\/g, "\\\\").replace(/"/g, "\\\"")
+        return yield* HttpEndpoint.prometheus(
           [
             "# HELP csi_spiffe_approver_leader 1 while this replica holds the leader-election Lease.",
             "# TYPE csi_spiffe_approver_leader gauge",
-            `csi_spiffe_approver_leader{name="${driverName}"} ${leading ? 1 : 0}`,
+            `csi_spiffe_approver_leader{name="${name}"} ${leading ? 1 : 0}`,
+            // client-go's leader-election metric, as the original's controller-runtime exposes it.
+            "# HELP leader_election_master_status 1 while this replica holds the named Lease, else 0 (client-go's name).",
+            "# TYPE leader_election_master_status gauge",
+            `leader_election_master_status{name="${name}"} ${leading ? 1 : 0}`,
             ""
-          ].join("\n")
-        ))
+          ].join("\n") + (yield* processMetrics)
+        )
+      })
     }
   })
 
@@ -72,6 +82,6 @@ export const ApproverLive = (settings: ApproverSettings) => {
     : HttpEndpoint.layer(settings.readinessBindAddress, readiness).pipe(Layer.provide(ControllerLive))
   const MetricsLive = settings.metricsBindAddress === undefined
     ? Layer.empty
-    : HttpEndpoint.layer(settings.metricsBindAddress, metrics(settings.config.csiDriverName)).pipe(Layer.provide(LeaderLive))
+    : HttpEndpoint.layer(settings.metricsBindAddress, metricsRoutes(settings.config.csiDriverName)).pipe(Layer.provide(LeaderLive))
   return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel, settings.logFormat)))
 }

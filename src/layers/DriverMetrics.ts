@@ -27,6 +27,22 @@ const issuanceTotal = Metric.counter("csi_spiffe_issuance_total", {
   incremental: true
 })
 
+/**
+ * cert-manager/csi-lib's issue counters (its metrics/metrics.go), under its names. csi-lib labels
+ * them by node hash and volume ID, and never deletes a series, so they grow with every pod a node
+ * ever ran; here they carry no labels (the scrape's target already names the node) and count the
+ * same thing: every issuance attempt, first or renewal, and every failed one.
+ */
+const csiLibIssueRequests = Metric.counter("certmanager_csi_issue_requests_total", {
+  description: "Issuance attempts (first and renewal), as csi-lib counts them.",
+  incremental: true
+})
+
+const csiLibIssueErrors = Metric.counter("certmanager_csi_issue_errors_total", {
+  description: "Failed issuance attempts (first and renewal), as csi-lib counts them.",
+  incremental: true
+})
+
 /** Records the attempt's duration and result; the failure reason is the error's tag or reason. */
 export const timeIssuance = (kind: IssuanceKind) =>
 <A, E extends { readonly _tag: string; readonly reason?: string }, R>(self: Effect.Effect<A, E, R>) =>
@@ -41,6 +57,9 @@ export const timeIssuance = (kind: IssuanceKind) =>
       : "interrupted"
     yield* Metric.update(Metric.withAttributes(issuanceDuration, { kind }), seconds)
     yield* Metric.update(Metric.withAttributes(issuanceTotal, { kind, result }), 1)
+    yield* Metric.update(csiLibIssueRequests, 1)
+    // Updated by 0 on success too, so the series exists from the first attempt on.
+    yield* Metric.update(csiLibIssueErrors, result !== "success" && result !== "interrupted" ? 1 : 0)
     return yield* exit
   })
 
@@ -72,6 +91,10 @@ export const renderVolumeGauges = (nodeId: string, volumes: ReadonlyArray<Volume
   lines.push("# HELP csi_spiffe_managed_volumes Volumes this driver manages (issued or waiting for their first certificate).")
   lines.push("# TYPE csi_spiffe_managed_volumes gauge")
   lines.push(`csi_spiffe_managed_volumes{node="${escape(nodeId)}"} ${volumes.length}`)
+  // csi-lib's name for the same count (it labels by a hash of the node name; here the name itself).
+  lines.push("# HELP certmanager_csi_managed_volume_count Volumes this driver manages, under csi-lib's name.")
+  lines.push("# TYPE certmanager_csi_managed_volume_count gauge")
+  lines.push(`certmanager_csi_managed_volume_count{node="${escape(nodeId)}"} ${volumes.length}`)
   lines.push("# HELP csi_spiffe_volume_ready 1 when the volume holds a certificate, else 0.")
   lines.push("# TYPE csi_spiffe_volume_ready gauge")
   for (const v of volumes) lines.push(`csi_spiffe_volume_ready{${labels(v)}} ${v.issued ? 1 : 0}`)
