@@ -20,7 +20,7 @@ import { Evaluator } from "../services/Evaluator.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import { ApproverConfig } from "./ApproverConfig.ts"
-import { alreadySettled, keyString, parseKey, reconcile } from "./Reconcile.ts"
+import { alreadySettled, emitRefused, keyString, parseKey, reconcile } from "./Reconcile.ts"
 import * as ApproverMetrics from "./ApproverMetrics.ts"
 import * as WorkQueue from "./WorkQueue.ts"
 
@@ -86,6 +86,8 @@ const runTerm = (
         const [, delay] = yield* Effect.orDie(step(yield* Clock.currentTimeMillis, undefined))
         return delay
       })
+    /** Keys whose status write admission refused; each gets one Warning Event and WARN line. */
+    const refused = new Set<string>()
     const handle = (key: string): Effect.Effect<void> =>
       reconcile(parseKey(key)).pipe(
         ApproverMetrics.timeReconcile,
@@ -93,6 +95,7 @@ const runTerm = (
         Effect.provideService(Evaluator, evaluator),
         Effect.tap((result) => {
           failures.delete(key)
+          refused.delete(key)
           return result._tag === "Skipped"
             ? Effect.logDebug("skipped", result.why)
             : result._tag === "Approved"
@@ -104,6 +107,18 @@ const runTerm = (
             const delay = yield* retryDelay(key)
             yield* Effect.logWarning("reconcile failed; will retry", e.message, Duration.format(delay))
             yield* queue.addAfter(key, delay)
+          })),
+        Effect.catchTag("StatusRefusedError", (e) =>
+          Effect.gen(function*() {
+            failures.delete(key)
+            const retryIn = Duration.format(Schedules.statusRefusedRequeue)
+            if (refused.has(key)) yield* Effect.logDebug("status write still refused; will retry", e.detail, retryIn)
+            else {
+              refused.add(key)
+              yield* Effect.logWarning("status write refused by admission; will retry at a long interval", e.detail, retryIn)
+              yield* emitRefused(e, retryIn).pipe(Effect.provideService(KubeClient, kube))
+            }
+            yield* queue.addAfter(key, Schedules.statusRefusedRequeue)
           })),
         Effect.annotateLogs({ certificateRequest: key })
       )

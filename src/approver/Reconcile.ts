@@ -3,14 +3,15 @@
  *
  * Owns: re-reading the object, skipping what is gone or already decided, asking the Evaluator, the
  * single status write (the conditions cert-manager expects, through the `status` subresource with
- * the resourceVersion we read), retrying the whole read-decide-write on a write Conflict, and the
- * Warning Event on a denial.
+ * the resourceVersion we read), retrying the whole read-decide-write on a write Conflict, telling an
+ * admission webhook's refusal of that write apart from API faults (`StatusRefusedError`), and the
+ * Warning Events on a denial and on such a refusal.
  * Does not own: the decision rules (Evaluator), which keys to reconcile and when (Controller).
  *
  * Events carry only the denial reasons, never the CSR or internal errors, and are best effort: a
  * failed Event write is logged and does not undo or repeat the decision.
  */
-import { Clock, Effect, Schedule } from "effect"
+import { Clock, Effect, Schedule, Schema } from "effect"
 import * as CR from "../domain/CertificateRequest.ts"
 import type { Decision } from "../domain/Decision.ts"
 import { CertificateRequests } from "../domain/KubeObjects.ts"
@@ -18,6 +19,24 @@ import * as EventRecorderLayers from "../layers/EventRecorder.ts"
 import { Evaluator } from "../services/Evaluator.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 import type { KubeError } from "../services/KubeClient.ts"
+
+/**
+ * The status write was refused by an admission webhook (the API server's "admission webhook … denied
+ * the request"): retrying soon cannot help, the configuration must change first.
+ */
+export class StatusRefusedError extends Schema.TaggedError<StatusRefusedError>()("StatusRefusedError", {
+  namespace: Schema.String,
+  name: Schema.String,
+  uid: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `status write refused by admission: ${this.detail}`
+  }
+}
+
+/** The API server's wording for a webhook's refusal (k8s.io/apiserver admission webhook errors). */
+export const isAdmissionRefusal = (e: KubeError): boolean => e.reason !== "Conflict" && /admission webhook .*denied the request/.test(e.detail)
 
 /** A CertificateRequest's identity in the work queue: `<namespace>/<name>`. */
 export interface Key {
@@ -89,10 +108,30 @@ const emitDenied = Effect.fn("Reconcile.emitDenied")(function*(cr: CR.Certificat
   })
 })
 
-/** One read-decide-write pass; fails with the write's KubeError (Conflict included). */
+/**
+ * The Warning Event for a refused status write, recorded once per request by the controller: the
+ * request's owner sees why it is neither approved nor denied.
+ */
+export const emitRefused = Effect.fn("Reconcile.emitRefused")(function*(e: StatusRefusedError, retryIn: string) {
+  const events = yield* EventRecorderLayers.make(EVENT_COMPONENT)
+  yield* events.record({
+    involvedObject: {
+      apiVersion: CR.API_VERSION,
+      kind: "CertificateRequest",
+      name: e.name,
+      namespace: e.namespace,
+      ...(e.uid === undefined ? {} : { uid: e.uid })
+    },
+    type: "Warning",
+    reason: "ApprovalRefused",
+    message: `the API server refused to record the approver's decision (check the issuerRef and the approver's permission to approve that signer); retrying every ${retryIn}: ${e.detail}`
+  })
+})
+
+/** One read-decide-write pass; fails with the write's KubeError (Conflict included) or its refusal. */
 const attempt = Effect.fn("Reconcile.attempt")(function*(key: Key): Effect.fn.Return<
   { readonly result: ReconcileResult; readonly cr: CR.CertificateRequest | undefined },
-  KubeError,
+  KubeError | StatusRefusedError,
   KubeClient | Evaluator
 > {
   const kube = yield* KubeClient
@@ -113,7 +152,13 @@ const attempt = Effect.fn("Reconcile.attempt")(function*(key: Key): Effect.fn.Re
     metadata: cr.metadata,
     spec: cr.spec,
     status: { ...cr.status, conditions: [...(cr.status?.conditions ?? []), added] }
-  })
+  }).pipe(
+    Effect.mapError((e) =>
+      isAdmissionRefusal(e)
+        ? new StatusRefusedError({ namespace: key.namespace, name: key.name, uid: cr.metadata.uid, detail: e.detail })
+        : e
+    )
+  )
   return {
     result: decision._tag === "Approved" ? { _tag: "Approved" } : { _tag: "Denied", reasons: decision.reasons },
     cr
@@ -121,16 +166,17 @@ const attempt = Effect.fn("Reconcile.attempt")(function*(key: Key): Effect.fn.Re
 })
 
 /**
- * Reconciles `key`. Fails only with a KubeError the caller should retry later (the read failed, or
- * the write failed with something other than a Conflict that outlived the retries).
+ * Reconciles `key`. Fails with a KubeError the caller should retry later (the read failed, or the
+ * write failed with something other than a Conflict that outlived the retries), or with a
+ * StatusRefusedError the caller should retry much later.
  */
 export const reconcile = Effect.fn("Reconcile.reconcile")(function*(key: Key): Effect.fn.Return<
   ReconcileResult,
-  KubeError,
+  KubeError | StatusRefusedError,
   KubeClient | Evaluator
 > {
   const done = yield* attempt(key).pipe(
-    Effect.retry({ ...CONFLICT_RETRY, while: (e: KubeError) => e.reason === "Conflict" })
+    Effect.retry({ ...CONFLICT_RETRY, while: (e: KubeError | StatusRefusedError) => e._tag === "KubeError" && e.reason === "Conflict" })
   )
   if (done.result._tag === "Denied" && done.cr !== undefined) yield* emitDenied(done.cr, done.result.reasons)
   return done.result

@@ -29,6 +29,15 @@ export const reconcileRetry: Schedule.Schedule<Duration.Duration> = Schedule.min
   Schedule.spaced("60 seconds")
 ])
 
+/**
+ * Requeueing an approver key whose status write an admission webhook refused (cert-manager's webhook
+ * refuses the approval of a request whose issuerRef names a signer the approver may not approve, such
+ * as an unknown issuer group). That is a configuration fault, not a transient one: a quarter of an
+ * hour costs four writes an hour per request instead of sixty, and an administrator's fix (RBAC, the
+ * issuer) still takes effect without a restart. Any change to the request requeues it at once anyway.
+ */
+export const statusRefusedRequeue: Duration.Duration = Duration.minutes(15)
+
 /** Attempts to acquire (or renew) a lease, one per retry period (client-go's `RetryPeriod`). */
 export const leaseRetry = (retryPeriod: Duration.Duration): Schedule.Schedule<number> => Schedule.spaced(retryPeriod)
 

@@ -4,7 +4,8 @@
  * this replica leads.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Ref } from "effect"
+import { TestClock } from "effect/testing"
 import * as ApproverConfig from "../../../src/approver/ApproverConfig.ts"
 import { Controller, layerWith as controllerWith, DEFAULT_OPTIONS } from "../../../src/approver/Controller.ts"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
@@ -14,6 +15,7 @@ import { layerStatic as issuerStatic } from "../../../src/layers/IssuerConfig.ts
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
 import { layerAlwaysLeader, makeManual } from "../../../src/layers/LeaderElection.ts"
 import { LeaderElection } from "../../../src/services/LeaderElection.ts"
+import { KubeClient, KubeError } from "../../../src/services/KubeClient.ts"
 import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE } from "../../support/csr.ts"
 import { advanceUntil, settle } from "./clock.ts"
 
@@ -63,7 +65,67 @@ const awaitDecisions = Effect.gen(function*() {
   return { approved: count("Approved"), denied: count("Denied") }
 })
 
+/**
+ * The memory API server whose status writes an admission webhook refuses while `refusing` holds,
+ * with the wording the API server uses (counted in `attempts`).
+ */
+const refusingStatus = (refusing: Ref.Ref<boolean>, attempts: Ref.Ref<number>) =>
+  Layer.effect(
+    KubeClient,
+    Effect.gen(function*() {
+      const memory = yield* KubeClientMemory
+      return KubeClient.of({
+        ...memory.client,
+        replaceStatus: (resource, namespace, name, body) =>
+          Effect.gen(function*() {
+            yield* Ref.update(attempts, (n) => n + 1)
+            if (yield* Ref.get(refusing)) {
+              return yield* new KubeError({
+                operation: "replaceStatus",
+                reason: "Forbidden",
+                status: 403,
+                detail: `admission webhook "webhook.cert-manager.io" denied the request: status.conditions: Forbidden: user "system:serviceaccount:cert-manager:approver" does not have permissions to set approved/denied conditions for issuer {ca unknown.example.com Issuer}`
+              })
+            }
+            return yield* memory.client.replaceStatus(resource, namespace, name, body)
+          })
+      })
+    })
+  ).pipe(Layer.provide(layerMemory))
+
 describe("Controller", () => {
+  it.effect("a status write refused by admission gets one Warning Event and is retried every 15 minutes, not every minute", () =>
+    Effect.gen(function*() {
+      const refusing = yield* Ref.make(true)
+      const attempts = yield* Ref.make(0)
+      const program = Effect.gen(function*() {
+        const memory = yield* KubeClientMemory
+        yield* createMany("refused", 1)
+        yield* start
+        assert.isTrue(yield* advanceUntil(Effect.map(Ref.get(attempts), (n) => n === 1)), "first attempt")
+        // Fourteen minutes: the reconcile retry schedule (capped at one minute) would have tried 14 more times.
+        for (let i = 0; i < 14; i++) {
+          yield* settle()
+          yield* TestClock.adjust("1 minute")
+        }
+        yield* settle()
+        assert.strictEqual(yield* Ref.get(attempts), 1)
+        yield* TestClock.adjust("1 minute")
+        assert.isTrue(yield* advanceUntil(Effect.map(Ref.get(attempts), (n) => n === 2)), "retried after 15 minutes")
+        const events = yield* memory.all(Events)
+        assert.strictEqual(events.length, 1, "one Warning Event, not one per attempt")
+        assert.strictEqual(events[0]!.reason, "ApprovalRefused")
+        assert.include(events[0]!.message, "denied the request")
+        // The administrator fixes it: the next attempt decides the request.
+        yield* Ref.set(refusing, false)
+        yield* TestClock.adjust("15 minutes")
+        assert.deepStrictEqual(yield* awaitDecisions, { approved: 1, denied: 0 })
+        assert.strictEqual((yield* memory.all(Events)).length, 1)
+      })
+      yield* program.pipe(Effect.provide(Layer.mergeAll(world(), refusingStatus(refusing, attempts))))
+    }))
+
+
   it.effect("decides a burst of requests, each exactly once, with an Event per denial", () =>
     Effect.gen(function*() {
       const controller = yield* start

@@ -6,7 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
-import { reconcile } from "../../../src/approver/Reconcile.ts"
+import { isAdmissionRefusal, reconcile } from "../../../src/approver/Reconcile.ts"
+import { KubeError } from "../../../src/services/KubeClient.ts"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { CertificateRequests, Events } from "../../../src/domain/KubeObjects.ts"
 import type { SpiffePolicy } from "../../../src/domain/SpiffeRules.ts"
@@ -50,6 +51,19 @@ const settledStatuses: ReadonlyArray<[string, CertificateRequest["status"]]> = [
   ["Ready=True", { conditions: [{ type: "Ready", status: "True", reason: "Issued" }], certificate: "Y2VydA==" }],
   ["Ready Failed", { conditions: [{ type: "Ready", status: "False", reason: "Failed", message: "boom" }] }]
 ]
+
+describe("Reconcile.isAdmissionRefusal", () => {
+  const error = (reason: KubeError["reason"], detail: string) => new KubeError({ operation: "replaceStatus", reason, detail })
+  it("is a webhook's refusal in the API server's words, whatever the status code", () => {
+    assert.isTrue(isAdmissionRefusal(error("Forbidden", `admission webhook "webhook.cert-manager.io" denied the request: no`)))
+    assert.isTrue(isAdmissionRefusal(error("Invalid", `admission webhook "w" denied the request without explanation`)))
+  })
+  it("is not RBAC, a conflict or a server fault", () => {
+    assert.isFalse(isAdmissionRefusal(error("Forbidden", `certificaterequests.cert-manager.io "x" is forbidden: User "u" cannot update resource`)))
+    assert.isFalse(isAdmissionRefusal(error("Conflict", `admission webhook "w" denied the request: stale`)))
+    assert.isFalse(isAdmissionRefusal(error("Unavailable", "the server is currently unable to handle the request")))
+  })
+})
 
 describe("Reconcile.reconcile", () => {
   it.effect("a missing request is skipped and nothing is written", () =>
@@ -188,7 +202,7 @@ describe("Reconcile.reconcile", () => {
       yield* memory.failNext("replaceStatus", "Conflict", 6)
       const fiber = yield* Effect.forkChild(Effect.flip(reconcile(key("ok"))))
       const error = yield* joinAdvancing(fiber)
-      assert.strictEqual(error.reason, "Conflict")
+      assert.strictEqual(error._tag === "KubeError" ? error.reason : error._tag, "Conflict")
       assert.deepStrictEqual(yield* conditionsOf("ok"), [])
     })))
 
