@@ -49,6 +49,9 @@ export interface ControlPlaneOptions {
   readonly apiserverVerbosity?: number
 }
 
+/** The processes a plane runs, by their log names. */
+export type PlaneComponent = "etcd" | "kube-apiserver" | "cm-webhook" | "cm-controller"
+
 export interface ControlPlane {
   readonly tmpDir: string
   /** https://127.0.0.1:<port> */
@@ -83,6 +86,13 @@ export interface ControlPlane {
   readonly timings: Readonly<Record<string, number>>
   /** stop every process this plane started (reverse order); remove tmpDir unless kept */
   readonly stop: () => Promise<void>
+  /**
+   * Stops one component started here (SIGTERM, then SIGKILL after 5 s), e.g. "kube-apiserver",
+   * "cm-controller", "cm-webhook", for fault tests; `startComponent` brings it back.
+   */
+  readonly stopComponent: (name: PlaneComponent) => Promise<void>
+  /** Starts a stopped component again with the same flags, ports and data, and waits until it is ready. */
+  readonly startComponent: (name: PlaneComponent) => Promise<void>
 }
 
 export const freePort = (): Promise<number> =>
@@ -248,12 +258,32 @@ export const startControlPlane = async (opts: ControlPlaneOptions = {}): Promise
   for (const d of [pkiDir, logDir, join(tmpDir, "etcd")]) mkdirSync(d, { recursive: true })
   const procs: Array<ManagedProcess> = []
   const logs: Record<string, string> = {}
+  /** How each component was started, so that a fault test can start it again the same way. */
+  const specs = new Map<string, { readonly command: string; readonly args: ReadonlyArray<string> }>()
   const start = (name: string, command: string, args: ReadonlyArray<string>) => {
     const logFile = join(logDir, `${name}.log`)
     logs[name] = logFile
+    specs.set(name, { command, args })
     const p = startProcess({ name, command, args, logFile })
     procs.push(p)
     return p
+  }
+  /** Readiness checks by component, filled in as each is first started. */
+  const readiness = new Map<string, (proc: ManagedProcess) => Promise<void>>()
+  const stopComponent = async (name: PlaneComponent): Promise<void> => {
+    const running = procs.filter((p) => p.name === name && p.exited() === undefined)
+    if (running.length === 0) throw new HarnessError(`${name} is not running`)
+    for (const p of running) {
+      await p.stop()
+      procs.splice(procs.indexOf(p), 1)
+    }
+  }
+  const startComponent = async (name: PlaneComponent): Promise<void> => {
+    const spec = specs.get(name)
+    if (spec === undefined) throw new HarnessError(`${name} was never started by this plane`)
+    if (procs.some((p) => p.name === name && p.exited() === undefined)) throw new HarnessError(`${name} is already running`)
+    const p = start(name, spec.command, spec.args)
+    await readiness.get(name)?.(p)
   }
   let stopped = false
   const stopAll = async () => {
@@ -352,15 +382,17 @@ export const startControlPlane = async (opts: ControlPlaneOptions = {}): Promise
       `--v=${opts.apiserverVerbosity ?? 1}`
     ])
     const anon = new KubeClient({ server, caPem: pki.ca.certPem, timeoutMs: 5_000 })
-    await waitFor(
-      "kube-apiserver /readyz",
-      async () => {
-        const res = await anon.raw("GET", "/readyz")
-        if (res.status === 200) return true
-        throw new Error(`/readyz ${res.status}: ${res.body.split("\n").filter((l) => l.includes("failed")).join("; ")}`)
-      },
-      { timeoutMs, proc: apiserver, intervalMs: 500 }
-    )
+    readiness.set("kube-apiserver", (proc) =>
+      waitFor(
+        "kube-apiserver /readyz",
+        async () => {
+          const res = await anon.raw("GET", "/readyz")
+          if (res.status === 200) return true
+          throw new Error(`/readyz ${res.status}: ${res.body.split("\n").filter((l) => l.includes("failed")).join("; ")}`)
+        },
+        { timeoutMs, proc, intervalMs: 500 }
+      ).then(() => undefined))
+    await readiness.get("kube-apiserver")!(apiserver)
     step("kube-apiserver ready")
 
     // ---- namespace, CRDs, RBAC
@@ -408,11 +440,13 @@ export const startControlPlane = async (opts: ControlPlaneOptions = {}): Promise
       "--controllers=*,-certificaterequests-approver",
       "--v=2"
     ])
-    await waitFor(
-      "cert-manager webhook /healthz",
-      async () => ((await fetch(`http://127.0.0.1:${webhookHealthPort}/healthz`)).ok ? true : undefined),
-      { timeoutMs, proc: webhook }
-    )
+    readiness.set("cm-webhook", (proc) =>
+      waitFor(
+        "cert-manager webhook /healthz",
+        async () => ((await fetch(`http://127.0.0.1:${webhookHealthPort}/healthz`)).ok ? true : undefined),
+        { timeoutMs, proc }
+      ).then(() => undefined))
+    await readiness.get("cm-webhook")!(webhook)
     for (const [path, obj] of webhookConfigs(webhookUrl, pki.ca.certPem)) await client.apply(path, obj)
     step("cert-manager webhook ready and registered")
 
@@ -475,7 +509,9 @@ export const startControlPlane = async (opts: ControlPlaneOptions = {}): Promise
         await stopAll()
         if (!keep) rmSync(tmpDir, { recursive: true, force: true })
         else log(`[control-plane] kept ${tmpDir}`)
-      }
+      },
+      stopComponent,
+      startComponent
     }
   } catch (err) {
     await stopAll()

@@ -226,7 +226,10 @@ const restClient = (
         // The swap is synchronous: every call after this line uses the fresh pool.
         pool.dispatcher = fresh
         pool.takenAt = now
-        if (old !== undefined) yield* retire(old)
+        if (old !== undefined) {
+          yield* retire(old)
+          yield* Effect.logDebug("KubeClient: connection pool refreshed; the old one closes in the background")
+        }
       } else {
         // Built by client-node for this call and never connected: closing it is immediate.
         yield* retire(fresh)
