@@ -6,7 +6,9 @@
  * "issuance failed" (the original's 30 s doubling to a 5 min cap: an issuer in trouble should not
  * be hammered, and the certificate still has a third of its life) and "not ready yet" (no token
  * since a restart, or no issuer configured: a wait state that ends on its own, so it retries fast).
- * Pure functions; the random samples are passed in so tests are exact.
+ * Pure functions; the random samples are passed in so tests are exact. How the two classes combine
+ * with the certificate's expiry (never wait past NotAfter; once expired, only the short schedule) is
+ * `Schedules.renewalRetry`.
  */
 
 export interface RenewalPolicy {
