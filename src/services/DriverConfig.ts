@@ -122,7 +122,9 @@ export const parseAnnotations = (
   const reserved: Array<string> = []
   const trimmed = raw.trim()
   if (trimmed === "" || trimmed === "{}") return Result.succeed({ annotations, reserved })
-  for (const pair of trimmed.split(",")) {
+  const pairs = annotationPairs(trimmed)
+  if (Result.isFailure(pairs)) return Result.fail(pairs.failure)
+  for (const pair of pairs.success) {
     const eq = pair.indexOf("=")
     if (eq <= 0) return Result.fail(`--extra-certificate-request-annotations must be k1=v1,k2=v2, got ${JSON.stringify(pair)}`)
     const key = pair.slice(0, eq).trim()
@@ -130,6 +132,48 @@ export const parseAnnotations = (
     else annotations[key] = pair.slice(eq + 1).trim()
   }
   return Result.succeed({ annotations, reserved })
+}
+
+/**
+ * The `k=v` items of the flag as pflag's `StringToString` splits them: one `=` is one pair (its
+ * surrounding double quotes dropped); otherwise a CSV record, so an item holding a comma can be
+ * quoted whole (`"a=x,y",b=2`), `""` standing for a quote inside it. Stricter than pflag in one
+ * place: `a=1,` is refused (a trailing comma), where pflag would read the value `1,`.
+ */
+const annotationPairs = (raw: string): Result.Result<ReadonlyArray<string>, string> => {
+  const quoted = raw.startsWith("\"") && raw.endsWith("\"")
+  if (raw.split("=").length === 2 && (!raw.includes(",") || quoted)) return Result.succeed([raw.replace(/^"+|"+$/g, "")])
+  const out: Array<string> = []
+  let i = 0
+  for (;;) {
+    let field = ""
+    if (raw[i] === "\"") {
+      i++
+      for (;;) {
+        if (i >= raw.length) return Result.fail("--extra-certificate-request-annotations: a quoted item has no closing quote")
+        if (raw[i] === "\"") {
+          if (raw[i + 1] === "\"") {
+            field += "\""
+            i += 2
+            continue
+          }
+          i++
+          break
+        }
+        field += raw[i]
+        i++
+      }
+      if (i < raw.length && raw[i] !== ",") return Result.fail("--extra-certificate-request-annotations: text after a quoted item")
+    } else {
+      const end = raw.indexOf(",", i)
+      field = raw.slice(i, end < 0 ? raw.length : end)
+      if (field.includes("\"")) return Result.fail("--extra-certificate-request-annotations: a quote inside an unquoted item")
+      i = end < 0 ? raw.length : end
+    }
+    out.push(field)
+    if (i >= raw.length) return Result.succeed(out)
+    i++ // the comma
+  }
 }
 
 /** The prefix of the annotations the driver itself sets (the Go original's `annotations.Prefix`). */

@@ -1,5 +1,5 @@
 /**
- * The driver's command line (go-original.md §1.1, §1.2): the original's flag names and defaults,
+ * The driver's command line (as cert-manager/csi-driver-spiffe's internal/flags and internal/csi/app/options define it): the original's flag names and defaults,
  * pflag-style syntax, the required flags and cross-flag rules, and one single-line error per bad
  * invocation that names the flag.
  */
@@ -222,6 +222,14 @@ describe("parseAnnotations", () => {
     const c = config("--extra-certificate-request-annotations=ok=1,spiffe.csi.cert-manager.io/identity=spiffe://evil/x")
     assert.deepStrictEqual(c.extraCertificateRequestAnnotations, { ok: "1" })
     assert.deepStrictEqual(c.droppedAnnotationKeys, ["spiffe.csi.cert-manager.io/identity"])
+  })
+
+  it("reads quoted items as pflag's StringToString does (CSV), so a value may hold a comma", () => {
+    assert.deepStrictEqual(parseAnnotations('"a=x,y",b=2'), Result.succeed({ annotations: { a: "x,y", b: "2" }, reserved: [] }))
+    assert.deepStrictEqual(parseAnnotations('"a=say ""hi""",b=2'), Result.succeed({ annotations: { a: "say \"hi\"", b: "2" }, reserved: [] }))
+    assert.deepStrictEqual(parseAnnotations('"a=1"'), Result.succeed({ annotations: { a: "1" }, reserved: [] }))
+    assert.isTrue(Result.isFailure(parseAnnotations('"a=1,b=2')))
+    assert.isTrue(Result.isFailure(parseAnnotations('a=x"y,b=2')))
   })
 
   it("keeps other cert-manager keys", () => {
