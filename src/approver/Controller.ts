@@ -105,17 +105,17 @@ const runTerm = (
         Effect.catchTag("KubeError", (e) =>
           Effect.gen(function*() {
             const delay = yield* retryDelay(key)
-            yield* Effect.logWarning("reconcile failed; will retry", e.message, Duration.format(delay))
+            yield* Effect.logWarning("reconcile failed; will retry", { err: e.message, retryIn: Duration.format(delay) })
             yield* queue.addAfter(key, delay)
           })),
         Effect.catchTag("StatusRefusedError", (e) =>
           Effect.gen(function*() {
             failures.delete(key)
             const retryIn = Duration.format(Schedules.statusRefusedRequeue)
-            if (refused.has(key)) yield* Effect.logDebug("status write still refused; will retry", e.detail, retryIn)
+            if (refused.has(key)) yield* Effect.logDebug("status write still refused; will retry", { err: e.detail, retryIn })
             else {
               refused.add(key)
-              yield* Effect.logWarning("status write refused by admission; will retry at a long interval", e.detail, retryIn)
+              yield* Effect.logWarning("status write refused by admission; will retry at a long interval", { err: e.detail, retryIn })
               yield* emitRefused(e, retryIn).pipe(Effect.provideService(KubeClient, kube))
             }
             yield* queue.addAfter(key, Schedules.statusRefusedRequeue)
