@@ -70,6 +70,7 @@ const publicKeyOf = (spki: Der.Tlv): KeyAlgorithm => {
   const alg = Der.oid(algOid!)
   switch (alg) {
     case OID.ecPublicKey: {
+      if (params !== undefined && params.tag === Der.TAG.SEQUENCE) return { _tag: "EcdsaExplicitParameters" }
       if (params === undefined || params.tag !== Der.TAG.OID) return { _tag: "Other", oid: alg }
       const curveOid = Der.oid(params)
       return { _tag: "Ecdsa", curve: CURVES[curveOid] ?? curveOid }

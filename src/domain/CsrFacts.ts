@@ -10,6 +10,12 @@
 /** The public key as the rules see it; curves and sizes are what the key-type policy names. */
 export type KeyAlgorithm =
   | { readonly _tag: "Ecdsa"; readonly curve: string }
+  /**
+   * An EC key whose curve is spelled out (ECParameters `specifiedCurve`) instead of named. RFC 5480
+   * §2.1.1 forbids that form in PKIX, WebCrypto cannot import it, and which curve it really is would
+   * have to be recognised from its parameters: such a key is refused for what it is.
+   */
+  | { readonly _tag: "EcdsaExplicitParameters" }
   | { readonly _tag: "Rsa"; readonly bits: number }
   | { readonly _tag: "Ed25519" }
   | { readonly _tag: "Other"; readonly oid: string }
@@ -129,6 +135,8 @@ export const keyTypeName = (key: KeyAlgorithm): string => {
   switch (key._tag) {
     case "Ecdsa":
       return `ecdsa-${key.curve.toLowerCase().replace("-", "")}`
+    case "EcdsaExplicitParameters":
+      return "ecdsa-explicit-parameters"
     case "Rsa":
       return `rsa-${key.bits}`
     case "Ed25519":

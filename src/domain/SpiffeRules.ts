@@ -194,9 +194,15 @@ const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, rule: IdentityRule)
   const out: Array<string> = []
   if (!SUPPORTED_SIGNATURE_ALGORITHMS.includes(csr.signatureAlgorithm)) {
     out.push(`signature algorithm ${describeOid(csr.signatureAlgorithm)} is not supported`)
-  } else if (!csr.signatureValid) out.push("signature does not verify")
+  } else if (!csr.signatureValid && csr.publicKey._tag !== "EcdsaExplicitParameters") out.push("signature does not verify")
   const keyType = keyTypeName(csr.publicKey)
-  if (!policy.allowedKeyTypes.includes(keyType)) {
+  if (csr.publicKey._tag === "EcdsaExplicitParameters") {
+    // Its signature cannot be checked either (WebCrypto imports named curves only), so this is the
+    // one thing to say about the key.
+    out.push(
+      `public key has explicit elliptic-curve parameters instead of a named curve (RFC 5480 allows named curves only; generate the key with a named curve such as P-256; allowed: ${policy.allowedKeyTypes.join(", ") || "none"})`
+    )
+  } else if (!policy.allowedKeyTypes.includes(keyType)) {
     out.push(`public key type ${keyType} is not allowed (allowed: ${policy.allowedKeyTypes.join(", ") || "none"})`)
   }
   if (csr.subjectAttributes.length > 0) {

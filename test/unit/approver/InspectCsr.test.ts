@@ -5,6 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { inspectCsr } from "../../../src/approver/InspectCsr.ts"
+import { evaluate } from "../../../src/domain/SpiffeRules.ts"
 import {
   csrDer,
   csrRequest,
@@ -13,11 +14,53 @@ import {
   IDENTITY,
   rawExtension,
   sanExtension,
+  certificateRequest,
   specRequest,
+  TEST_POLICY,
   toPem
 } from "../../support/csr.ts"
 
+/**
+ * A P-256 request for IDENTITY whose key spells the curve out (ECParameters specifiedCurve), made
+ * with `openssl ecparam -name prime256v1 -param_enc explicit -genkey` and `openssl req -new`
+ * (the key was thrown away).
+ */
+const EXPLICIT_CURVE_CSR = `-----BEGIN CERTIFICATE REQUEST-----
+MIICKDCCAc4CAQAwADCCAUswggEDBgcqhkjOPQIBMIH3AgEBMCwGByqGSM49AQEC
+IQD/////AAAAAQAAAAAAAAAAAAAAAP///////////////zBbBCD/////AAAAAQAA
+AAAAAAAAAAAAAP///////////////AQgWsY12Ko6k+ez671VdpiGvGUdBrDMU7D2
+O848PifSYEsDFQDEnTYIhucEk2pmeOETnSa3gZ9+kARBBGsX0fLhLEJH+Lzm5WOk
+QPJ3A32BLeszoPShOUXYmMKWT+NC4v4af5uO5+tKfA+eFivOM1drMV7Oy7ZAaDe/
+UfUCIQD/////AAAAAP//////////vOb6racXnoTzucrC/GMlUQIBAQNCAAR9hhfO
+zfTUQNDZDB34BnO+Y6YE7g5v7LVSMn8deQ5EzMYfSlTIMRV0KQV+ZTStBPS4ptAh
+mFzxYPHM589zzM7coHgwdgYJKoZIhvcNAQkOMWkwZzA2BgNVHREBAf8ELDAqhihz
+cGlmZmU6Ly9jbHVzdGVyLmxvY2FsL25zL3NhbmRib3gvc2EvYXBwMA4GA1UdDwEB
+/wQEAwIFoDAdBgNVHSUEFjAUBggrBgEFBQcDAQYIKwYBBQUHAwIwCgYIKoZIzj0E
+AwIDSAAwRQIgOqnhcyvH9iJWxGQaC/uwIQsZML3wFUNNYiBNQjlJDx4CIQDLjwfz
+AOCWHDaG4dTIrQe9Eqc0q11HGNaBuINJN6eHIA==
+-----END CERTIFICATE REQUEST-----
+`
+
 describe("InspectCsr.inspectCsr", () => {
+  it.effect("a P-256 key with explicit curve parameters is named for what it is, and denied for that alone", () =>
+    Effect.gen(function*() {
+      const request = specRequest(EXPLICIT_CURVE_CSR)
+      const facts = yield* inspectCsr(request)
+      assert.strictEqual(facts._tag, "Parsed")
+      if (facts._tag !== "Parsed") return
+      assert.deepStrictEqual(facts.publicKey, { _tag: "EcdsaExplicitParameters" })
+      assert.deepStrictEqual(facts.uris, [IDENTITY])
+      const decision = evaluate(TEST_POLICY, certificateRequest(request), facts)
+      assert.strictEqual(decision._tag, "Denied")
+      if (decision._tag !== "Denied") return
+      const text = decision.reasons.join("; ")
+      assert.include(text, "explicit elliptic-curve parameters instead of a named curve")
+      assert.notInclude(text, "signature does not verify")
+      assert.notInclude(text, "unknown-")
+      assert.strictEqual(decision.reasons.length, 1, text)
+    }))
+
+
   it.effect("the driver's request yields exactly these facts", () =>
     Effect.gen(function*() {
       const request = yield* Effect.promise(() => csrRequest(IDENTITY))
