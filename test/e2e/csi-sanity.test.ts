@@ -1,9 +1,10 @@
 /**
- * csi-sanity v5.4.0 (kubernetes-csi/csi-test) against our driver: the real csi-sanity binary, built
- * by scripts/upstream, talks to our driver process on its unix socket. The driver runs through
- * startStack, so it has a real API server, a real issuer and our approver behind it.
+ * csi-sanity v5.6.0 (kubernetes-csi/csi-test) against our driver: the real csi-sanity binary, built
+ * by scripts/upstream, talks to our driver process on its unix socket (the only endpoint: we serve no
+ * Controller service). The driver runs through startStack, so it has a real API server, a real issuer
+ * and our approver behind it.
  *
- * Which specs apply to a Node-only, Ephemeral-only driver (csi-test v5.4.0, pkg/sanity/*.go):
+ * Which specs apply to a Node-only, Ephemeral-only driver (csi-test v5.6.0, pkg/sanity/*.go):
  *
  *   Run and must pass (10):
  *     Identity Service: GetPluginCapabilities, Probe, GetPluginInfo.
@@ -25,26 +26,22 @@
  *     NodeGetVolumeStats / NodeExpandVolume: GET_VOLUME_STATS / EXPAND_VOLUME not advertised.
  *     NodeUnpublishVolume should remove target path, Node Service should work, Node Service should
  *       be idempotent: the only specs with a successful NodePublishVolume. They get the volume and its
- *       volume_context from CreateVolume (a Controller RPC) and publish with `readonly: false`.
- *       csi-sanity v5.4.0 has no flag to supply a NodePublish volume_context (its flags are
- *       -csi.testvolumeparameters, which only feeds CreateVolume, -csi.testsnapshotparameters and
- *       -csi.testvolumemutableparameters; there is no -csi.testnodevolumeattributes), and our driver,
- *       like the Go original, accepts only the kubelet's inline ephemeral publish (readonly: true,
- *       csi.storage.k8s.io/ephemeral, pod info and a pod-bound token). The positive publish path is
- *       covered with real kubelet requests in issuance.test.ts and, here, by a real volume published
- *       before csi-sanity runs, which must come through csi-sanity intact.
+ *       volume_context from CreateVolume (a Controller RPC; v5.6.0 skips the last two by itself
+ *       without CONTROLLER_SERVICE, but not the first) and publish with `readonly: false` at a target
+ *       under csi-sanity's own mount directory. csi-sanity has no flag to supply a NodePublish
+ *       volume_context, and our driver, like the Go original, accepts only the kubelet's inline
+ *       ephemeral publish (readonly: true, csi.storage.k8s.io/ephemeral, pod info, a pod-bound token
+ *       and the kubelet's own target path). The positive publish path is covered with real kubelet
+ *       requests in issuance.test.ts and, here, by a real volume published before csi-sanity runs,
+ *       which must come through csi-sanity intact.
  *   The skipped Node specs would also skip themselves (capability guards); the test checks that
- *   the driver indeed advertises none of the capabilities the skip list relies on.
+ *   the driver indeed advertises none of the capabilities the skip list relies on. The specs of
+ *   NodeGetVolumeHealth, NodeGetStorageHealth and the single-node-multi-writer publish skip
+ *   themselves on capabilities we do not advertise.
  *
- * A shim for an upstream bug of csi-sanity v5.4.0 (kubernetes-csi/csi-test#595, fixed by #597 in
- * v5.6.0): the Node Service suite's BeforeEach calls ControllerGetCapabilities unconditionally (for
- * EXPAND_VOLUME) and requires a non-empty answer, so on a Node-only driver, which serves no
- * Controller service, every Node spec fails in BeforeEach with Unimplemented before it runs. So
- * csi-sanity gets `--csi.controllerendpoint` = a socket of this test that answers
- * ControllerGetCapabilities with one UNKNOWN-type capability (EXPAND_VOLUME is not among them) and
- * forwards the Identity service to our driver (csi-sanity runs the Identity specs against both
- * endpoints). Every Node RPC still goes to our driver's socket. With v5.6.0 or later the shim is
- * never asked for capabilities, because we do not advertise CONTROLLER_SERVICE.
+ * csi-sanity v5.4.0 called ControllerGetCapabilities in the Node suite's BeforeEach whether or not
+ * the driver offers a Controller service (kubernetes-csi/csi-test#595, fixed by #597 in v5.6.0), so
+ * a Node-only driver failed every Node spec; with v5.6.0 csi-sanity needs nothing but our socket.
  */
 import * as grpc from "@grpc/grpc-js"
 import { Effect } from "effect"
@@ -141,46 +138,6 @@ const junitCases = (xml: string): Map<string, string> => {
   return out
 }
 
-/**
- * The controller endpoint csi-sanity v5.4.0 needs for its Node suite (see the file comment):
- * ControllerGetCapabilities answers one UNKNOWN capability, every other Controller RPC is
- * UNIMPLEMENTED, and the Identity service is forwarded to our driver.
- */
-const startControllerShim = async (socket: string, driverSocket: string): Promise<{ calls: Array<string>; stop: () => Promise<void> }> => {
-  const services = Effect.runSync(loadCsiServices)
-  const identity = new services.Identity(`unix://${driverSocket}`, grpc.credentials.createInsecure())
-  const calls: Array<string> = []
-  const server = new grpc.Server()
-  const forward = (method: string): grpc.handleUnaryCall<unknown, unknown> => (call, callback) => {
-    calls.push(`Identity/${method}`)
-    const fn = (identity as unknown as Record<string, (r: unknown, cb: (e: grpc.ServiceError | null, v?: unknown) => void) => void>)[method]!
-    fn.call(identity, call.request, (e, v) => callback(e, v))
-  }
-  const identityImpl: grpc.UntypedServiceImplementation = {}
-  for (const method of Object.keys(services.Identity.service)) identityImpl[method] = forward(method)
-  const controllerImpl: grpc.UntypedServiceImplementation = {}
-  for (const method of Object.keys(services.Controller.service)) {
-    controllerImpl[method] = ((call, callback) => {
-      calls.push(`Controller/${method}`)
-      if (method === "ControllerGetCapabilities") callback(null, { capabilities: [{ rpc: { type: "UNKNOWN" } }] })
-      else callback({ code: grpc.status.UNIMPLEMENTED, details: `${method}: test shim, not a controller` })
-    }) satisfies grpc.handleUnaryCall<unknown, unknown>
-  }
-  server.addService(services.Identity.service, identityImpl)
-  server.addService(services.Controller.service, controllerImpl)
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e === null ? resolve() : reject(e)))
-  )
-  return {
-    calls,
-    stop: async () => {
-      identity.close()
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()))
-    }
-  }
-}
-
-let shim: Awaited<ReturnType<typeof startControllerShim>> | undefined
 let run: SanityRun
 let before: { target: string; crt: string }
 
@@ -197,11 +154,8 @@ beforeAll(async () => {
   const sanityDir = path.join(stack.dir, "sanity")
   fs.mkdirSync(sanityDir, { recursive: true })
   const junitFile = path.join(sanityDir, "junit.xml")
-  const shimSocket = path.join(sanityDir, "controller-shim.sock")
-  shim = await startControllerShim(shimSocket, stack.socket)
   const { code, output } = await runSanity([
     `--csi.endpoint=unix://${stack.socket}`,
-    `--csi.controllerendpoint=unix://${shimSocket}`,
     `--csi.mountdir=${path.join(sanityDir, "target")}`,
     `--csi.stagingdir=${path.join(sanityDir, "staging")}`,
     `--ginkgo.skip=${SKIP.join("|")}`,
@@ -215,19 +169,16 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await shim?.stop()
   await stack?.stop()
 })
 
-describe("csi-sanity v5.4.0 against our driver", () => {
+describe("csi-sanity v5.6.0 against our driver", () => {
   it("runs every applicable spec and none fails", () => {
     const summary = parseGinkgoSummary(run.output)
     expect(summary, `no ginkgo summary in the csi-sanity output:\n${run.output}`).toBeDefined()
     expect({ ...summary!, exit: run.code }, run.output).toMatchObject({ verdict: "SUCCESS!", failed: 0, exit: 0 })
     expect(summary!.ran, run.output).toBeGreaterThan(0)
     expect(summary!.passed, run.output).toBe(summary!.ran)
-    // The shim was asked for controller capabilities only; every Node RPC went to our driver.
-    expect(shim!.calls.filter((c) => c.startsWith("Controller/") && c !== "Controller/ControllerGetCapabilities")).toEqual([])
     process.stderr.write(
       `[csi-sanity] Ran ${summary!.ran} of ${summary!.total} Specs: ${summary!.passed} Passed | ${summary!.failed} Failed | ${summary!.skipped} Skipped\n`
     )
