@@ -181,6 +181,14 @@ describe("parseDriverArgs durations", () => {
     assert.strictEqual(config("--certificate-request-duration=0s").certificateRequestDurationMillis, 3_600_000)
   })
 
+  it("-v, --v and --log-level are one flag (klog verbosity); --logging-format is text or json", () => {
+    assert.strictEqual(config("--v=4").logLevel, 4)
+    assert.strictEqual(config("-v", "5").logLevel, 5)
+    assert.strictEqual(config("--log-level=2").logLevel, 2)
+    assert.strictEqual(config("--logging-format=json").logFormat, "json")
+    assert.include(error("--logging-format=yaml"), "--logging-format must be text or json")
+  })
+
   it("reads Go's whole duration syntax and words a bad value as pflag does", () => {
     assert.strictEqual(config("--certificate-request-duration=.5h").certificateRequestDurationMillis, 1_800_000)
     assert.strictEqual(config("--certificate-request-duration=+1.5h").certificateRequestDurationMillis, 5_400_000)

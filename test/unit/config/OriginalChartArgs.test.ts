@@ -11,7 +11,7 @@
  * Kubernetes configuration at all: it must then fail for the missing cluster (exit code 1), never
  * for a flag (exit code 2).
  */
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
@@ -186,6 +186,7 @@ const NO_CLUSTER = /no Kubernetes configuration found/
 
 describe("the original chart's argument lists, run as processes", () => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "original-chart-args-"))
+  afterAll(() => fs.rmSync(home, { recursive: true, force: true }))
   for (const [name, values] of CASES) {
     it(`both binaries start and stop only for the missing cluster: ${name}`, async () => {
       const [driver, approver] = await Promise.all([
