@@ -2,7 +2,7 @@
 /** Entry point of the approver (`csi-driver-spiffe-approver`). */
 import type { ApproverArgs } from "../approver/ApproverFlags.ts"
 import { approverFlags, parseApproverArgs } from "../approver/ApproverFlags.ts"
-import { ApproverLive } from "../layers/ApproverLive.ts"
+import { ApproverLive } from "./ApproverLive.ts"
 import { version } from "../version.ts"
 import { main } from "./main.ts"
 import { approverStartup } from "./startup.ts"

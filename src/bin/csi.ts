@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** Entry point of the CSI node driver (`csi-driver-spiffe`). */
-import { CsiLive } from "../layers/CsiLive.ts"
+import { CsiLive } from "./CsiLive.ts"
 import type { DriverArgs } from "../services/DriverConfig.ts"
 import { driverFlags, parseDriverArgs } from "../services/DriverConfig.ts"
 import { version } from "../version.ts"
