@@ -7,7 +7,7 @@
  *   node scripts/bench-approver-memory.ts [requests=1000]
  */
 import { Clock, Context, Effect, Fiber, Layer, References, Stream } from "effect"
-import * as ApproverConfig from "../src/approver/ApproverConfig.ts"
+import * as ApproverConfig from "../src/services/ApproverConfig.ts"
 import * as Controller from "../src/approver/Controller.ts"
 import { CertificateRequests } from "../src/domain/KubeObjects.ts"
 import * as EvaluatorLayers from "../src/layers/Evaluator.ts"

@@ -13,7 +13,7 @@ import { decodeKubeClientFlags, kubeClientFlags } from "../config/KubeFlags.ts"
 import { driverServiceAccountViolations, KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import { parseBindAddress, parseLogLevel, parseRequestDuration } from "../services/DriverConfig.ts"
-import type { ApproverConfigShape } from "./ApproverConfig.ts"
+import type { ApproverConfigShape } from "../services/ApproverConfig.ts"
 
 export interface ApproverSettings {
   readonly config: ApproverConfigShape

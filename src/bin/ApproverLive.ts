@@ -3,7 +3,7 @@
  * leader election and the controller, plus the readiness and metrics endpoints.
  */
 import { Duration, Effect, Layer, Schedule } from "effect"
-import * as ApproverConfigLayers from "../approver/ApproverConfig.ts"
+import * as ApproverConfigLayers from "../services/ApproverConfig.ts"
 import type { ApproverSettings } from "../approver/ApproverFlags.ts"
 import * as ControllerLayers from "../approver/Controller.ts"
 import { Controller } from "../approver/Controller.ts"

@@ -10,8 +10,8 @@
  * to sign SPIFFE requests now, or undefined for the static one" fits.
  */
 import { Effect, Layer } from "effect"
-import { ApproverConfig } from "../approver/ApproverConfig.ts"
-import type { ApproverConfigShape } from "../approver/ApproverConfig.ts"
+import { ApproverConfig } from "../services/ApproverConfig.ts"
+import type { ApproverConfigShape } from "../services/ApproverConfig.ts"
 import { inspectCsr } from "../approver/InspectCsr.ts"
 import type { CertificateRequest } from "../domain/CertificateRequest.ts"
 import type { IssuerRef } from "../domain/IssuerRef.ts"

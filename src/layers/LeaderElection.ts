@@ -14,7 +14,7 @@
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { Clock, Duration, Effect, Layer, Stream, SubscriptionRef } from "effect"
-import { ApproverConfig } from "../approver/ApproverConfig.ts"
+import { ApproverConfig } from "../services/ApproverConfig.ts"
 import { type Lease, Leases } from "../domain/KubeObjects.ts"
 import * as Schedules from "../domain/Schedules.ts"
 import { KubeClient } from "../services/KubeClient.ts"

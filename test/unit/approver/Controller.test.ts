@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Ref } from "effect"
 import { TestClock } from "effect/testing"
-import * as ApproverConfig from "../../../src/approver/ApproverConfig.ts"
+import * as ApproverConfig from "../../../src/services/ApproverConfig.ts"
 import { Controller, layerWith as controllerWith, DEFAULT_OPTIONS } from "../../../src/approver/Controller.ts"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { CertificateRequests, Events } from "../../../src/domain/KubeObjects.ts"

@@ -7,7 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
-import * as ApproverConfig from "../../../src/approver/ApproverConfig.ts"
+import * as ApproverConfig from "../../../src/services/ApproverConfig.ts"
 import { parseApproverArgs } from "../../../src/approver/ApproverFlags.ts"
 import { inspectCsr } from "../../../src/approver/InspectCsr.ts"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"

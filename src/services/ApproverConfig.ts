@@ -2,9 +2,10 @@
  * The approver's start-up settings as typed values.
  *
  * Owns: the shape the approver's pieces read (rules policy, leader election, concurrency) and the
- * defaults of the Go original's flags (go-original.md §1.3).
- * Does not own: flag parsing (the lead's `bin/approver.ts` / `layers/ApproverLive.ts` builds this
- * value), the runtime issuer (`IssuerConfig`), or metrics/readiness servers.
+ * defaults of the flags of the Go original's approver (cert-manager/csi-driver-spiffe,
+ * https://github.com/cert-manager/csi-driver-spiffe, `cmd/approver`).
+ * Does not own: flag parsing (`config/ApproverFlags.ts` builds this value, `bin/ApproverLive.ts`
+ * provides it), the runtime issuer (`IssuerConfig`), or metrics/readiness servers.
  */
 import { Context, Layer } from "effect"
 import type { DefaultedIssuerRef } from "../domain/IssuerRef.ts"
@@ -36,7 +37,7 @@ export class ApproverConfig extends Context.Service<ApproverConfig, ApproverConf
   "csi-driver-spiffe/approver/ApproverConfig"
 ) {}
 
-/** The Go original's defaults (go-original.md §1.3) plus ECDSA P-256 as the only key type. */
+/** The Go original's flag defaults plus ECDSA P-256 as the only key type. */
 export const defaults: ApproverConfigShape = {
   csiDriverName: "spiffe.csi.cert-manager.io",
   trustDomain: "cluster.local",
