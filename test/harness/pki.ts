@@ -70,6 +70,8 @@ export interface LeafOptions {
   readonly server?: boolean
   readonly client?: boolean
   readonly days?: number
+  /** subject O= (e.g. `system:nodes` for a kubelet's client certificate) */
+  readonly organization?: string
 }
 
 export const createLeaf = async (ca: CertAndKeys, opts: LeafOptions): Promise<CertAndKeys> => {
@@ -83,7 +85,7 @@ export const createLeaf = async (ca: CertAndKeys, opts: LeafOptions): Promise<Ce
   if (opts.client ?? false) ekus.push(x509.ExtendedKeyUsage.clientAuth)
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
-    subject: `CN=${opts.commonName}`,
+    subject: opts.organization === undefined ? `CN=${opts.commonName}` : `CN=${opts.commonName}, O=${opts.organization}`,
     issuer: ca.cert.subject,
     ...validity(opts.days ?? 365),
     publicKey: keys.publicKey,
@@ -126,6 +128,8 @@ const writePair = (dir: string, name: string, pem: KeyPairPem) => {
 export interface PkiOptions {
   /** CN of the CA behind the ClusterIssuer; the demo expects `csi-driver-spiffe-ca` */
   readonly spiffeCaCommonName?: string
+  /** more IP SANs of the apiserver's serving certificate (the node IP, the `kubernetes` Service IP) */
+  readonly apiserverIps?: ReadonlyArray<string>
 }
 
 export const generatePki = async (dir: string, opts: PkiOptions = {}): Promise<Pki> => {
@@ -134,7 +138,7 @@ export const generatePki = async (dir: string, opts: PkiOptions = {}): Promise<P
   const apiserver = await toPem(
     await createLeaf(ca, {
       commonName: "kube-apiserver",
-      ips: ["127.0.0.1"],
+      ips: ["127.0.0.1", ...(opts.apiserverIps ?? [])],
       dnsNames: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
     })
   )
@@ -155,4 +159,22 @@ export const generatePki = async (dir: string, opts: PkiOptions = {}): Promise<P
     serviceAccount: { keyFile: saKeyFile, pubFile: saPubFile },
     spiffeCa: { ...spiffeCa, ...writePair(dir, "spiffe-ca", spiffeCa) }
   }
+}
+
+/**
+ * A leaf certificate signed by the harness CA of an existing PKI, written as <dir>/<name>.crt/.key
+ * (e.g. a kubelet's client and serving certificates, the apiserver's kubelet-client certificate).
+ */
+export const issueLeaf = async (
+  pki: Pki,
+  opts: LeafOptions,
+  name: string,
+  dir: string = pki.dir
+): Promise<KeyPairPem & { readonly certFile: string; readonly keyFile: string }> => {
+  const cert = new x509.X509Certificate(pki.ca.certPem)
+  const der = Buffer.from(pki.ca.keyPem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, ""), "base64")
+  const privateKey = await crypto.subtle.importKey("pkcs8", der, alg, true, ["sign"])
+  const publicKey = await cert.publicKey.export(alg, ["verify"], crypto as unknown as Parameters<typeof cert.publicKey.export>[2])
+  const leaf = await toPem(await createLeaf({ cert, keys: { privateKey, publicKey } as CryptoKeyPair }, opts))
+  return { ...leaf, ...writePair(dir, name, leaf) }
 }
