@@ -659,7 +659,8 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
     // ---- kube-controller-manager and kube-scheduler
     start("kube-controller-manager", upstream.bin("kube-controller-manager"), [
       `--kubeconfig=${p.users["controllerManager"]!.kubeconfigPath}`,
-      "--controllers=daemonset-controller,deployment-controller,replicaset-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,garbage-collector-controller,namespace-controller",
+      // node-lifecycle-controller lifts the not-ready taint the kubelet registers the Node with
+      "--controllers=daemonset-controller,deployment-controller,replicaset-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,garbage-collector-controller,namespace-controller,node-lifecycle-controller",
       `--root-ca-file=${pki.ca.certFile}`,
       `--service-account-private-key-file=${pki.serviceAccount.keyFile}`,
       "--use-service-account-credentials=false",
