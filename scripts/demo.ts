@@ -1,50 +1,44 @@
-// npm run demo [-- --keep] [-- --no-openssl]
+// npm run demo [-- --keep]
 //
-// The whole project on one machine, with real programs only:
-//   1. builds (or finds, cached by version) the upstream programs: etcd, kube-apiserver, cert-manager, helm
-//   2. starts the local control plane (test/harness/plane.ts) with the CA ClusterIssuer csi-driver-spiffe-ca
-//   3. starts our approver and our CSI driver as processes (test/e2e/stack.ts); the driver copies the
-//      issuer's CA into every volume (--source-ca-bundle), so ca.crt is there
-//   4. creates the example app of the Go original's deploy/example (namespace sandbox, ServiceAccount
-//      example-app, pod my-csi-app; trust domain foo.bar) and publishes its volume as the kubelet would
-//      (a Pod-bound TokenRequest token in the volume context)
-//   5. prints the mounted certificate as `openssl x509 -noout -text` does (openssl itself when it is
-//      installed; --no-openssl or no openssl: our own rendering of the same fields), then the issuer,
-//      the SPIFFE ID URI and the file listing of the volume
-//   6. unpublishes and tears everything down; --keep leaves it all running until Ctrl-C and prints
-//      how to reach it.
-// Exits non-zero, with the reason and the run directory (kept, with every process log), on any failure.
-import { spawnSync } from "node:child_process"
-import { createPublicKey } from "node:crypto"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
-import { x509 } from "../src/x509.ts"
-import { isMountPoint, startStack, type Stack } from "../test/e2e/stack.ts"
-import { toInfo } from "../test/harness/globalSetup.ts"
-import { type ControlPlane, startControlPlane } from "../test/harness/plane.ts"
-import { controlPlaneComponents, ensureUpstream } from "../test/harness/upstream.ts"
+// The usage section of cert-manager's csi-driver-spiffe README, command for command, on a real node
+// of this machine (test/harness/node.ts): a kubelet and containerd, our image installed with
+// `helm upgrade -i` of helm/csi-driver-spiffe, the example apps of deploy/example. Every command is
+// printed (`$ ...`) with its output; the certificate lines are read with `kubectl exec` from
+// containers the kubelet started.
+//
+//   1. builds or finds the upstream programs and the images (cached), starts the node
+//   2. installs the chart (trust domain foo.bar, runtime issuer ConfigMap spiffe-issuer, ClusterIssuer
+//      csi-driver-spiffe-ca), then runs the example app, the fs-group app, the runtime ConfigMap, the
+//      `helm upgrade -i` with the CA bundle, `kubectl rollout restart` and the `ls` of the volume
+//   3. tears everything down and checks that nothing is left on the host; --keep leaves it all up
+//      until Ctrl-C and prints the `export KUBECONFIG=...` line.
+// Exits non-zero with the reason when an expected output is missing. Progress (one line per phase,
+// with elapsed time) goes to stderr; every process log is under <run dir>/logs.
+import { ensureImages } from "../test/harness/images.ts"
+import {
+  caBundleValues,
+  checkHostClean,
+  type NodeCluster,
+  nodeChartValues,
+  RELEASE,
+  RELEASE_NAMESPACE,
+  seedValues,
+  startNodeCluster
+} from "../test/harness/node.ts"
 
 const args = import.meta.main ? process.argv.slice(2) : []
-const keep = args.includes("--keep")
-const forceNoOpenssl = args.includes("--no-openssl")
+const usage = "usage: npm run demo [-- --keep]"
 for (const a of args) {
   if (a === "--help" || a === "-h") {
-    process.stdout.write("usage: npm run demo [-- --keep] [-- --no-openssl]\n")
+    process.stdout.write(`${usage}\n`)
     process.exit(0)
   }
-  if (a !== "--keep" && a !== "--no-openssl") {
-    process.stderr.write(`demo: unknown argument ${a} (usage: npm run demo [-- --keep] [-- --no-openssl])\n`)
+  if (a !== "--keep") {
+    process.stderr.write(`demo: unknown argument ${a} (${usage})\n`)
     process.exit(2)
   }
 }
-
-const TRUST_DOMAIN = "foo.bar"
-const NAMESPACE = "sandbox"
-const SERVICE_ACCOUNT = "example-app"
-const POD = "my-csi-app"
-const EXPECTED_ISSUER = "CN = csi-driver-spiffe-ca"
-const EXPECTED_URI = `spiffe://${TRUST_DOMAIN}/ns/${NAMESPACE}/sa/${SERVICE_ACCOUNT}`
+const keep = args.includes("--keep")
 
 const t0 = Date.now()
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`
@@ -55,337 +49,169 @@ class DemoError extends Error {
   override readonly name = "DemoError"
 }
 
-// ------------------------------------------------------------------ openssl x509 -noout -text
-
-const onPath = (bin: string): string | undefined => {
-  for (const dir of (process.env["PATH"] ?? "").split(path.delimiter)) {
-    const p = path.join(dir, bin)
-    try {
-      fs.accessSync(p, fs.constants.X_OK)
-      return p
-    } catch {
-      // next
-    }
-  }
-  return undefined
+const phases: Array<[string, number]> = []
+let tPhase = Date.now()
+const phaseDone = (name: string) => {
+  const now = Date.now()
+  phases.push([name, now - tPhase])
+  tPhase = now
+  progress(`${name} done (${secs(phases.at(-1)![1])})`)
 }
 
-const hexColons = (bytes: Uint8Array, upper = false): string => {
-  const s = Buffer.from(bytes).toString("hex").match(/../g)?.join(":") ?? ""
-  return upper ? s.toUpperCase() : s
-}
+const POD_OF = (label: string) => `$(kubectl get pod -n sandbox -l app=${label} -o jsonpath='{.items[0].metadata.name}')`
 
-/** Colon-separated hex, as openssl prints keys (15 bytes a line) and signatures (18). */
-const hexBlock = (bytes: Uint8Array, indent: string, perLine = 15): string => {
-  const lines: Array<string> = []
-  for (let i = 0; i < bytes.length; i += perLine) {
-    const last = i + perLine >= bytes.length
-    lines.push(`${indent}${hexColons(bytes.subarray(i, i + perLine))}${last ? "" : ":"}`)
-  }
-  return lines.join("\n")
-}
-
-/** openssl's default name format: RDNs in certificate order, `CN = value`, comma-separated. */
-const formatName = (name: x509.Name): string =>
-  name.toJSON().flatMap((rdn) => Object.entries(rdn).flatMap(([k, vs]) => vs.map((v) => `${k} = ${v}`))).join(", ")
-
-const opensslDate = (d: Date): string => {
-  const mon = d.toLocaleString("en-US", { month: "short", timeZone: "UTC" })
-  const day = String(d.getUTCDate()).padStart(2, " ")
-  const hms = d.toISOString().slice(11, 19)
-  return `${mon} ${day} ${hms} ${d.getUTCFullYear()} GMT`
-}
-
-const signatureName = (alg: { readonly name: string; readonly hash?: string | { readonly name: string } }): string => {
-  const hash = alg.hash === undefined ? "" : (typeof alg.hash === "string" ? alg.hash : alg.hash.name).replace("-", "")
-  if (alg.name === "ECDSA") return `ecdsa-with-${hash}`
-  if (alg.name === "RSASSA-PKCS1-v1_5") return `${hash.toLowerCase()}WithRSAEncryption`
-  if (alg.name === "RSA-PSS") return "rsassaPss"
-  return alg.name
-}
-
-const KEY_USAGES: ReadonlyArray<[number, string]> = [
-  [x509.KeyUsageFlags.digitalSignature, "Digital Signature"],
-  [x509.KeyUsageFlags.nonRepudiation, "Non Repudiation"],
-  [x509.KeyUsageFlags.keyEncipherment, "Key Encipherment"],
-  [x509.KeyUsageFlags.dataEncipherment, "Data Encipherment"],
-  [x509.KeyUsageFlags.keyAgreement, "Key Agreement"],
-  [x509.KeyUsageFlags.keyCertSign, "Certificate Sign"],
-  [x509.KeyUsageFlags.cRLSign, "CRL Sign"],
-  [x509.KeyUsageFlags.encipherOnly, "Encipher Only"],
-  [x509.KeyUsageFlags.decipherOnly, "Decipher Only"]
-]
-const EKU_NAMES: Readonly<Record<string, string>> = {
-  "1.3.6.1.5.5.7.3.1": "TLS Web Server Authentication",
-  "1.3.6.1.5.5.7.3.2": "TLS Web Client Authentication",
-  "1.3.6.1.5.5.7.3.3": "Code Signing",
-  "1.3.6.1.5.5.7.3.4": "E-mail Protection",
-  "1.3.6.1.5.5.7.3.8": "Time Stamping",
-  "1.3.6.1.5.5.7.3.9": "OCSP Signing"
-}
-const GENERAL_NAME_PREFIX: Readonly<Record<string, string>> = { url: "URI", dns: "DNS", email: "email", ip: "IP Address" }
-
-const formatExtension = (ext: x509.Extension): [string, string] => {
-  if (ext instanceof x509.KeyUsagesExtension) {
-    return ["X509v3 Key Usage", KEY_USAGES.filter(([f]) => (ext.usages & f) !== 0).map(([, n]) => n).join(", ")]
-  }
-  if (ext instanceof x509.ExtendedKeyUsageExtension) {
-    return ["X509v3 Extended Key Usage", ext.usages.map((u) => EKU_NAMES[String(u)] ?? String(u)).join(", ")]
-  }
-  if (ext instanceof x509.BasicConstraintsExtension) {
-    return ["X509v3 Basic Constraints", `CA:${ext.ca ? "TRUE" : "FALSE"}${ext.pathLength === undefined ? "" : `, pathlen:${ext.pathLength}`}`]
-  }
-  if (ext instanceof x509.SubjectKeyIdentifierExtension) {
-    return ["X509v3 Subject Key Identifier", hexColons(Buffer.from(ext.keyId, "hex"), true)]
-  }
-  if (ext instanceof x509.AuthorityKeyIdentifierExtension) {
-    return ["X509v3 Authority Key Identifier", ext.keyId === undefined ? "" : hexColons(Buffer.from(ext.keyId, "hex"), true)]
-  }
-  if (ext instanceof x509.SubjectAlternativeNameExtension) {
-    return ["X509v3 Subject Alternative Name", ext.names.items.map((n) => `${GENERAL_NAME_PREFIX[n.type] ?? n.type}:${n.value}`).join(", ")]
-  }
-  return [ext.type, hexBlock(new Uint8Array(ext.value), "")]
-}
-
-/** The fields of `openssl x509 -noout -text`, from @peculiar/x509 and node:crypto. */
-export const renderCertificateText = (pem: string): string => {
-  const cert = new x509.X509Certificate(pem)
-  const serial = Buffer.from(cert.serialNumber, "hex")
-  const serialText = serial.length <= 8
-    ? `        Serial Number: ${BigInt(`0x${cert.serialNumber}`)} (0x${BigInt(`0x${cert.serialNumber}`).toString(16)})`
-    : `        Serial Number:\n            ${hexColons(serial)}`
-  const spki = Buffer.from(cert.publicKey.rawData)
-  const key = (() => {
-    const k = createPublicKey({ key: spki, format: "der", type: "spki" })
-    const d = k.asymmetricKeyDetails ?? {}
-    if (k.asymmetricKeyType === "ec") {
-      const jwk = k.export({ format: "jwk" })
-      const point = Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x ?? "", "base64url"), Buffer.from(jwk.y ?? "", "base64url")])
-      const nist: Record<string, string> = { prime256v1: "P-256", secp384r1: "P-384", secp521r1: "P-521" }
-      const bits = (Buffer.from(jwk.x ?? "", "base64url").length * 8) + (d.namedCurve === "secp521r1" ? 1 : 0)
-      return [
-        "            Public Key Algorithm: id-ecPublicKey",
-        `                Public-Key: (${bits} bit)`,
-        "                pub:",
-        hexBlock(point, "                    "),
-        `                ASN1 OID: ${d.namedCurve ?? "unknown"}`,
-        ...(d.namedCurve !== undefined && nist[d.namedCurve] !== undefined ? [`                NIST CURVE: ${nist[d.namedCurve]}`] : [])
-      ].join("\n")
-    }
-    if (k.asymmetricKeyType === "rsa") {
-      const jwk = k.export({ format: "jwk" })
-      const n = Buffer.concat([Buffer.from([0]), Buffer.from(jwk.n ?? "", "base64url")])
-      const e = BigInt(`0x${Buffer.from(jwk.e ?? "", "base64url").toString("hex")}`)
-      return [
-        "            Public Key Algorithm: rsaEncryption",
-        `                Public-Key: (${d.modulusLength ?? "?"} bit)`,
-        "                Modulus:",
-        hexBlock(n, "                    "),
-        `                Exponent: ${e} (0x${e.toString(16)})`
-      ].join("\n")
-    }
-    return [`            Public Key Algorithm: ${k.asymmetricKeyType ?? "unknown"}`, hexBlock(spki, "                ")].join("\n")
-  })()
-  const extensions = cert.extensions.map((ext) => {
-    const [title, body] = formatExtension(ext)
-    return `            ${title}:${ext.critical ? " critical" : " "}\n                ${body}`
-  })
-  const sigAlg = signatureName(cert.signatureAlgorithm as unknown as Parameters<typeof signatureName>[0])
+/** The `helm upgrade -i` line as the seed writes it, with our chart directory and this node's values. */
+const helmLine = (withCaBundle: boolean, node: NodeCluster): string => {
+  const sets = [...seedValues, ...(withCaBundle ? caBundleValues : [])].map((v) => `  --set "${v}"`)
+  const local = nodeChartValues(node).map((v) => `  --set "${v}"`)
   return [
-    "Certificate:",
-    "    Data:",
-    "        Version: 3 (0x2)",
-    serialText,
-    `        Signature Algorithm: ${sigAlg}`,
-    `        Issuer: ${formatName(cert.issuerName)}`,
-    "        Validity",
-    `            Not Before: ${opensslDate(cert.notBefore)}`,
-    `            Not After : ${opensslDate(cert.notAfter)}`,
-    `        Subject: ${formatName(cert.subjectName)}`,
-    "        Subject Public Key Info:",
-    key,
-    ...(extensions.length === 0 ? [] : ["        X509v3 extensions:", ...extensions]),
-    `    Signature Algorithm: ${sigAlg}`,
-    "    Signature Value:",
-    hexBlock(new Uint8Array(cert.signature), "        ", 18)
-  ].join("\n")
+    `helm upgrade -i -n ${RELEASE_NAMESPACE} ${RELEASE} ./helm/csi-driver-spiffe --wait`,
+    ...sets,
+    ...local
+  ].join(" \\\n")
 }
 
-const certificateText = (file: string): { text: string; by: string } => {
-  const openssl = forceNoOpenssl ? undefined : onPath("openssl")
-  if (openssl !== undefined) {
-    const r = spawnSync(openssl, ["x509", "-noout", "-text", "-in", file], { encoding: "utf8" })
-    if (r.status !== 0) throw new DemoError(`openssl x509 -noout -text -in ${file} failed (exit ${r.status}): ${r.stderr}`)
-    return { text: r.stdout.replace(/\n$/, ""), by: `${openssl} x509 -noout -text -in ${file}` }
+let node: NodeCluster | undefined
+
+/** Print a command, run it, print its output; `expect` is a line its output must contain. */
+const step = async (line: string, opts: { expect?: string | RegExp; timeoutMs?: number; quiet?: boolean } = {}) => {
+  if (node === undefined) throw new DemoError("no node")
+  out(`$ ${line}`)
+  const started = Date.now()
+  const r = await node.sh(line.replace(/\\\n/g, " "), { timeoutMs: opts.timeoutMs ?? 330_000 })
+  const text = `${r.stdout}${r.stderr}`.trimEnd()
+  if (!(opts.quiet ?? false) && text !== "") out(text)
+  if (Date.now() - started > 3_000) progress(`  ${line.split("\n")[0]!.slice(0, 70)} (${secs(Date.now() - started)})`)
+  if (r.code !== 0) throw new DemoError(`command failed (exit ${r.code}): ${line.split("\n")[0]}\n${text}`)
+  if (opts.expect !== undefined) {
+    const ok = typeof opts.expect === "string" ? text.split("\n").some((l) => l.includes(opts.expect as string)) : opts.expect.test(text)
+    if (!ok) throw new DemoError(`expected output missing: ${String(opts.expect)}\n  from: ${line.split("\n")[0]}\n  got: ${text}`)
+    out(`# expected output present: ${String(opts.expect)}`)
   }
-  const why = forceNoOpenssl ? "--no-openssl" : "no openssl on PATH"
-  return { text: renderCertificateText(fs.readFileSync(file, "utf8")), by: `openssl x509 -noout -text -in ${file}   # rendered by the demo (${why})` }
+  out()
+  return text
 }
 
-// ------------------------------------------------------------------ the demo
-
-const mountsUnder = (dir: string): Array<string> =>
-  fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "").filter((m) => m.startsWith(dir))
-
-let plane: ControlPlane | undefined
-let stack: Stack | undefined
-let published: { unpublish: () => Promise<void>; deletePod: () => Promise<void>; target: string } | undefined
-let tearingDown: Promise<boolean> | undefined
-/** Set once everything is up under --keep: Ctrl-C is then the normal way out. */
-let kept = false
-
-/**
- * Unpublish, stop our processes, stop the plane; true when nothing is left mounted. The run
- * directory is removed only when the demo succeeded and nothing is left mounted.
- */
-const teardown = (keepRunDir: boolean): Promise<boolean> => {
-  tearingDown ??= (async () => {
-    const t = Date.now()
-    progress("tearing down")
-    let clean = true
-    const attempt = async (what: string, f: () => Promise<void>) => {
-      try {
-        await f()
-      } catch (err) {
-        clean = false
-        process.stderr.write(`demo: teardown: ${what} failed: ${err instanceof Error ? err.message : String(err)}\n`)
-      }
-    }
-    if (published !== undefined && stack !== undefined && stack.driver.exited() === undefined) {
-      const p = published
-      await attempt("NodeUnpublishVolume", p.unpublish)
-      await attempt("deleting the pod", p.deletePod)
-      if (isMountPoint(p.target)) {
-        clean = false
-        process.stderr.write(`demo: teardown: ${p.target} is still mounted after NodeUnpublishVolume\n`)
-      } else progress(`unpublished: ${p.target} is no longer mounted`)
-    }
-    if (stack !== undefined) await attempt("stopping the driver and approver", stack.stop)
-    if (plane !== undefined) {
-      const p = plane
-      await attempt("stopping the control plane", p.stop)
-      const left = mountsUnder(p.tmpDir)
-      if (left.length > 0) {
-        clean = false
-        process.stderr.write(`demo: still mounted under ${p.tmpDir}: ${left.join(", ")}\n`)
-      }
-      if (clean && !keepRunDir) {
-        fs.rmSync(p.tmpDir, { recursive: true, force: true })
-        progress(`removed ${p.tmpDir}`)
-      } else process.stderr.write(`demo: run directory kept for inspection (every process log is in it): ${p.tmpDir}\n`)
-    }
-    progress(`torn down in ${secs(Date.now() - t)}`)
-    return clean
-  })()
-  return tearingDown
-}
-
-const onSignal = (signal: NodeJS.Signals) => {
-  process.stderr.write(`\ndemo: ${signal}; tearing down\n`)
-  void teardown(!kept).then(
-    (clean) => {
-      if (kept) out(`demo ${clean ? "OK" : "finished, but teardown left something behind (see above)"}: total ${secs(Date.now() - t0)}`)
-      process.exit(kept && clean ? 0 : kept ? 1 : 130)
-    },
-    () => process.exit(1)
-  )
+/** Names of the pods of a Deployment now, to wait for their deletion after a restart. */
+const podNames = async (label: string): Promise<Array<string>> => {
+  const r = await node!.kubectl(["get", "pod", "-n", "sandbox", "-l", `app=${label}`, "-o", "jsonpath={.items[*].metadata.name}"])
+  return r.stdout.split(" ").filter((s) => s !== "")
 }
 
 const main = async (): Promise<void> => {
-  progress(`node ${process.version}; ${keep ? "--keep: everything stays up until Ctrl-C" : "tears down at the end"}`)
-  if (process.getuid?.() !== 0) throw new DemoError("run as root: the driver mounts a tmpfs and bind mounts")
-
-  progress("upstream programs: etcd, kube-apiserver, cert-manager, helm (built once, then cached)")
-  const upstream = await ensureUpstream(controlPlaneComponents, { onProgress: (l) => progress(`  ${l}`) })
-
-  progress("control plane: etcd, kube-apiserver, cert-manager webhook and controller, ClusterIssuer csi-driver-spiffe-ca")
-  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "csi-spiffe-demo-"))
-  // Kept by the plane; removed by teardown() only when nothing is left mounted, so a failure leaves the logs.
-  // (its own "kept <dir>" line is left out: teardown() says whether the directory stays)
-  plane = await startControlPlane({ tmpDir, keepTmpDir: true, upstream, log: (m) => (m.startsWith("[control-plane] kept ") ? undefined : progress(`  ${m}`)) })
-  progress(`control plane ready (${secs(plane.timings["total"] ?? 0)}), API server ${plane.server}`)
-
-  progress("our approver and CSI driver (node e2e-node, trust domain foo.bar, --source-ca-bundle = the issuer's CA)")
-  stack = await startStack(toInfo(plane), { name: "demo", trustDomain: TRUST_DOMAIN, sourceCaBundle: plane.issuer.caFile })
-  progress(`driver serving ${stack.socket}`)
-
-  progress(`example app: namespace ${NAMESPACE}, ServiceAccount ${SERVICE_ACCOUNT}, pod ${POD} with an inline spiffe.csi.cert-manager.io volume`)
-  const s = stack
-  const pod = await s.pod({ namespace: NAMESPACE, serviceAccount: SERVICE_ACCOUNT, podName: POD })
-  progress(`NodePublishVolume as the kubelet (Pod-bound TokenRequest token, pod uid ${pod.podUid}); the approver decides, cert-manager signs`)
-  const tPublish = Date.now()
-  const request = await s.publishRequest(pod)
-  published = { target: request.target_path, unpublish: () => s.unpublish(pod), deletePod: () => s.deletePod(pod) }
-  await s.call("NodePublishVolume", request)
-  const target = request.target_path
-  progress(`published in ${secs(Date.now() - tPublish)}: ${target}`)
-  if (!isMountPoint(target)) throw new DemoError(`NodePublishVolume succeeded but ${target} is not a mount point`)
-
-  const crtFile = path.join(target, "tls.crt")
-  const { text, by } = certificateText(crtFile)
-  out()
-  out(`$ ${by}`)
-  out(text)
+  progress(`node ${process.version}; ${keep ? "--keep: the node stays up until Ctrl-C" : "tears down at the end"}`)
+  progress("images: our Dockerfile's image, pause, the app image (built once, then cached)")
+  const images = await ensureImages({ onProgress: (m: string) => progress(`  ${m}`) })
+  phaseDone("images")
+  progress("node: upstream programs, control plane, controller-manager, scheduler, containerd, kubelet")
+  node = await startNodeCluster({ images, log: (m) => progress(`  ${m}`) })
+  phaseDone("node up")
+  progress(`logs of every process: ${node.tmpDir}/logs`)
+  out(`# a real node: kubelet + containerd on ${node.nodeIp}, kubectl and helm ${node.upstream.env["CSI_SPIFFE_BIN_KUBERNETES"] ?? ""}`)
   out()
 
-  const leaf = new x509.X509Certificate(fs.readFileSync(crtFile, "utf8"))
-  const issuerLine = `Issuer: ${formatName(leaf.issuerName)}`
-  const uris = (leaf.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? []).filter((n) => n.type === "url").map((n) => `URI:${n.value}`)
-  const listing = fs.readdirSync(target).filter((n) => !n.startsWith(".")).sort().join(" ")
-  out(issuerLine)
-  for (const u of uris) out(u)
-  out(listing)
-  out()
+  await step("kubectl get nodes -o wide")
+  progress("helm install of our chart (DaemonSet of our image + approver Deployment)")
+  out("# the last --set lines fit the chart to this node: the kubelet's root directory, the driver's")
+  out("# data directory under it, and our locally built image (no registry here)")
+  await step(helmLine(false, node), { expect: /STATUS: deployed/ })
+  await step(`kubectl get pods -n ${RELEASE_NAMESPACE} -o wide`)
+  phaseDone("chart installed")
 
-  const problems: Array<string> = []
-  if (issuerLine !== `Issuer: ${EXPECTED_ISSUER}`) problems.push(`issuer is "${issuerLine}", expected "Issuer: ${EXPECTED_ISSUER}"`)
-  if (uris.length !== 1 || uris[0] !== `URI:${EXPECTED_URI}`) problems.push(`URI SANs are [${uris.join(", ")}], expected [URI:${EXPECTED_URI}]`)
-  if (!text.includes(`        ${issuerLine}`) || !text.includes(`                URI:${EXPECTED_URI}`)) {
-    problems.push("the certificate text lacks the Issuer or the URI line")
-  }
-  if (listing !== "ca.crt tls.crt tls.key") problems.push(`the volume holds "${listing}", expected "ca.crt tls.crt tls.key"`)
-  else if (fs.readFileSync(path.join(target, "ca.crt"), "utf8") !== fs.readFileSync(plane.issuer.caFile, "utf8")) {
-    problems.push("ca.crt differs from the --source-ca-bundle file")
-  }
-  const ca = new x509.X509Certificate(fs.readFileSync(plane.issuer.caFile, "utf8"))
-  if (!(await leaf.verify({ publicKey: ca.publicKey, signatureOnly: true }))) problems.push("tls.crt is not signed by the issuer's CA")
-  if (problems.length > 0) throw new DemoError(`the mounted SVID is not what the demo expects:\n  - ${problems.join("\n  - ")}`)
+  // ---- usage: the example app
+  await step("kubectl apply -f deploy/example/example-app.yaml")
+  await step("kubectl rollout status -n sandbox deployment/my-csi-app --timeout=5m", { quiet: true })
+  await step(
+    `kubectl exec -n sandbox ${POD_OF("my-csi-app")} -- cat /var/run/secrets/spiffe.io/tls.crt | openssl x509 --noout --text | grep "Issuer:"`,
+    { expect: "Issuer: CN = csi-driver-spiffe-ca" }
+  )
+  await step(
+    `kubectl exec -n sandbox ${POD_OF("my-csi-app")} -- cat /var/run/secrets/spiffe.io/tls.crt | openssl x509 --noout --text | grep "URI:"`,
+    { expect: "URI:spiffe://foo.bar/ns/sandbox/sa/example-app" }
+  )
+  phaseDone("example app")
 
-  if (keep) {
-    const kubeletRoot = stack.kubeletRoot
-    out("Everything is running (--keep). To reach it:")
-    out(`  export KUBECONFIG=${plane.kubeconfigPath}    # admin, API server ${plane.server}`)
-    out(`  CSI socket (our driver):   ${stack.socket}`)
-    out(`  target path (my-csi-app):  ${target}`)
-    out(`  kubelet root / data root:  ${kubeletRoot} / ${path.join(stack.dir, "data")}`)
-    out(`  driver, approver logs:     ${stack.driver.logFile} ${stack.approver?.logFile ?? ""}`)
-    out(`  control plane logs:        ${path.join(plane.tmpDir, "logs")}`)
-    out(`  e.g. curl --cacert ${plane.caFile} -H "Authorization: Bearer $(grep token: ${plane.kubeconfigPath} | awk '{print $2}')" ${plane.server}/apis/cert-manager.io/v1/namespaces/${NAMESPACE}/certificaterequests`)
-    out(`Up in ${secs(Date.now() - t0)}. Ctrl-C unpublishes and tears everything down.`)
-    kept = true
-    await new Promise<never>(() => {
-      // the SIGINT/SIGTERM handler tears down and exits
-    })
-  }
+  // ---- fs-group: a non-root container (uid 123, gid 456) reads its certificate
+  await step("kubectl apply -f deploy/example/fs-group-app.yaml")
+  await step("kubectl rollout status -n sandbox deployment/my-csi-app-fs-group --timeout=5m", { quiet: true })
+  await step(`kubectl exec -n sandbox ${POD_OF("my-csi-app-fs-group")} -- id`, { expect: /uid=123 gid=456/ })
+  await step(
+    `kubectl exec -n sandbox ${POD_OF("my-csi-app-fs-group")} -- cat /var/run/secrets/spiffe.io/tls.crt | openssl x509 --noout --text | grep URI:`,
+    { expect: "URI:spiffe://foo.bar/ns/sandbox/sa/fs-group-app" }
+  )
+  phaseDone("fs-group app")
+
+  // ---- runtime configuration: the ConfigMap names the issuer (here the same CA ClusterIssuer)
+  await step(
+    [
+      "kubectl create configmap spiffe-issuer -n cert-manager",
+      "  --from-literal=issuer-name=csi-driver-spiffe-ca",
+      "  --from-literal=issuer-kind=ClusterIssuer",
+      "  --from-literal=issuer-group=cert-manager.io"
+    ].join(" \\\n"),
+    { expect: "configmap/spiffe-issuer created" }
+  )
+
+  // ---- root CA bundle
+  progress("helm upgrade -i with the CA bundle")
+  await step(helmLine(true, node), { expect: /STATUS: deployed/ })
+  const before = await podNames("my-csi-app")
+  await step("kubectl rollout restart deployment -n sandbox my-csi-app", { expect: "restarted" })
+  await step("kubectl rollout status -n sandbox deployment/my-csi-app --timeout=5m", { quiet: true })
+  if (before.length > 0) await step(`kubectl wait -n sandbox --for=delete pod ${before.join(" ")} --timeout=5m`, { quiet: true })
+  await step(`kubectl exec -n sandbox ${POD_OF("my-csi-app")} -- ls /var/run/secrets/spiffe.io/`, {
+    expect: /^ca\.crt\s+tls\.crt\s+tls\.key$/m
+  })
+  phaseDone("runtime ConfigMap and CA bundle")
 }
 
-// Run when executed (`node scripts/demo.ts`); importing the module (renderCertificateText) runs nothing.
+const finish = async (ok: boolean): Promise<number> => {
+  if (node === undefined) return ok ? 0 : 1
+  progress("tearing down: pods, kubelet, containers, containerd, control plane, mounts, cgroups, network, sysctls")
+  try {
+    await node.stop()
+  } catch (err) {
+    progress(err instanceof Error ? err.message : String(err))
+    return 1
+  }
+  const left = await checkHostClean(node.baseline)
+  if (left.length > 0) {
+    progress(`left on the host after teardown:\n  ${left.join("\n  ")}`)
+    return 1
+  }
+  phaseDone("teardown (host checked clean)")
+  return ok ? 0 : 1
+}
+
+const summary = () => {
+  out("# phases")
+  for (const [name, ms] of phases) out(`#   ${name.padEnd(34)} ${secs(ms).padStart(7)}`)
+  out(`#   ${"total".padEnd(34)} ${secs(Date.now() - t0).padStart(7)}`)
+}
+
 if (import.meta.main) {
-  process.once("SIGINT", onSignal)
-  process.once("SIGTERM", onSignal)
+  let code = 0
   try {
     await main()
-    const clean = await teardown(false)
-    out(`demo ${clean ? "OK" : "finished, but teardown left something behind (see above)"}: total ${secs(Date.now() - t0)}`)
-    process.exit(clean ? 0 : 1)
+    out("# the seed's usage ran on a real node: all expected outputs present")
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err)
-    process.stderr.write(`\ndemo FAILED after ${secs(Date.now() - t0)}: ${msg}\n`)
-    if (stack !== undefined) {
-      process.stderr.write(`--- last lines of ${stack.driver.logFile} ---\n${stack.driver.tail(25)}\n`)
-      if (stack.approver !== undefined) process.stderr.write(`--- last lines of ${stack.approver.logFile} ---\n${stack.approver.tail(15)}\n`)
-    }
-    await teardown(true)
-    process.exit(1)
+    code = 1
+    process.stderr.write(`\ndemo FAILED: ${err instanceof Error ? err.message : String(err)}\n`)
+    if (node !== undefined) process.stderr.write(`(process logs: ${node.tmpDir}/logs; set CSI_SPIFFE_KEEP_TMP=1 to keep them)\n`)
   }
+  if (keep && code === 0 && node !== undefined) {
+    out()
+    out("The node is up (--keep). In another shell:")
+    out(`  export KUBECONFIG=${node.kubeconfigPath}`)
+    out(`  export PATH=${node.upstream.env["CSI_SPIFFE_BIN_KUBERNETES"]}:${node.upstream.env["CSI_SPIFFE_BIN_HELM"]}:$PATH`)
+    out("  kubectl get pods -A -o wide")
+    out("Ctrl-C here tears everything down.")
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", () => resolve())
+      process.once("SIGTERM", () => resolve())
+    })
+  }
+  code = (await finish(code === 0)) === 0 ? code : 1
+  summary()
+  process.exit(code)
 }
