@@ -28,22 +28,11 @@ import { fileURLToPath } from "node:url"
 import { acceptsConnections, HarnessError, type ManagedProcess, startProcess, waitFor } from "./process.ts"
 import { generatePki, issueLeaf } from "./pki.ts"
 import { type ControlPlane, freePort, startControlPlane } from "./plane.ts"
+import { importImages, type LocalImages } from "./images.ts"
 import { ensureUpstream, type UpstreamPaths } from "./upstream.ts"
 
-/** An image built locally: its reference and an OCI/docker archive of it. */
-export interface LocalImage {
-  readonly ref: string
-  readonly archive: string
-}
-
-export interface NodeImages {
-  /** our image (both binaries) */
-  readonly driver: LocalImage
-  /** containerd's sandbox image */
-  readonly pause: LocalImage
-  /** busybox userland for the example apps; also tagged as the apps' `busybox` */
-  readonly app: LocalImage
-}
+/** our image (driver), containerd's sandbox image (pause) and the apps' busybox (app); from images.ts */
+export type NodeImages = LocalImages
 
 export interface NodeClusterOptions {
   readonly images: NodeImages
@@ -684,12 +673,7 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
       proc: containerd
     })
     phase("kube-controller-manager, kube-scheduler, containerd")
-    for (const img of [opts.images.pause, opts.images.driver, opts.images.app]) {
-      must(ctr(["images", "import", "--no-unpack=false", img.archive]), `ctr images import ${img.archive}`)
-      if (!ctr(["images", "ls", "-q"]).stdout.split("\n").includes(img.ref)) {
-        throw new HarnessError(`image ${img.ref} not in containerd after importing ${img.archive}`)
-      }
-    }
+    await importImages({ ctr: "ctr", address: containerdAddress, images: opts.images })
     // the example apps name `busybox` with imagePullPolicy IfNotPresent: the local app image is that
     must(ctr(["images", "tag", "--force", opts.images.app.ref, "docker.io/library/busybox:latest"]), "ctr images tag busybox")
     phase("images imported")
