@@ -492,7 +492,8 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
         const isDriver = (r: Array<string>) => r[3] === "DaemonSet"
         for (const group of [rows.filter((r) => !isDriver(r)), rows.filter(isDriver)]) {
           await Promise.all(
-            group.map((r) => kubectl(["delete", "pod", "-n", r[0] ?? "", r[1] ?? "", "--wait=true", "--timeout=140s"]))
+            // a short grace period: the example apps' `sleep` ignores SIGTERM (30 s each otherwise)
+            group.map((r) => kubectl(["delete", "pod", "-n", r[0] ?? "", r[1] ?? "", "--grace-period=1", "--wait=true", "--timeout=140s"]))
           )
         }
       })
@@ -603,8 +604,9 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
 
     plane = await startControlPlane({
       tmpDir,
+      // the node removes the run directory itself, after unmounting what the kubelet mounted there
       keepTmpDir: true,
-      log,
+      log: (m) => (m.startsWith("[control-plane] kept ") ? undefined : log(m)),
       upstream,
       existingPki: pki,
       authorizationMode: "Node,RBAC",
