@@ -27,7 +27,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { acceptsConnections, HarnessError, type ManagedProcess, startProcess, waitFor } from "./process.ts"
 import { generatePki, issueLeaf } from "./pki.ts"
-import { type ControlPlane, freePort, startControlPlane } from "./plane.ts"
+import { type ControlPlane, freePort, startControlPlane, writeKubeconfig } from "./plane.ts"
 import { importImages, type LocalImages } from "./images.ts"
 import { ensureUpstream, type UpstreamPaths } from "./upstream.ts"
 
@@ -387,31 +387,6 @@ volumePluginDir: ${o.tmpDir}/volume-plugins
 serializeImagePulls: false
 `
 
-const certKubeconfig = (path: string, o: { server: string; caFile: string; user: string; certFile: string; keyFile: string }) =>
-  writeFileSync(
-    path,
-    `apiVersion: v1
-kind: Config
-clusters:
-- name: node
-  cluster:
-    server: ${o.server}
-    certificate-authority: ${o.caFile}
-users:
-- name: ${JSON.stringify(o.user)}
-  user:
-    client-certificate: ${o.certFile}
-    client-key: ${o.keyFile}
-contexts:
-- name: node
-  context:
-    cluster: node
-    user: ${JSON.stringify(o.user)}
-current-context: node
-`,
-    { mode: 0o600 }
-  )
-
 // ------------------------------------------------------------------ the node
 
 export const hostPackages = (log: (m: string) => void): void => {
@@ -682,12 +657,12 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
 
     // ---- the kubelet
     const kubeletKubeconfig = join(tmpDir, "kubelet.kubeconfig")
-    certKubeconfig(kubeletKubeconfig, {
+    writeKubeconfig(kubeletKubeconfig, {
       server: p.server,
       caFile: pki.ca.certFile,
       user: `system:node:${nodeName}`,
-      certFile: kubeletClient.certFile,
-      keyFile: kubeletClient.keyFile
+      clientCertificate: kubeletClient.certFile,
+      clientKey: kubeletClient.keyFile
     })
     const kubeletConfigFile = join(tmpDir, "kubelet-config.yaml")
     writeFileSync(

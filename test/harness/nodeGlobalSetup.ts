@@ -8,16 +8,9 @@ import { type ControlPlaneInfo, toInfo } from "./globalSetup.ts"
 import { checkHostClean, installChart, type NodeCluster, startNodeCluster } from "./node.ts"
 
 /** The serialisable part of a NodeCluster. */
-export interface NodeClusterInfo {
+export type NodeClusterInfo = Pick<NodeCluster, "tmpDir" | "nodeName" | "nodeIp" | "kubeletRootDir" | "csiDataDir" | "kubeconfigPath" | "images"> & {
   readonly plane: ControlPlaneInfo
-  readonly tmpDir: string
-  readonly nodeName: string
-  readonly nodeIp: string
-  readonly kubeletRootDir: string
-  readonly csiDataDir: string
-  readonly kubeconfigPath: string
   readonly env: Readonly<Record<string, string>>
-  readonly images: NodeCluster["images"]
 }
 
 declare module "vitest" {

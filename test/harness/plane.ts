@@ -128,9 +128,17 @@ const token = (): string => randomBytes(24).toString("hex")
 
 export const writeKubeconfig = (
   path: string,
-  opts: { server: string; caFile: string; user: string; token: string; namespace?: string }
+  opts: {
+    server: string
+    caFile: string
+    user: string
+    namespace?: string
+  } & ({ token: string } | { clientCertificate: string; clientKey: string })
 ): void => {
   const ns = opts.namespace === undefined ? "" : `\n    namespace: ${opts.namespace}`
+  const credentials = "token" in opts
+    ? `token: ${opts.token}`
+    : `client-certificate: ${opts.clientCertificate}\n    client-key: ${opts.clientKey}`
   writeFileSync(
     path,
     `apiVersion: v1
@@ -143,7 +151,7 @@ clusters:
 users:
 - name: ${JSON.stringify(opts.user)}
   user:
-    token: ${opts.token}
+    ${credentials}
 contexts:
 - name: e2e
   context:
