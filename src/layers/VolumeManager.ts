@@ -234,6 +234,27 @@ export const layer = Layer.effect(
     })
 
     /**
+     * Deletes the volume's requests in a fiber of the layer, registered in `forgetting` until it is
+     * done so that the next publish of the id waits for it.
+     */
+    const forgetInBackground = (volumeId: string, namespace: string) =>
+      Effect.gen(function*() {
+        const forget = yield* FiberSet.run(background, issuance.forget(volumeId, namespace))
+        forgetting.set(volumeId, forget)
+        forget.addObserver(() => {
+          if (forgetting.get(volumeId) === forget) forgetting.delete(volumeId)
+        })
+        return forget
+      })
+
+    /** Waits for the volume's background request deletion, if one runs, at most FORGET_WAIT. */
+    const awaitForget = (volumeId: string) =>
+      Effect.suspend(() => {
+        const forget = forgetting.get(volumeId)
+        return forget === undefined ? Effect.void : Effect.asVoid(Fiber.await(forget).pipe(Effect.timeoutOption(FORGET_WAIT)))
+      })
+
+    /**
      * A volume's state leaves the map when nothing was issued for it and no publish of it is left.
      * An unpublished one stays until its unpublish is done: a publish arriving meanwhile must find
      * it (and give up), not start a volume of its own under the unpublish's feet.
@@ -257,7 +278,8 @@ export const layer = Layer.effect(
       Effect.gen(function*() {
         yield* FiberMap.remove(renewals, unissued.volumeId)
         yield* store.remove(unissued.volumeId).pipe(Effect.ignore)
-        yield* issuance.forget(unissued.volumeId, unissued.podNamespace)
+        // In the background: this runs uninterruptibly (an unpublish may be waiting to cancel it).
+        yield* forgetInBackground(unissued.volumeId, unissued.podNamespace)
         state.meta = unissued
         yield* Effect.logInfo("first publish failed after issuance; its files and requests were removed", { volume: unissued.volumeId })
       })
@@ -329,7 +351,12 @@ export const layer = Layer.effect(
             if (now._tag === "Refused") return yield* refuse(`not mounted onto: ${now.reason}`)
             if (now._tag === "MountPoint") return yield* refuse("something the driver did not mount is mounted there")
             yield* mounter.bindReadOnly(store.dataDir(req.volumeId), req.targetPath)
-          }).pipe(Effect.onError(() => undoFirstPublish(state, fresh)))
+          }).pipe(
+            Effect.onError(() => undoFirstPublish(state, fresh)),
+            // Outside the (uninterruptible) undo: the failure is answered once the requests are gone,
+            // or after the same bound an unpublish waits.
+            Effect.tapError(() => awaitForget(req.volumeId))
+          )
           yield* startRenewal(state)
         })
       )
@@ -367,11 +394,7 @@ export const layer = Layer.effect(
         yield* mounter.unmount(meta.targetPath)
         yield* store.remove(req.volumeId)
         // Registered before the volume leaves the map, so a publish that comes next sees it.
-        const forget = yield* FiberSet.run(background, issuance.forget(req.volumeId, meta.podNamespace))
-        forgetting.set(req.volumeId, forget)
-        forget.addObserver(() => {
-          if (forgetting.get(req.volumeId) === forget) forgetting.delete(req.volumeId)
-        })
+        const forget = yield* forgetInBackground(req.volumeId, meta.podNamespace)
         if (state === undefined || volumes.get(req.volumeId) === state) volumes.delete(req.volumeId)
         return forget
       })
