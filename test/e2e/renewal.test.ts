@@ -97,7 +97,7 @@ describe("renewal on the real control plane (1m certificates)", () => {
     // A new driver with the same flags (stop() of the dead one is a no-op); it finds the volume again.
     await stack.restartDriver("SIGTERM")
     expect(readVolume(target).crt).toBe(before.crt)
-    await poll("the restarted driver to resume the volume", async () => (/"volumes resumed",\{"count":1\}/.test(fs.readFileSync(path.join(stack.dir, "driver.log"), "utf8")) ? true : undefined), { timeoutMs: 10_000 })
+    await poll("the restarted driver to resume the volume", async () => (/"volumes resumed"(,\{"count":1\}| count=1\b)/.test(fs.readFileSync(path.join(stack.dir, "driver.log"), "utf8")) ? true : undefined), { timeoutMs: 10_000 })
 
     // The kubelet republishes periodically with a fresh token; the restarted driver accepts it.
     const again = await stack.publish(pod)
