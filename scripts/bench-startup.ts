@@ -1,0 +1,216 @@
+/**
+ * Start-up cost of both binaries without a cluster (the full `npm run bench` measures Probe
+ * ready=true on a real plane): for the sources (`src/bin/*.ts`) and, when `dist/` is built
+ * (`npm run build:bundle`), the bundle, each also with V8's compile cache warm:
+ *
+ * - help_ms: spawn → exit of `--help`
+ * - driver_probe_ms: spawn → first answer of Identity.Probe on the driver's socket (the kubeconfig
+ *   points at a closed port, so the answer is ready=false; what is timed is loading, start-up and
+ *   the gRPC server listening)
+ * - driver_rss_mib: the driver's VmRSS 2 s after that answer (no volumes, no API server)
+ * - approver_healthz_ms / approver_rss_mib: spawn → first answer of the approver's /healthz, and
+ *   its VmRSS 2 s later (leader election keeps failing against the closed port)
+ *
+ * Medians over the runs, printed and written to bench/results/startup.json.
+ *
+ *   node scripts/bench-startup.ts [runs=5]
+ */
+import * as grpc from "@grpc/grpc-js"
+import { Effect } from "effect"
+import { execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { loadCsiServices } from "../src/csi/CsiProto.ts"
+
+const repo = fileURLToPath(new URL("..", import.meta.url))
+const runs = Number(process.argv[2] ?? 5)
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+
+interface Variant {
+  readonly name: string
+  readonly driver: string
+  readonly approver: string
+  readonly env: Readonly<Record<string, string>>
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-startup-"))
+const cacheDir = path.join(tmp, "compile-cache")
+const variants: Array<Variant> = [
+  { name: "src", driver: "src/bin/csi.ts", approver: "src/bin/approver.ts", env: {} }
+]
+if (fs.existsSync(path.join(repo, "dist/csi.mjs"))) {
+  variants.push(
+    { name: "bundle", driver: "dist/csi.mjs", approver: "dist/approver.mjs", env: { NODE_DISABLE_COMPILE_CACHE: "1" } },
+    { name: "bundle+compile-cache", driver: "dist/csi.mjs", approver: "dist/approver.mjs", env: { NODE_COMPILE_CACHE: cacheDir } }
+  )
+} else {
+  process.stderr.write("dist/ not built (npm run build:bundle): measuring the sources only\n")
+}
+
+// A kubeconfig whose server is a port nobody listens on: start-up without a cluster.
+const deadPort = await freePort()
+const kubeconfig = path.join(tmp, "kubeconfig")
+fs.writeFileSync(
+  kubeconfig,
+  `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:${deadPort}", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: bench}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+)
+
+const services = Effect.runSync(loadCsiServices)
+
+const start = (v: Variant, script: string, args: ReadonlyArray<string>) => {
+  const t0 = performance.now()
+  const proc = spawn(process.execPath, [path.join(repo, script), ...args], {
+    cwd: tmp,
+    env: { ...process.env, ...v.env },
+    stdio: ["ignore", "ignore", "pipe"]
+  })
+  let stderr = ""
+  proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+  const exited = new Promise<number | null>((r) => proc.on("exit", (code) => r(code)))
+  return { t0, proc, exited, stderr: () => stderr }
+}
+
+const help = async (v: Variant, script: string) => {
+  const p = start(v, script, ["--help"])
+  const code = await p.exited
+  if (code !== 0) throw new Error(`${script} --help exited ${code}: ${p.stderr()}`)
+  return performance.now() - p.t0
+}
+
+const until = async (what: string, p: ReturnType<typeof start>, probe: () => Promise<boolean>) => {
+  let done = false
+  void p.exited.then(() => (done = true))
+  for (;;) {
+    if (done) throw new Error(`${what} exited before it answered: ${p.stderr()}`)
+    if (await probe()) return performance.now() - p.t0
+    await sleep(2)
+  }
+}
+
+const stop = async (p: ReturnType<typeof start>) => {
+  p.proc.kill("SIGTERM")
+  const killer = setTimeout(() => p.proc.kill("SIGKILL"), 5_000)
+  await p.exited
+  clearTimeout(killer)
+}
+
+const driver = async (v: Variant, run: number) => {
+  const dir = path.join(tmp, `${v.name}-driver-${run}`)
+  fs.mkdirSync(dir)
+  const socket = path.join(dir, "csi.sock")
+  const p = start(v, v.driver, [
+    `--kubeconfig=${kubeconfig}`,
+    "--node-id=bench-startup",
+    `--endpoint=unix://${socket}`,
+    `--data-root=${path.join(dir, "data")}`,
+    `--kubelet-root-dir=${path.join(dir, "kubelet")}`,
+    "--trust-domain=foo.bar",
+    "--issuer-name=ca",
+    "--plugin-registration=false",
+    "--metrics-bind-address=0",
+    "--log-level=1"
+  ])
+  const client = new services.Identity(`unix://${socket}`, grpc.credentials.createInsecure(), {
+    "grpc.initial_reconnect_backoff_ms": 5,
+    "grpc.max_reconnect_backoff_ms": 10
+  })
+  try {
+    const ms = await until("driver", p, () =>
+      !fs.existsSync(socket) ? Promise.resolve(false) : new Promise<boolean>((resolve) => {
+        const c = client as unknown as { Probe: (r: object, o: grpc.CallOptions, cb: (e: unknown) => void) => void }
+        c.Probe({}, { deadline: Date.now() + 200 }, (e) => resolve(e === null))
+      }))
+    await sleep(2_000)
+    return { ms, rss: rssMiB(p.proc.pid!) }
+  } finally {
+    client.close()
+    await stop(p)
+    // The driver keeps its data root's tmpfs across restarts, as it must on a node.
+    const inmemfs = path.join(dir, "data/inmemfs")
+    if (fs.readFileSync("/proc/self/mountinfo", "utf8").includes(` ${inmemfs} `)) execFileSync("umount", [inmemfs])
+  }
+}
+
+const approver = async (v: Variant) => {
+  const port = await freePort()
+  const p = start(v, v.approver, [
+    `--kubeconfig=${kubeconfig}`,
+    "--trust-domain=foo.bar",
+    "--issuer-name=ca",
+    `--readiness-probe-bind-address=127.0.0.1:${port}`,
+    "--metrics-bind-address=0",
+    "--log-level=1"
+  ])
+  try {
+    const ms = await until("approver", p, () =>
+      new Promise<boolean>((resolve) => {
+        const req = http.get({ host: "127.0.0.1", port, path: "/healthz", timeout: 200 }, (res) => {
+          res.resume()
+          resolve(true)
+        })
+        req.on("error", () => resolve(false))
+      }))
+    await sleep(2_000)
+    return { ms, rss: rssMiB(p.proc.pid!) }
+  } finally {
+    await stop(p)
+  }
+}
+
+// Runs interleave the variants, so that the load of a shared machine falls on each alike.
+const samples: Record<string, Record<string, Array<number>>> = {}
+try {
+  for (const v of variants) {
+    // Fills the compile cache (and the page cache) before the counted runs.
+    await help(v, v.driver)
+    await help(v, v.approver)
+  }
+  for (let run = 0; run < runs; run++) {
+    for (const v of variants) {
+      const m = (samples[v.name] ??= {})
+      const add = (k: string, x: number) => (m[k] ??= []).push(x)
+      add("driver_help_ms", await help(v, v.driver))
+      add("approver_help_ms", await help(v, v.approver))
+      const d = await driver(v, run)
+      add("driver_probe_ms", d.ms)
+      add("driver_rss_mib", d.rss)
+      const a = await approver(v)
+      add("approver_healthz_ms", a.ms)
+      add("approver_rss_mib", a.rss)
+      process.stderr.write(`${v.name} run ${run + 1}/${runs}: ${Object.entries(m).map(([k, xs]) => `${k}=${xs.at(-1)!.toFixed(0)}`).join(" ")}\n`)
+    }
+  }
+} finally {
+  fs.rmSync(tmp, { recursive: true, force: true })
+}
+const results = Object.fromEntries(Object.entries(samples).map(([name, m]) =>
+  [name, Object.fromEntries(Object.entries(m).map(([k, xs]) => [k, Math.round(median(xs) * 10) / 10]))]
+))
+
+const keys = Object.keys(results[variants[0]!.name] ?? {})
+const header = `| metric (median of ${runs}) | ${variants.map((v) => v.name).join(" | ")} |`
+const lines = [header, `|---|${variants.map(() => "---").join("|")}|`, ...keys.map((k) => `| ${k} | ${variants.map((v) => results[v.name]?.[k] ?? "").join(" | ")} |`)]
+const when = `${new Date().toISOString()} on ${os.hostname()}, ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}, Node ${process.version}`
+console.log(`${when}\n${lines.join("\n")}`)
+fs.mkdirSync(path.join(repo, "bench/results"), { recursive: true })
+fs.writeFileSync(path.join(repo, "bench/results/startup.json"), JSON.stringify({ when, runs, results }, null, 2) + "\n")

@@ -1,0 +1,60 @@
+/**
+ * The production bundle of both binaries, for the image and the benchmark (tests keep running the
+ * sources): `dist/csi.mjs` and `dist/approver.mjs`, ESM for Node 24, every dependency inlined and
+ * tree-shaken by rolldown, plus `dist/proto/` (@grpc/proto-loader parses the .proto files at run time)
+ * and `dist/package.json` (`"type": "module"` and the version). `dist/` is self-contained: copy it
+ * anywhere next to a `node` binary.
+ *
+ *   node scripts/bundle.ts            # or: npm run build:bundle
+ *
+ * Why: from the sources Node resolves, reads and compiles hundreds of modules of node_modules at
+ * each start (`@kubernetes/client-node`'s index loads every generated API model, `effect` ships
+ * its whole module graph); the bundle holds only what the binaries reach, in one file per binary.
+ *
+ * Two module-relative paths of the sources are rebased for the bundle's layout: `src/csi/` finds
+ * `../../proto/`, which from `dist/` is `./proto/`; `src/version.ts` reads `../package.json`,
+ * which is inlined as the version string.
+ */
+import { build } from "rolldown"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const repo = fileURLToPath(new URL("..", import.meta.url))
+const out = path.join(repo, "dist")
+const pkg = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8")) as { name: string; version: string }
+const minify = process.argv.includes("--minify")
+
+const rebase = {
+  name: "csi-driver-spiffe:rebase",
+  transform(code: string, id: string) {
+    if (id === path.join(repo, "src/version.ts")) return `export const version = ${JSON.stringify(pkg.version)}\n`
+    if (id === path.join(repo, "src/csi/CsiProto.ts")) {
+      const rebased = code.replaceAll(`"../../proto/`, `"./proto/`)
+      if (rebased === code) throw new Error(`${id}: no "../../proto/" URL to rebase; scripts/bundle.ts must follow the source`)
+      return rebased
+    }
+    return undefined
+  }
+}
+
+fs.rmSync(out, { recursive: true, force: true })
+const t0 = performance.now()
+// One build per binary, so that each file holds only what its binary reaches (no shared chunk).
+for (const name of ["csi", "approver"]) {
+  await build({
+    input: path.join(repo, `src/bin/${name}.ts`),
+    platform: "node",
+    plugins: [rebase],
+    logLevel: "warn",
+    output: { file: path.join(out, `${name}.mjs`), format: "esm", minify }
+  })
+}
+fs.mkdirSync(path.join(out, "proto"))
+for (const f of fs.readdirSync(path.join(repo, "proto")).filter((f) => f.endsWith(".proto"))) {
+  fs.copyFileSync(path.join(repo, "proto", f), path.join(out, "proto", f))
+}
+fs.writeFileSync(path.join(out, "package.json"), JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2) + "\n")
+for (const f of ["csi.mjs", "approver.mjs"]) fs.chmodSync(path.join(out, f), 0o755)
+const sizes = fs.readdirSync(out).filter((f) => f.endsWith(".mjs")).map((f) => `${f} ${(fs.statSync(path.join(out, f)).size / 1024).toFixed(0)} KiB`)
+console.log(`dist/ in ${(performance.now() - t0).toFixed(0)} ms${minify ? " (minified)" : ""}: ${sizes.join(", ")}`)
