@@ -4,7 +4,7 @@
  */
 import { Duration, Effect, Layer, Schedule } from "effect"
 import * as ApproverConfigLayers from "../services/ApproverConfig.ts"
-import type { ApproverSettings } from "../approver/ApproverFlags.ts"
+import type { ApproverSettings } from "../config/ApproverFlags.ts"
 import * as ControllerLayers from "../approver/Controller.ts"
 import { Controller } from "../approver/Controller.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"

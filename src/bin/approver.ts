@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** Entry point of the approver (`csi-driver-spiffe-approver`). */
-import type { ApproverArgs } from "../approver/ApproverFlags.ts"
-import { approverFlags, parseApproverArgs } from "../approver/ApproverFlags.ts"
+import type { ApproverArgs } from "../config/ApproverFlags.ts"
+import { approverFlags, parseApproverArgs } from "../config/ApproverFlags.ts"
 import { ApproverLive } from "./ApproverLive.ts"
 import { version } from "../version.ts"
 import { main } from "./main.ts"

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /** Entry point of the CSI node driver (`csi-driver-spiffe`). */
 import { CsiLive } from "./CsiLive.ts"
-import type { DriverArgs } from "../services/DriverConfig.ts"
-import { driverFlags, parseDriverArgs } from "../services/DriverConfig.ts"
+import type { DriverArgs } from "../config/DriverFlags.ts"
+import { driverFlags, parseDriverArgs } from "../config/DriverFlags.ts"
 import { version } from "../version.ts"
 import { main } from "./main.ts"
 import { driverStartup } from "./startup.ts"

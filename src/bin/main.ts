@@ -7,7 +7,7 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Layer, Result } from "effect"
-import type { LogFormat } from "../config/CommonFlags.ts"
+import type { LogFormat } from "../services/DriverConfig.ts"
 import type { FlagSpec } from "../config/Flags.ts"
 import { effectiveFlags, helpText, parseFlags, USAGE_EXIT_CODE } from "../config/Flags.ts"
 import * as Logging from "../layers/Logging.ts"

@@ -3,9 +3,9 @@
  * and the configuration problems it logs as errors without stopping.
  */
 import * as path from "node:path"
-import type { ApproverSettings } from "../approver/ApproverFlags.ts"
+import type { ApproverSettings } from "../config/ApproverFlags.ts"
 import type { DriverConfigShape } from "../services/DriverConfig.ts"
-import { RESERVED_ANNOTATION_PREFIX } from "../services/DriverConfig.ts"
+import { RESERVED_ANNOTATION_PREFIX } from "../config/DriverFlags.ts"
 import type { Startup } from "./main.ts"
 
 /** What the driver's start-up line says it runs with. */

@@ -4,10 +4,9 @@
  */
 import { Result } from "effect"
 import { parseGoDuration } from "../domain/CertificateRequest.ts"
+import * as GoDuration from "../domain/GoDuration.ts"
+import type { LogFormat } from "../services/DriverConfig.ts"
 import type { FlagSpec } from "./Flags.ts"
-
-/** The log formats of `--logging-format` (written by `layers/Logging.ts`). */
-export type LogFormat = "text" | "json"
 
 export const csiDriverName = (usage: string): FlagSpec =>
   ({ section: "App", name: "csi-driver-name", kind: "string", default: "spiffe.csi.cert-manager.io", usage })
@@ -75,3 +74,27 @@ export const issuer: ReadonlyArray<FlagSpec> = [
   { section: "cert-manager", name: "issuer-kind", kind: "string", default: "ClusterIssuer", usage: "Kind of the issuer." },
   { section: "cert-manager", name: "issuer-group", kind: "string", default: "cert-manager.io", usage: "API group of the issuer." }
 ]
+
+/** `host:port`, `:port` or `0`; returns undefined for "0" (disabled). */
+export const parseBindAddress = (flag: string, v: string): Result.Result<string | undefined, string> => {
+  if (v === "0" || v === "") return Result.succeed(undefined)
+  const m = /^(.*):(\d{1,5})$/.exec(v)
+  if (m === null || Number(m[2]) > 65535) return Result.fail(`--${flag} must be host:port, :port or 0, got ${JSON.stringify(v)}`)
+  return Result.succeed(v)
+}
+
+export const parseLogLevel = (raw: string): Result.Result<number, string> =>
+  /^\d$/.test(raw) ? Result.succeed(Number(raw)) : Result.fail(`--log-level must be an integer from 0 to 9, got ${JSON.stringify(raw)}`)
+
+/**
+ * A Go duration (`time.ParseDuration`: `1h`, `90m`, `.5h`, `1h30m`), then checked: the original
+ * coerces zero to 1 h; a negative one, or one under cert-manager's minimum of 1 m, is refused here
+ * instead of by cert-manager on every request.
+ */
+export const parseRequestDuration = (raw: string): Result.Result<number, string> =>
+  Result.flatMap(GoDuration.parseFlag("certificate-request-duration", raw), (ms) => {
+    if (ms < 0) return Result.fail(`--certificate-request-duration must not be negative, got ${JSON.stringify(raw)}`)
+    if (ms === 0) return Result.succeed(3_600_000)
+    if (ms < 60_000) return Result.fail(`--certificate-request-duration must be at least 1m (cert-manager's minimum), got ${JSON.stringify(raw)}`)
+    return Result.succeed(ms)
+  })

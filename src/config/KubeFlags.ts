@@ -4,74 +4,16 @@
  * which kubeconfig context, cluster and user to use, and overrides of the server, credentials, TLS
  * settings, impersonation and request timeout.
  *
- * Owns: the flag specs and their decoding into `KubeClientFlags`, including client-go's rules that
+ * Owns: the flag specs and their decoding into `KubeClientFlags` (the shape is KubeClient's contract), including client-go's rules that
  * can be checked before a kubeconfig is read (`--request-timeout` syntax, impersonating groups, a
  * uid or extras only together with a user). The token is `Redacted` from here on.
  * Does not own: applying them to a loaded kubeconfig (`layers/kube/Overrides.ts`).
  */
 import { Redacted, Result } from "effect"
 import * as GoDuration from "../domain/GoDuration.ts"
+import type { KubeClientFlags } from "../services/KubeClient.ts"
+import { DEFAULT_CACHE_DIR } from "../services/KubeClient.ts"
 import type { FlagSpec } from "./Flags.ts"
-
-export interface KubeClientFlags {
-  /** `--context`: the kubeconfig context to use instead of its current-context. */
-  readonly context: string | undefined
-  /** `--cluster`: the kubeconfig cluster to use instead of the context's. */
-  readonly cluster: string | undefined
-  /** `--user`: the kubeconfig user to use instead of the context's. */
-  readonly user: string | undefined
-  /** `-s`, `--server`: the API server URL. */
-  readonly server: string | undefined
-  /** `--token`: a bearer token, winning over any other credential of the user. */
-  readonly token: Redacted.Redacted<string> | undefined
-  /** `--certificate-authority`: CA file for the server's certificate. */
-  readonly certificateAuthority: string | undefined
-  /** `--client-certificate` and `--client-key`: files of a TLS client identity. */
-  readonly clientCertificate: string | undefined
-  readonly clientKey: string | undefined
-  /** `--insecure-skip-tls-verify`: do not check the server's certificate. */
-  readonly insecureSkipTlsVerify: boolean
-  /** `--tls-server-name`: the name checked in the server's certificate. */
-  readonly tlsServerName: string | undefined
-  /** `--as`, `--as-group` (repeatable), `--as-uid`, `--as-user-extra` (repeatable, key=value): impersonation. */
-  readonly as: string | undefined
-  readonly asGroups: ReadonlyArray<string>
-  readonly asUid: string | undefined
-  readonly asUserExtra: ReadonlyArray<readonly [string, string]>
-  /** `--request-timeout`: limit of one request/reply call; 0 means none (the default). */
-  readonly requestTimeoutMillis: number
-  /** `-n`, `--namespace`: the context's namespace; neither binary has a namespaced default to apply it to. */
-  readonly namespace: string | undefined
-  /** `--cache-dir`: accepted for compatibility; neither binary uses discovery, so nothing is cached. */
-  readonly cacheDir: string | undefined
-  /** `--disable-compression`: ask the server for uncompressed replies. */
-  readonly disableCompression: boolean
-}
-
-/** cli-runtime's default `--cache-dir`. */
-const DEFAULT_CACHE_DIR = "~/.kube/cache"
-
-/** What no client flag on the command line decodes to. */
-export const noKubeClientFlags: KubeClientFlags = {
-  context: undefined,
-  cluster: undefined,
-  user: undefined,
-  server: undefined,
-  token: undefined,
-  certificateAuthority: undefined,
-  clientCertificate: undefined,
-  clientKey: undefined,
-  insecureSkipTlsVerify: false,
-  tlsServerName: undefined,
-  as: undefined,
-  asGroups: [],
-  asUid: undefined,
-  asUserExtra: [],
-  requestTimeoutMillis: 0,
-  namespace: undefined,
-  cacheDir: DEFAULT_CACHE_DIR,
-  disableCompression: false
-}
 
 const flag = (name: string, usage: string, extra: Partial<FlagSpec> = {}): FlagSpec =>
   ({ section: "Kubernetes", name, kind: "string", default: "", usage, ...extra })

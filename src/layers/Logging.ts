@@ -24,7 +24,7 @@
 import { Cause, Layer, Logger, Predicate, Redacted, References } from "effect"
 import type { LogLevel } from "effect"
 
-import type { LogFormat } from "../config/CommonFlags.ts"
+import type { LogFormat } from "../services/DriverConfig.ts"
 
 /** The Effect level that klog verbosity `v` shows at minimum. */
 export const minimumLevel = (verbosity: number): LogLevel.LogLevel => (verbosity >= 5 ? "Trace" : verbosity >= 4 ? "Debug" : "Info")

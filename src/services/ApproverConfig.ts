@@ -34,7 +34,7 @@ export interface ApproverConfigShape {
 }
 
 export class ApproverConfig extends Context.Service<ApproverConfig, ApproverConfigShape>()(
-  "csi-driver-spiffe/approver/ApproverConfig"
+  "csi-driver-spiffe/services/ApproverConfig"
 ) {}
 
 /** The Go original's flag defaults plus ECDSA P-256 as the only key type. */

@@ -10,8 +10,8 @@
  */
 import { deepStrictEqual } from "node:assert/strict"
 import { Result } from "effect"
-import { parseApproverArgs } from "../../src/approver/ApproverFlags.ts"
-import { parseDriverArgs } from "../../src/services/DriverConfig.ts"
+import { parseApproverArgs } from "../../src/config/ApproverFlags.ts"
+import { parseDriverArgs } from "../../src/config/DriverFlags.ts"
 import type { Container, K8sObject, RenderOptions, Rendered } from "./render.ts"
 import { at, container, containers, envValue, expandEnv, find, flag, names, podSpec } from "./render.ts"
 

@@ -25,8 +25,8 @@ import type {
   WatchEvent,
   WatchOptions
 } from "../../services/KubeClient.ts"
-import type { KubeClientFlags } from "../../config/KubeFlags.ts"
-import { noKubeClientFlags } from "../../config/KubeFlags.ts"
+import type { KubeClientFlags } from "../../services/KubeClient.ts"
+import { noKubeClientFlags } from "../../services/KubeClient.ts"
 import { decodeSummary, kubeError, reasonOf } from "./Errors.ts"
 import { applyKubeClientFlags } from "./Overrides.ts"
 import type { Verb } from "./Errors.ts"

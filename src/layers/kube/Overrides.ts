@@ -20,7 +20,7 @@
  */
 import * as k8s from "@kubernetes/client-node"
 import { Redacted, Result } from "effect"
-import type { KubeClientFlags } from "../../config/KubeFlags.ts"
+import type { KubeClientFlags } from "../../services/KubeClient.ts"
 
 /** Where the configuration came from: client-go treats in-cluster configuration differently. */
 export type Source = "kubeconfig" | "in-cluster"

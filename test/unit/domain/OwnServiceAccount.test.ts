@@ -8,7 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import * as ApproverConfig from "../../../src/services/ApproverConfig.ts"
-import { parseApproverArgs } from "../../../src/approver/ApproverFlags.ts"
+import { parseApproverArgs } from "../../../src/config/ApproverFlags.ts"
 import { inspectCsr } from "../../../src/approver/InspectCsr.ts"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { Approved, type Decision, Denied } from "../../../src/domain/Decision.ts"

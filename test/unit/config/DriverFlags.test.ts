@@ -6,16 +6,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
 import { helpText, parseFlags } from "../../../src/config/Flags.ts"
-import { noKubeClientFlags } from "../../../src/config/KubeFlags.ts"
+import { noKubeClientFlags } from "../../../src/services/KubeClient.ts"
 import { defaultPolicy } from "../../../src/domain/Renewal.ts"
-import {
-  type DriverConfigShape,
-  driverFlags,
-  parseAnnotations,
-  parseBindAddress,
-  parseDriverArgs,
-  parseRequestDuration
-} from "../../../src/services/DriverConfig.ts"
+import { parseBindAddress, parseRequestDuration } from "../../../src/config/CommonFlags.ts"
+import { driverFlags, parseAnnotations, parseDriverArgs } from "../../../src/config/DriverFlags.ts"
+import type { DriverConfigShape } from "../../../src/services/DriverConfig.ts"
 
 const VERSION = "v0.0.0-test"
 const REQUIRED = ["--node-id=kind-worker", "--endpoint=unix:///csi/csi.sock", "--data-root=csi-data-dir"]

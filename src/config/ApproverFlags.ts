@@ -1,19 +1,19 @@
 /**
  * The approver's command line: the Go original's flags, names and defaults (cert-manager's
- * csi-driver-spiffe, internal/approver/app/options), decoded once into `ApproverConfigShape` plus the process settings around it. A bad value is one
- * line and exit code 2.
+ * csi-driver-spiffe, internal/approver/app/options), decoded once into `ApproverConfigShape` plus the process
+ * settings around it. A bad value is one line and exit code 2.
  */
 import { Result } from "effect"
-import type { FlagSpec, ParsedFlags } from "../config/Flags.ts"
-import { collector, parseFlags } from "../config/Flags.ts"
-import * as Common from "../config/CommonFlags.ts"
-import type { LogFormat } from "../config/CommonFlags.ts"
-import type { KubeClientFlags } from "../config/KubeFlags.ts"
-import { decodeKubeClientFlags, kubeClientFlags } from "../config/KubeFlags.ts"
 import { driverServiceAccountViolations, KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
-import { parseBindAddress, parseLogLevel, parseRequestDuration } from "../services/DriverConfig.ts"
 import type { ApproverConfigShape } from "../services/ApproverConfig.ts"
+import type { LogFormat } from "../services/DriverConfig.ts"
+import type { KubeClientFlags } from "../services/KubeClient.ts"
+import * as Common from "./CommonFlags.ts"
+import { parseBindAddress, parseLogLevel, parseRequestDuration } from "./CommonFlags.ts"
+import type { FlagSpec, ParsedFlags } from "./Flags.ts"
+import { collector, parseFlags } from "./Flags.ts"
+import { decodeKubeClientFlags, kubeClientFlags } from "./KubeFlags.ts"
 
 export interface ApproverSettings {
   readonly config: ApproverConfigShape
