@@ -50,13 +50,14 @@ const watchReady = (node: NodeCluster) => {
   }
 }
 
-const rssKb = (pid: string): number => {
+const statusKb = (pid: string, field: "VmRSS" | "RssAnon"): number => {
   try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0)
+    return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0)
   } catch {
     return 0
   }
 }
+const rssKb = (pid: string): number => statusKb(pid, "VmRSS")
 const comm = (pid: string) => {
   try {
     return readFileSync(`/proc/${pid}/comm`, "utf8").trim()
@@ -73,8 +74,8 @@ const pidsMatching = (pred: (cmd: string) => boolean): Array<string> =>
     }
   })
 
-/** RSS (MB) per container of a pod, from the pod's memory cgroup: {containerId-prefix: {comm, mb}}. */
-const podMemory = (uid: string): Array<{ container: string; processes: string; mb: number }> => {
+/** RSS (MB; anonymous part apart) per container of a pod, from the processes of the pod's memory cgroup. */
+const podMemory = (uid: string): Array<{ container: string; processes: string; mb: number; anonMb: number }> => {
   const find = (d: string): string | undefined => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       if (!e.isDirectory()) continue
@@ -91,7 +92,12 @@ const podMemory = (uid: string): Array<{ container: string; processes: string; m
     .filter((e) => e.isDirectory())
     .map((e) => {
       const pids = readFileSync(join(dir, e.name, "cgroup.procs"), "utf8").split("\n").filter((p) => p !== "")
-      return { container: e.name.slice(0, 12), processes: [...new Set(pids.map(comm))].join(","), mb: pids.reduce((a, p) => a + rssKb(p), 0) / 1024 }
+      return {
+        container: e.name.slice(0, 12),
+        processes: [...new Set(pids.map(comm))].join(","),
+        mb: pids.reduce((a, p) => a + rssKb(p), 0) / 1024,
+        anonMb: pids.reduce((a, p) => a + statusKb(p, "RssAnon"), 0) / 1024
+      }
     })
 }
 
@@ -170,8 +176,8 @@ subjects: [{kind: ServiceAccount, name: bench, namespace: ${NS}}]
       containerd: Math.round(mb(containerd)),
       shimsTotal: Math.round(mb(shims)),
       shims: shims.length,
-      driverPod: driver.map((c) => ({ ...c, mb: Math.round(c.mb) })),
-      approverPod: approver.map((c) => ({ ...c, mb: Math.round(c.mb) }))
+      driverPod: driver.map((c) => ({ ...c, mb: Math.round(c.mb), anonMb: Math.round(c.anonMb) })),
+      approverPod: approver.map((c) => ({ ...c, mb: Math.round(c.mb), anonMb: Math.round(c.anonMb) }))
     },
     nodeStartMs: node.timings
   }
@@ -179,8 +185,9 @@ subjects: [{kind: ServiceAccount, name: bench, namespace: ${NS}}]
   writeFileSync("bench/results/node.json", JSON.stringify(result, null, 2) + "\n")
   process.stdout.write(`pod create -> Ready with SVID mounted over ${N} pods: p50 ${Math.round(p50)} ms, max ${Math.round(max)} ms\n`)
   process.stdout.write(`RSS: kubelet ${result.rssMb.kubelet} MB, containerd ${result.rssMb.containerd} MB, ${shims.length} shims ${result.rssMb.shimsTotal} MB\n`)
-  for (const c of driver) process.stdout.write(`     driver pod ${c.container} (${c.processes}) ${c.mb.toFixed(1)} MB\n`)
-  for (const c of approver) process.stdout.write(`     approver pod ${c.container} (${c.processes}) ${c.mb.toFixed(1)} MB\n`)
+  for (const [pod, cs] of [["driver", driver], ["approver", approver]] as const) {
+    for (const c of cs) process.stdout.write(`     ${pod} pod ${c.container} (${c.processes}) ${c.mb.toFixed(1)} MB (anonymous ${c.anonMb.toFixed(1)} MB)\n`)
+  }
   process.stdout.write("written: bench/results/node.json\n")
 } catch (err) {
   code = 1
