@@ -7,10 +7,11 @@ import * as ApproverConfigLayers from "../services/ApproverConfig.ts"
 import type { ApproverSettings } from "../config/ApproverFlags.ts"
 import * as ControllerLayers from "../approver/Controller.ts"
 import { Controller } from "../approver/Controller.ts"
+import * as HttpEndpoint from "../services/HttpEndpoint.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import * as EvaluatorLayers from "../layers/Evaluator.ts"
-import * as HttpEndpoint from "../layers/HttpEndpoint.ts"
+import * as HttpEndpointLayers from "../layers/HttpEndpoint.ts"
 import * as IssuerConfigLayers from "../layers/IssuerConfig.ts"
 import * as KubeClientLayers from "../layers/KubeClient.ts"
 import * as LeaderElectionLayers from "../layers/LeaderElection.ts"
@@ -34,7 +35,7 @@ export const metricsRoutes = (driverName: string) =>
       "/metrics": Effect.gen(function*() {
         const leading = yield* leader.isLeader
         const name = driverName.replace(/\\/g, "\\\\").replace(/"/g, "\\\"")
-        return yield* HttpEndpoint.prometheus(
+        return yield* HttpEndpointLayers.prometheus(
           [
             "# HELP csi_spiffe_approver_leader 1 while this replica holds the leader-election Lease.",
             "# TYPE csi_spiffe_approver_leader gauge",
@@ -79,9 +80,9 @@ export const ApproverLive = (settings: ApproverSettings) => {
   )
   const ReadinessLive = settings.readinessBindAddress === undefined
     ? Layer.empty
-    : HttpEndpoint.layer(settings.readinessBindAddress, readiness).pipe(Layer.provide(ControllerLive))
+    : HttpEndpointLayers.layer(settings.readinessBindAddress, readiness).pipe(Layer.provide(ControllerLive))
   const MetricsLive = settings.metricsBindAddress === undefined
     ? Layer.empty
-    : HttpEndpoint.layer(settings.metricsBindAddress, metricsRoutes(settings.config.csiDriverName)).pipe(Layer.provide(LeaderLive))
+    : HttpEndpointLayers.layer(settings.metricsBindAddress, metricsRoutes(settings.config.csiDriverName)).pipe(Layer.provide(LeaderLive))
   return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel, settings.logFormat)))
 }

@@ -8,10 +8,11 @@
  */
 import { Effect, Option, SubscriptionRef } from "effect"
 import { renderVolumeGauges } from "../layers/DriverMetrics.ts"
-import * as HttpEndpoint from "../layers/HttpEndpoint.ts"
+import * as HttpEndpointLayers from "../layers/HttpEndpoint.ts"
 import * as ProcessMetrics from "../layers/ProcessMetrics.ts"
 import { CsiPlugin } from "../services/CsiPlugin.ts"
 import { DriverConfig } from "../services/DriverConfig.ts"
+import * as HttpEndpoint from "../services/HttpEndpoint.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { VolumeManager } from "../services/VolumeManager.ts"
 import { notReadyReason, Registration } from "./Registration.ts"
@@ -19,7 +20,7 @@ import { notReadyReason, Registration } from "./Registration.ts"
 export const HealthServer = HttpEndpoint.HttpEndpoint
 
 export const layer = (bindAddress: string) =>
-  HttpEndpoint.layer(
+  HttpEndpointLayers.layer(
     bindAddress,
     Effect.gen(function*() {
       const config = yield* DriverConfig
@@ -32,7 +33,7 @@ export const layer = (bindAddress: string) =>
       return {
         "/metrics": Effect.gen(function*() {
           const volumes = yield* manager.statuses
-          return yield* HttpEndpoint.prometheus(renderVolumeGauges(config.nodeId, volumes) + (yield* processMetrics))
+          return yield* HttpEndpointLayers.prometheus(renderVolumeGauges(config.nodeId, volumes) + (yield* processMetrics))
         }),
         "/healthz": Effect.succeed(HttpEndpoint.ok),
         // Stricter than the CSI Probe (which the livenessprobe sidecar turns into restarts): also

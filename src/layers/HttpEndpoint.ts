@@ -1,20 +1,13 @@
 /**
- * A tiny HTTP endpoint for probes and metrics, shared by the driver and the approver: a fixed table
- * of GET paths, each answered by an Effect. Owns the listening socket for the layer's lifetime;
- * request handlers run as fibers of the layer (interrupted when it closes).
+ * The live HTTP endpoint (contract: `services/HttpEndpoint.ts`) over node:http: a fixed table of GET
+ * paths, each answered by an Effect. Owns the listening socket for the layer's lifetime; request
+ * handlers run as fibers of the layer (interrupted when it closes).
  */
-import { Context, Effect, FiberSet, Layer } from "effect"
+import { Effect, FiberSet, Layer } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { PrometheusMetrics } from "effect/observability"
-
-export interface HttpResponse {
-  readonly status: number
-  readonly body: string
-  readonly contentType?: string
-}
-
-export type Routes<R> = Readonly<Record<string, Effect.Effect<HttpResponse, never, R>>>
+import { HttpEndpoint, type HttpResponse, type Routes } from "../services/HttpEndpoint.ts"
 
 /** `host:port` or `:port` (all interfaces), as Go's flags spell bind addresses. */
 export const splitBindAddress = (address: string): { readonly host: string | undefined; readonly port: number } => {
@@ -22,9 +15,6 @@ export const splitBindAddress = (address: string): { readonly host: string | und
   const host = address.slice(0, at).replace(/^\[|\]$/g, "")
   return { host: host === "" ? undefined : host, port: Number(address.slice(at + 1)) }
 }
-
-export const ok: HttpResponse = { status: 200, body: "ok\n" }
-export const notReady = (why: string): HttpResponse => ({ status: 503, body: `not ready: ${why}\n` })
 
 /** Effect's counters, gauges and histograms in Prometheus text, then `extra` (already formatted). */
 export const prometheus = (extra: string = ""): Effect.Effect<HttpResponse> =>
@@ -62,9 +52,6 @@ export const serve = <R>(bindAddress: string, routes: Routes<R>) =>
     yield* Effect.logInfo("HTTP endpoint listening", { address: `${address.address}:${address.port}`, paths: Object.keys(routes) })
     return address.port
   })
-
-/** The running endpoint: the port actually bound (useful with port 0). */
-export class HttpEndpoint extends Context.Service<HttpEndpoint, { readonly port: number }>()("csi-driver-spiffe/layers/HttpEndpoint") {}
 
 export const layer = <R>(bindAddress: string, routes: Effect.Effect<Routes<R>, never, R>) =>
   Layer.effect(HttpEndpoint, Effect.flatMap(routes, (r) => Effect.map(serve(bindAddress, r), (port) => HttpEndpoint.of({ port }))))

@@ -14,6 +14,7 @@ import * as WorkQueue from "../../../src/approver/WorkQueue.ts"
 import { ConfigMaps } from "../../../src/domain/KubeObjects.ts"
 import { metricsRoutes } from "../../../src/bin/ApproverLive.ts"
 import * as HttpEndpoint from "../../../src/layers/HttpEndpoint.ts"
+import { HttpEndpoint as HttpEndpointService } from "../../../src/services/HttpEndpoint.ts"
 import { layerMemory, withRequestMetrics } from "../../../src/layers/KubeClient.ts"
 import * as ProcessMetrics from "../../../src/layers/ProcessMetrics.ts"
 import { KubeClient } from "../../../src/services/KubeClient.ts"
@@ -117,7 +118,7 @@ describe("approver: client-go and controller-runtime names", () => {
 
   it.effect("the approver's /metrics: leader_election_master_status{name} and process metrics", () =>
     Effect.gen(function*() {
-      const { port } = yield* HttpEndpoint.HttpEndpoint
+      const { port } = yield* HttpEndpointService
       const body = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()))
       assert.deepStrictEqual(samples(body, "leader_election_master_status"), ['leader_election_master_status{name="spiffe.csi.cert-manager.io"} 1'])
       for (const name of PROCESS_NAMES) assert.strictEqual(samples(body, name).length, 1, name)
