@@ -10,8 +10,10 @@
 // otherwise every "go" value is null and latest.json says why in "go_unavailable".
 //
 // Every mount and process this script starts is cleaned up on success, failure, SIGINT and SIGTERM.
+import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
+import * as zlib from "node:zlib"
 import * as path from "node:path"
 import { labelHash } from "../src/domain/Hash.ts"
 import { NODE_ID_HASH_LABEL, VOLUME_ID_HASH_LABEL } from "../src/domain/CertificateRequest.ts"
@@ -212,14 +214,27 @@ const errMsg = (err: unknown) => (err instanceof Error ? err.message : String(er
 
 // ------------------------------------------------------------------ phases
 
+/** help_ms: spawn to exit of the driver's `--help` (loading the program, no start-up). */
+const helpTime = async (impl: Impl): Promise<number> => {
+  const start = performance.now()
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn(impl.driver.command, [...impl.driver.args, "--help"], { cwd: impl.cwd, stdio: "ignore" })
+    p.on("error", reject)
+    // timed whatever the exit code (pflag's ErrHelp may exit non-zero)
+    p.on("exit", () => resolve())
+  })
+  return performance.now() - start
+}
+
 /** cold_start_ms: spawn to the first Identity.Probe with ready=true (own socket, data root and node id). */
 const coldStart = async (info: ControlPlaneInfo, impl: Impl, r: ImplResult) => {
   for (let run = 0; run < RUNS; run++) {
+    addRun(r, "help_ms", await helpTime(impl))
     const dir = fs.mkdtempSync(path.join(info.tmpDir, `cold-${impl.name}-`))
     const socket = path.join(dir, "csi.sock")
     const args = driverArgs(impl, { plane: info, nodeId: `bench-cold-${run}`, socket, dataRoot: path.join(dir, "data"), duration: "1h" })
     const start = performance.now()
-    const proc = startProcess({ name: `cold-driver-${impl.name}-${run}`, command: impl.driver.command, args, logFile: path.join(dir, "driver.log"), cwd: repo })
+    const proc = startProcess({ name: `cold-driver-${impl.name}-${run}`, command: impl.driver.command, args, logFile: path.join(dir, "driver.log"), cwd: impl.cwd })
     liveProcs.add(proc)
     let readyAt: number | undefined
     try {
@@ -361,16 +376,19 @@ const idle = async (s: BenchStack, r: ImplResult, published: number) => {
   for (let run = 0; run < RUNS; run++) {
     const cpu0 = cpuSeconds(s.driver.pid)
     const rssSamples: Array<number> = []
+    const approverRss: Array<number> = []
     const end = performance.now() + IDLE_WINDOW_S * 1000
     const w0 = performance.now()
     while (performance.now() < end) {
       rssSamples.push(rssMiB(s.driver.pid))
+      approverRss.push(rssMiB(s.approver.pid))
       await sleep(Math.min(5_000, Math.max(0, end - performance.now())))
     }
     rssSamples.push(rssMiB(s.driver.pid))
     const cpu = cpuSeconds(s.driver.pid) - cpu0
     const perMin = (cpu / ((performance.now() - w0) / 1000)) * 60
     addRun(r, "idle_rss_110_mib", median(rssSamples))
+    addRun(r, "approver_idle_rss_mib", median(approverRss))
     addRun(r, "idle_cpu_s_per_min", perMin)
     progress(`  idle window ${run + 1}/${RUNS}: RSS ${round(median(rssSamples))} MiB (min ${round(Math.min(...rssSamples))}, max ${round(Math.max(...rssSamples))}), CPU ${round(perMin, 3)} s/min`)
   }
@@ -492,6 +510,7 @@ const renewalStorm = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchS
     }
     try {
       progress(`  renewal storm run ${run + 1}/${STORM_RUNS}: ${n} pods and tokens ready; publishing all at once (1m certificates)`)
+      const rssBefore = rssMiB(s.driver.pid)
       const t = performance.now()
       const lat: Array<number> = []
       const results = await Promise.allSettled(
@@ -544,6 +563,8 @@ const renewalStorm = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchS
       const stormS = (Math.max(...done) - firstDue) / 1000
       const failures = n - renewed
       addRun(r, "renewal_storm_s", stormS)
+      addRun(r, "storm_rss_before_mib", rssBefore)
+      addRun(r, "storm_rss_after_mib", rssMiB(s.driver.pid))
       addRun(r, "renewal_storm_failures", failures)
       addSamples(r, "storm_publish", lat)
       const lag = vs.filter((v) => v.renewedAt !== undefined).map((v) => (v.renewedAt! - (v.notBefore + lifetime * (2 / 3 + 0.05))) / 1000)
@@ -711,6 +732,7 @@ const main = async () => {
       storm_certificate_duration: "1m"
     },
     extra: {
+      image: imageSizes(),
       renewal_storm_failures: { ours: oursResult.runs["renewal_storm_failures"] ?? [], go: goResult?.runs["renewal_storm_failures"] ?? null },
       notes: { ours: oursResult.notes, go: goResult?.notes ?? null }
     }
@@ -732,6 +754,26 @@ const main = async () => {
   writeResults(OUT, report, method(goReason), chart)
   progress(`wrote ${path.join(OUT, "latest.json")}, latest.md, latest.svg`)
   process.stdout.write(fs.readFileSync(path.join(OUT, "latest.json"), "utf8"))
+}
+
+/**
+ * Our image as scripts/images/build.sh last built it (never built from here): its docker-archive's
+ * bytes, and the same gzip -9 compressed (what a registry stores and a node pulls, near enough).
+ */
+const imageSizes = (): { ref: string; archive_mib: number; gzip9_mib: number } | string => {
+  let env: string
+  try {
+    env = execFileSync("bash", [path.join(repo, "scripts/images/build.sh"), "--print-env"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+  } catch (err) {
+    return `scripts/images/build.sh --print-env failed: ${errMsg(err)}`
+  }
+  const line = (k: string) => env.split("\n").find((l) => l.startsWith(`${k}=`))?.slice(k.length + 1)
+  const ref = line("CSI_SPIFFE_IMAGE_DRIVER")
+  const archive = line("CSI_SPIFFE_IMAGE_DRIVER_ARCHIVE")
+  if (ref === undefined || archive === undefined || !fs.existsSync(archive)) return "image not built (bash scripts/images/build.sh)"
+  const bytes = fs.readFileSync(archive)
+  const mib = (n: number) => round(n / 1048576, 1)
+  return { ref, archive_mib: mib(bytes.length), gzip9_mib: mib(zlib.gzipSync(bytes, { level: 9 }).length) }
 }
 
 const onSignal = (signal: NodeJS.Signals) => {

@@ -40,7 +40,11 @@ export const METRICS: ReadonlyArray<MetricDef> = [
   { name: "idle_rss_110_mib", unit: "MiB", lowerIsBetter: true, what: "driver VmRSS with 110 volumes published, idle" },
   { name: "idle_cpu_s_per_min", unit: "s", lowerIsBetter: true, what: "driver utime+stime per minute with 110 volumes published, idle" },
   { name: "renewal_storm_s", unit: "s", lowerIsBetter: true, what: "first renewal due to every volume holding a new serial" },
-  { name: "cold_start_ms", unit: "ms", lowerIsBetter: true, what: "driver process spawn to Identity.Probe ready=true" }
+  { name: "cold_start_ms", unit: "ms", lowerIsBetter: true, what: "driver process spawn to Identity.Probe ready=true" },
+  { name: "help_ms", unit: "ms", lowerIsBetter: true, what: "driver `--help`, process spawn to exit" },
+  { name: "approver_idle_rss_mib", unit: "MiB", lowerIsBetter: true, what: "approver VmRSS, idle after the sequential and burst phases" },
+  { name: "storm_rss_before_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS before its publish burst" },
+  { name: "storm_rss_after_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS once every volume is renewed" }
 ]
 
 export interface ImplResult {

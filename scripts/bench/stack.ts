@@ -22,13 +22,28 @@ export interface Impl {
   readonly name: "ours" | "go"
   readonly driver: { readonly command: string; readonly args: ReadonlyArray<string> }
   readonly approver: { readonly command: string; readonly args: ReadonlyArray<string> }
+  /** Working directory of both programs. */
+  readonly cwd: string
+}
+
+/**
+ * Our binaries: the sources, or with CSI_SPIFFE_BENCH_BUNDLE=1 the production bundle of
+ * `npm run build:bundle` (what the image runs).
+ */
+const bundled = process.env["CSI_SPIFFE_BENCH_BUNDLE"] === "1"
+const ourEntry = (name: "csi" | "approver") => {
+  if (!bundled) return path.join(repo, `src/bin/${name}.ts`)
+  const f = path.join(repo, `dist/${name}.mjs`)
+  if (!fs.existsSync(f)) throw new Error(`CSI_SPIFFE_BENCH_BUNDLE=1 but ${f} is missing: run npm run build:bundle`)
+  return f
 }
 
 export const ours: Impl = {
   name: "ours",
   // No kubelet watches a bench node, so the driver serves no plugin registration.
-  driver: { command: process.execPath, args: [path.join(repo, "src/bin/csi.ts"), "--plugin-registration=false"] },
-  approver: { command: process.execPath, args: [path.join(repo, "src/bin/approver.ts")] }
+  driver: { command: process.execPath, args: [ourEntry("csi"), "--plugin-registration=false"] },
+  approver: { command: process.execPath, args: [ourEntry("approver")] },
+  cwd: repo
 }
 
 /** The Go original, when both prebuilt binaries are given (never built or downloaded here). */
@@ -44,7 +59,10 @@ export const goImpl = (): Impl | string => {
       return `${f} is not an executable file`
     }
   }
-  return { name: "go", driver: { command: d, args: [] }, approver: { command: a, args: [] } }
+  // The Go driver (csi-lib's filesystem storage) opens --data-root through a file system rooted at
+  // `/`, so it runs in `/` with a data root relative to it (driverArgs), as the original chart
+  // runs it (`--data-root=csi-data-dir`, working directory `/`).
+  return { name: "go", driver: { command: d, args: [] }, approver: { command: a, args: [] }, cwd: "/" }
 }
 
 export const TRUST_DOMAIN = "foo.bar"
@@ -98,9 +116,13 @@ export const csiConnect = (socket: string): CsiConn => {
   }
 }
 
+/**
+ * Identity.Probe says ready. The CSI spec: a response without `ready` means ready (the Go
+ * original leaves it unset); ours sets it, false until its state is loaded and its informer synced.
+ */
 export const probeReady = async (conn: CsiConn, timeoutMs = 1_000): Promise<boolean> => {
   const r = (await conn.call("Identity", "Probe", {}, timeoutMs)) as { ready?: { value?: boolean } | null }
-  return r.ready?.value === true
+  return r.ready === undefined || r.ready === null || r.ready.value === true
 }
 
 export interface DriverFlags {
@@ -118,7 +140,7 @@ export const driverArgs = (impl: Impl, f: DriverFlags): Array<string> => [
   `--kubeconfig=${f.plane.users["driver"]!.kubeconfigPath}`,
   `--node-id=${f.nodeId}`,
   `--endpoint=unix://${f.socket}`,
-  `--data-root=${f.dataRoot}`,
+  `--data-root=${impl.name === "go" ? path.relative("/", f.dataRoot) : f.dataRoot}`,
   `--trust-domain=${TRUST_DOMAIN}`,
   `--certificate-request-duration=${f.duration}`,
   `--issuer-name=${f.plane.issuer.name}`,
@@ -169,14 +191,14 @@ export const startBenchStack = async (
       "--log-level=1"
     ],
     logFile: path.join(dir, "approver.log"),
-    cwd: repo
+    cwd: impl.cwd
   })
   const driver = startProcess({
     name: `driver-${impl.name}-${opts.name}`,
     command: impl.driver.command,
     args: driverArgs(impl, { plane, nodeId: opts.nodeId, socket, dataRoot, duration: opts.duration, kubeletRoot }),
     logFile: path.join(dir, "driver.log"),
-    cwd: repo
+    cwd: impl.cwd
   })
   let conn: CsiConn | undefined
   const stop = async () => {
