@@ -5,7 +5,9 @@
  * kubeconfig search), generic REST on `/api/v1/...` and `/apis/<group>/<version>/...` using the
  * client's own HTTP stack (its `RequestContext`, `applySecurityAuthentication` for credentials and
  * TLS, and its fetch library), Schema decoding of every response, HTTP status → `KubeError`, watch
- * as a line-delimited JSON stream aborted when the consumer stops, and per-call bearer tokens.
+ * as a line-delimited JSON stream aborted when the consumer stops, per-call bearer tokens, and
+ * connections: request/reply calls share one pool per TLS identity, replaced every `poolRefresh`
+ * without any caller waiting for the old one to drain; each watch has a connection of its own.
  * Does not own: retries, relisting, caching (callers), discovery (resources are described by
  * `domain/KubeObjects.ts`).
  *
