@@ -11,6 +11,7 @@ import * as ApproverConfig from "../src/services/ApproverConfig.ts"
 import * as Controller from "../src/approver/Controller.ts"
 import { CertificateRequests } from "../src/domain/KubeObjects.ts"
 import * as EvaluatorLayers from "../src/layers/Evaluator.ts"
+import * as EventRecorderLayers from "../src/layers/EventRecorder.ts"
 import { layerStatic as issuerStatic } from "../src/layers/IssuerConfig.ts"
 import { KubeClientMemory, layerMemory } from "../src/layers/KubeClient.ts"
 import { layerAlwaysLeader } from "../src/layers/LeaderElection.ts"
@@ -27,6 +28,7 @@ const world = Layer.mergeAll(
   layerMemory,
   ApproverConfig.layer(),
   layerAlwaysLeader,
+  EventRecorderLayers.layer("csi-driver-spiffe-approver").pipe(Layer.provide(layerMemory)),
   EvaluatorLayers.layer.pipe(Layer.provide(Layer.merge(ApproverConfig.layer(), issuerStatic(undefined))))
 )
 

@@ -17,6 +17,7 @@ import { CertificateRequests } from "../domain/KubeObjects.ts"
 import * as Schedules from "../domain/Schedules.ts"
 import * as ListWatch from "../layers/ListWatch.ts"
 import { Evaluator } from "../services/Evaluator.ts"
+import { EventRecorder } from "../services/EventRecorder.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import { ApproverConfig } from "../services/ApproverConfig.ts"
@@ -70,6 +71,7 @@ const runTerm = (
   Effect.gen(function*() {
     const kube = yield* KubeClient
     const evaluator = yield* Evaluator
+    const events = yield* EventRecorder
     const config = yield* ApproverConfig
     const queue = yield* WorkQueue.makeNamed(ApproverMetrics.CONTROLLER_NAME)
     yield* Ref.set(current, queue)
@@ -93,6 +95,7 @@ const runTerm = (
         ApproverMetrics.timeReconcile,
         Effect.provideService(KubeClient, kube),
         Effect.provideService(Evaluator, evaluator),
+        Effect.provideService(EventRecorder, events),
         Effect.tap((result) => {
           failures.delete(key)
           refused.delete(key)
@@ -116,7 +119,7 @@ const runTerm = (
             else {
               refused.add(key)
               yield* Effect.logWarning("status write refused by admission; will retry at a long interval", { err: e.detail, retryIn })
-              yield* emitRefused(e, retryIn).pipe(Effect.provideService(KubeClient, kube))
+              yield* emitRefused(e, retryIn).pipe(Effect.provideService(EventRecorder, events))
             }
             yield* queue.addAfter(key, Schedules.statusRefusedRequeue)
           })),
@@ -142,7 +145,7 @@ const runTerm = (
 /** The controller with `options`; it runs (in the layer's scope) only while this replica leads. */
 export const layerWith = (
   options: ControllerOptions
-): Layer.Layer<Controller, never, KubeClient | Evaluator | LeaderElection | ApproverConfig> =>
+): Layer.Layer<Controller, never, KubeClient | Evaluator | EventRecorder | LeaderElection | ApproverConfig> =>
   Layer.effect(
     Controller,
     Effect.gen(function*() {

@@ -15,8 +15,8 @@ import { Clock, Effect, Schedule, Schema } from "effect"
 import * as CR from "../domain/CertificateRequest.ts"
 import type { Decision } from "../domain/Decision.ts"
 import { CertificateRequests } from "../domain/KubeObjects.ts"
-import * as EventRecorderLayers from "../layers/EventRecorder.ts"
 import { Evaluator } from "../services/Evaluator.ts"
+import { EventRecorder } from "../services/EventRecorder.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 import type { KubeError } from "../services/KubeClient.ts"
 
@@ -57,9 +57,6 @@ export type ReconcileResult =
   /** Nothing written: gone, already decided or finished, or not ours (`Unprocessed`). */
   | { readonly _tag: "Skipped"; readonly why: string }
 
-/** The component name on our Events, as `kubectl describe` shows it under "From". */
-export const EVENT_COMPONENT = "csi-driver-spiffe-approver"
-
 /**
  * Conflicts are retried right away a few times: each retry re-reads, so it converges as soon as the
  * other writer (cert-manager, usually adding its own condition) is done. Five attempts 10 ms apart,
@@ -91,7 +88,7 @@ const condition = (decision: "Approved" | "Denied", message: string, now: number
 export const deniedMessage = (reasons: ReadonlyArray<string>): string => `Denied request: ${reasons.join("; ")}`
 
 const emitDenied = Effect.fn("Reconcile.emitDenied")(function*(cr: CR.CertificateRequest, reasons: ReadonlyArray<string>) {
-  const events = yield* EventRecorderLayers.make(EVENT_COMPONENT)
+  const events = yield* EventRecorder
   const { namespace, name } = cr.metadata
   yield* events.record({
     involvedObject: {
@@ -113,7 +110,7 @@ const emitDenied = Effect.fn("Reconcile.emitDenied")(function*(cr: CR.Certificat
  * request's owner sees why it is neither approved nor denied.
  */
 export const emitRefused = Effect.fn("Reconcile.emitRefused")(function*(e: StatusRefusedError, retryIn: string) {
-  const events = yield* EventRecorderLayers.make(EVENT_COMPONENT)
+  const events = yield* EventRecorder
   yield* events.record({
     involvedObject: {
       apiVersion: CR.API_VERSION,
@@ -132,7 +129,7 @@ export const emitRefused = Effect.fn("Reconcile.emitRefused")(function*(e: Statu
 const attempt = Effect.fn("Reconcile.attempt")(function*(key: Key): Effect.fn.Return<
   { readonly result: ReconcileResult; readonly cr: CR.CertificateRequest | undefined },
   KubeError | StatusRefusedError,
-  KubeClient | Evaluator
+  KubeClient | Evaluator | EventRecorder
 > {
   const kube = yield* KubeClient
   const evaluator = yield* Evaluator
@@ -173,7 +170,7 @@ const attempt = Effect.fn("Reconcile.attempt")(function*(key: Key): Effect.fn.Re
 export const reconcile = Effect.fn("Reconcile.reconcile")(function*(key: Key): Effect.fn.Return<
   ReconcileResult,
   KubeError | StatusRefusedError,
-  KubeClient | Evaluator
+  KubeClient | Evaluator | EventRecorder
 > {
   const done = yield* attempt(key).pipe(
     Effect.retry({ ...CONFLICT_RETRY, while: (e: KubeError | StatusRefusedError) => e._tag === "KubeError" && e.reason === "Conflict" })

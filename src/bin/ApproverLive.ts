@@ -11,6 +11,7 @@ import * as HttpEndpoint from "../services/HttpEndpoint.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import * as EvaluatorLayers from "../layers/Evaluator.ts"
+import * as EventRecorderLayers from "../layers/EventRecorder.ts"
 import * as HttpEndpointLayers from "../layers/HttpEndpoint.ts"
 import * as IssuerConfigLayers from "../layers/IssuerConfig.ts"
 import * as KubeClientLayers from "../layers/KubeClient.ts"
@@ -66,16 +67,18 @@ export const ApproverLive = (settings: ApproverSettings) => {
     poolRefresh: settings.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(settings.kubeClientPoolRefreshMillis),
     kubeClientFlags: settings.kubeClient
   })
-  const IssuerLive = IssuerConfigLayers.layerFor(
-    { issuer: settings.staticIssuer ? settings.config.issuer : undefined, runtimeIssuanceConfigMap: settings.runtimeIssuanceConfigMap },
-    "csi-driver-spiffe-approver"
-  ).pipe(Layer.provide(KubeLive))
+  // The component name on the approver's Events, as `kubectl describe` shows it under "From".
+  const EventsLive = EventRecorderLayers.layer("csi-driver-spiffe-approver").pipe(Layer.provide(KubeLive))
+  const IssuerLive = IssuerConfigLayers.layerFor({
+    issuer: settings.staticIssuer ? settings.config.issuer : undefined,
+    runtimeIssuanceConfigMap: settings.runtimeIssuanceConfigMap
+  }).pipe(Layer.provide([KubeLive, EventsLive]))
   const EvaluatorLive = EvaluatorLayers.layer.pipe(Layer.provide([ConfigLive, IssuerLive]))
   const LeaderLive = LeaderElectionLayers.layer.pipe(Layer.provide([KubeLive, ConfigLive]))
   // The controller starts only after the issuer configuration was read once, so that no request is
   // judged against the static fallback while the runtime ConfigMap is still being read.
   const ControllerLive = ControllerLayers.layer.pipe(
-    Layer.provide([KubeLive, EvaluatorLive, LeaderLive, ConfigLive]),
+    Layer.provide([KubeLive, EvaluatorLive, LeaderLive, ConfigLive, EventsLive]),
     Layer.provide(issuerLoaded.pipe(Layer.provide(IssuerLive)))
   )
   const ReadinessLive = settings.readinessBindAddress === undefined

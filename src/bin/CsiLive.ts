@@ -41,11 +41,12 @@ export const CsiLive = (config: DriverConfigShape) => {
     poolRefresh: config.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(config.kubeClientPoolRefreshMillis),
     kubeClientFlags: config.kubeClient
   })
-  const IssuerLive = IssuerConfigLayers.layerFor(config, "csi-driver-spiffe").pipe(Layer.provide([KubeLive, ConfigLive]))
+  // Events name the driver and its node as their source, as `kubectl describe` shows under "From".
+  const EventsLive = EventRecorderLayers.layer("csi-driver-spiffe", config.nodeId).pipe(Layer.provide(KubeLive))
+  const IssuerLive = IssuerConfigLayers.layerFor(config).pipe(Layer.provide([KubeLive, EventsLive]))
   const CaBundleLive = CaBundleLayers.layerFor(config).pipe(Layer.provide([CryptoLayers.layer, NodeServices.layer]))
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, KubeLive, CryptoLayers.layer, IssuerLive]))
   const StoreLive = VolumeStoreLayers.layerFileSystem(path.resolve(config.dataRoot, "inmemfs"))
-  const EventsLive = EventRecorderLayers.layer("csi-driver-spiffe", config.nodeId).pipe(Layer.provide(KubeLive))
   const ManagerLive = VolumeManagerLayers.layer.pipe(
     Layer.provide([ConfigLive, IssuanceLive, StoreLive, MounterLayers.layerLinux, CaBundleLive, EventsLive])
   )

@@ -7,7 +7,7 @@ import type { IssuerRef } from "../domain/IssuerRef.ts"
 import * as Issuer from "../domain/IssuerRef.ts"
 import type { ConfigMap } from "../domain/KubeObjects.ts"
 import { ConfigMaps } from "../domain/KubeObjects.ts"
-import * as EventRecorderLayers from "./EventRecorder.ts"
+import { EventRecorder } from "../services/EventRecorder.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 import * as ListWatch from "./ListWatch.ts"
@@ -50,14 +50,13 @@ export const issuerFromConfigMap = (cm: ConfigMap): Result.Result<IssuerRef, str
  */
 export const layerConfigMap = (
   source: { readonly name: string; readonly namespace: string },
-  fallback: IssuerRef | undefined,
-  component: string
+  fallback: IssuerRef | undefined
 ) =>
   Layer.effect(
     IssuerConfig,
     Effect.gen(function*() {
       const kube = yield* KubeClient
-      const events = yield* EventRecorderLayers.make(component)
+      const events = yield* EventRecorder
       const ref = yield* SubscriptionRef.make<IssuerRef | undefined>(fallback)
       let loaded = false
       const selector = { namespace: source.namespace, fieldSelector: `metadata.name=${source.name}` }
@@ -119,14 +118,11 @@ export const layerConfigMap = (
     })
   )
 
-/** The static issuer, or the runtime ConfigMap over it; `component` names the reporter of its Events. */
-export const layerFor = (
-  config: {
-    readonly issuer: IssuerRef | undefined
-    readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
-  },
-  component: string
-) =>
+/** The static issuer, or the runtime ConfigMap over it. */
+export const layerFor = (config: {
+  readonly issuer: IssuerRef | undefined
+  readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
+}): Layer.Layer<IssuerConfig, never, KubeClient | EventRecorder> =>
   config.runtimeIssuanceConfigMap === undefined
     ? layerStatic(config.issuer)
-    : layerConfigMap(config.runtimeIssuanceConfigMap, config.issuer, component)
+    : layerConfigMap(config.runtimeIssuanceConfigMap, config.issuer)

@@ -11,6 +11,7 @@ import { Controller, layerWith as controllerWith, DEFAULT_OPTIONS } from "../../
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { CertificateRequests, Events } from "../../../src/domain/KubeObjects.ts"
 import * as Evaluator from "../../../src/layers/Evaluator.ts"
+import * as EventRecorderLayers from "../../../src/layers/EventRecorder.ts"
 import { layerStatic as issuerStatic } from "../../../src/layers/IssuerConfig.ts"
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
 import { layerAlwaysLeader, makeManual } from "../../../src/layers/LeaderElection.ts"
@@ -24,6 +25,7 @@ const world = (leader: Layer.Layer<LeaderElection> = layerAlwaysLeader, config: 
     layerMemory,
     ApproverConfig.layer(config),
     leader,
+    EventRecorderLayers.layer("csi-driver-spiffe-approver").pipe(Layer.provide(layerMemory)),
     Evaluator.layer.pipe(Layer.provide(Layer.merge(ApproverConfig.layer(config), issuerStatic(undefined))))
   )
 

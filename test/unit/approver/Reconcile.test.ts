@@ -12,6 +12,7 @@ import type { CertificateRequest } from "../../../src/domain/CertificateRequest.
 import { CertificateRequests, Events } from "../../../src/domain/KubeObjects.ts"
 import type { SpiffePolicy } from "../../../src/domain/SpiffeRules.ts"
 import { layerStatic } from "../../../src/layers/Evaluator.ts"
+import * as EventRecorderLayers from "../../../src/layers/EventRecorder.ts"
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
 import { joinAdvancing } from "./clock.ts"
 import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE, TEST_POLICY } from "../../support/csr.ts"
@@ -21,7 +22,8 @@ const POLICY = TEST_POLICY
 const NOW = Date.UTC(2030, 0, 2, 3, 4, 5)
 const key = (name: string) => ({ namespace: NAMESPACE, name })
 
-const withPolicy = (policy: SpiffePolicy) => Layer.merge(layerMemory, layerStatic(policy))
+const withPolicy = (policy: SpiffePolicy) =>
+  Layer.mergeAll(layerMemory, layerStatic(policy), EventRecorderLayers.layer("csi-driver-spiffe-approver").pipe(Layer.provide(layerMemory)))
 
 const run = <A, E>(effect: Effect.Effect<A, E, any>, policy = POLICY) =>
   Effect.gen(function*() {

@@ -9,6 +9,7 @@ import { Effect, Layer, Logger, Ref, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { IssuerRef } from "../../../src/domain/IssuerRef.ts"
 import { CertificateRequests, ConfigMaps, Events } from "../../../src/domain/KubeObjects.ts"
+import * as EventRecorderLayers from "../../../src/layers/EventRecorder.ts"
 import * as IssuerConfigLayers from "../../../src/layers/IssuerConfig.ts"
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
 import { VolumeStoreMemory } from "../../../src/layers/VolumeStore.ts"
@@ -47,8 +48,9 @@ interface LogLine {
 
 /** The ConfigMap layer over a fresh memory API server, with every log line and list call captured. */
 const configMapStack = (fallback: IssuerRef | undefined, logs: Array<LogLine>, lists: Array<string> = []) =>
-  IssuerConfigLayers.layerConfigMap(SOURCE, fallback, "csi-driver-spiffe").pipe(
+  IssuerConfigLayers.layerConfigMap(SOURCE, fallback).pipe(
     Layer.provide(countingClient(lists)),
+    Layer.provide(EventRecorderLayers.layer("csi-driver-spiffe")),
     Layer.provideMerge(layerMemory),
     Layer.provide(
       Logger.layer([
@@ -360,7 +362,7 @@ describe("layerFor", () => {
       // Any list or watch would fail now; the static layer makes none.
       yield* kube.failNext("list", "Forbidden", 10)
       yield* kube.failNext("watch", "Forbidden", 10)
-      const issuers = yield* Effect.provide(Effect.service(IssuerConfig), IssuerConfigLayers.layerFor({ issuer: STATIC, runtimeIssuanceConfigMap: undefined }, "csi-driver-spiffe"))
+      const issuers = yield* Effect.provide(Effect.service(IssuerConfig), IssuerConfigLayers.layerFor({ issuer: STATIC, runtimeIssuanceConfigMap: undefined }).pipe(Layer.provide(EventRecorderLayers.layer("csi-driver-spiffe"))))
       assert.deepStrictEqual(yield* issuers.current, STATIC)
       assert.isTrue(yield* issuers.loaded)
       const client = yield* KubeClient
@@ -378,7 +380,7 @@ describe("layerFor", () => {
       yield* currentIs(RUNTIME, "runtime issuer")
     }).pipe(
       Effect.provide(
-        IssuerConfigLayers.layerFor({ issuer: STATIC, runtimeIssuanceConfigMap: SOURCE }, "csi-driver-spiffe").pipe(Layer.provideMerge(layerMemory))
+        IssuerConfigLayers.layerFor({ issuer: STATIC, runtimeIssuanceConfigMap: SOURCE }).pipe(Layer.provide(EventRecorderLayers.layer("csi-driver-spiffe")), Layer.provideMerge(layerMemory))
       )
     ))
 })
@@ -400,7 +402,7 @@ const failFirstList = Layer.effectDiscard(Effect.flatMap(Effect.service(KubeClie
 describe("driver with the runtime issuer", () => {
   const config = testConfig({ issuer: undefined, runtimeIssuanceConfigMap: SOURCE })
   // One IssuerConfig (memoized by reference) serves the driver and the test.
-  const issuerLayer = IssuerConfigLayers.layerFor(config, "csi-driver-spiffe")
+  const issuerLayer = IssuerConfigLayers.layerFor(config).pipe(Layer.provide(EventRecorderLayers.layer("csi-driver-spiffe")))
   const driverStack = driverLayer(config, undefined, { issuerConfig: issuerLayer }).pipe(Layer.merge(issuerLayer), Layer.provideMerge(nodeLayer))
   const request = (spec: PodSpec = {}) => {
     const { token: _token, ...req } = publishRequest(spec)
