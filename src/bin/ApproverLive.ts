@@ -2,7 +2,7 @@
  * Composition root of the approver: KubeClient, the runtime issuer, the evaluator, the Lease-based
  * leader election and the controller, plus the readiness and metrics endpoints.
  */
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as ApproverConfigLayers from "../services/ApproverConfig.ts"
 import type { ApproverSettings } from "../config/ApproverFlags.ts"
 import * as ControllerLayers from "../approver/Controller.ts"
@@ -56,7 +56,7 @@ export const metricsRoutes = (driverName: string) =>
 const issuerLoaded = Layer.effectDiscard(
   Effect.gen(function*() {
     const issuers = yield* IssuerConfig
-    yield* issuers.loaded.pipe(Effect.repeat({ until: (loaded) => loaded, schedule: Schedule.spaced("100 millis") }))
+    yield* issuers.awaitLoaded
   })
 )
 

@@ -2,7 +2,7 @@
  * IssuerConfig implementations. `layerStatic` serves the `--issuer-*` flags (or none) and is also
  * what tests use to switch issuers.
  */
-import { Effect, Layer, Result, Schema, Stream, SubscriptionRef } from "effect"
+import { Deferred, Effect, Layer, Result, Schema, Stream, SubscriptionRef } from "effect"
 import type { IssuerRef } from "../domain/IssuerRef.ts"
 import * as Issuer from "../domain/IssuerRef.ts"
 import type { ConfigMap } from "../domain/KubeObjects.ts"
@@ -19,7 +19,8 @@ export const makeStatic = (issuer: IssuerRef | undefined) =>
       service: IssuerConfig.of({
         current: SubscriptionRef.get(ref),
         changes: SubscriptionRef.changes(ref).pipe(Stream.drop(1)),
-        loaded: Effect.succeed(true)
+        loaded: Effect.succeed(true),
+        awaitLoaded: Effect.void
       }),
       set: (next: IssuerRef | undefined) => SubscriptionRef.set(ref, next)
     }
@@ -46,7 +47,8 @@ export const issuerFromConfigMap = (cm: ConfigMap): Result.Result<IssuerRef, str
 /**
  * Follows the runtime issuance ConfigMap: a valid one wins; a deleted or invalid one falls back to
  * the static issuer (which may be none). An invalid edit is logged as an error and recorded as a
- * Warning Event on the ConfigMap. `loaded` turns true after the first successful read.
+ * Warning Event on the ConfigMap. `loaded` turns true (and `awaitLoaded` returns) after the first
+ * successful read.
  */
 export const layerConfigMap = (
   source: { readonly name: string; readonly namespace: string },
@@ -58,7 +60,7 @@ export const layerConfigMap = (
       const kube = yield* KubeClient
       const events = yield* EventRecorder
       const ref = yield* SubscriptionRef.make<IssuerRef | undefined>(fallback)
-      let loaded = false
+      const firstRead = yield* Deferred.make<void>()
       const selector = { namespace: source.namespace, fieldSelector: `metadata.name=${source.name}` }
 
       // The resourceVersion of the invalid ConfigMap last reported, so that a relist (every watch
@@ -75,7 +77,7 @@ export const layerConfigMap = (
       const apply = Effect.fnUntraced(function*(cm: ConfigMap | undefined) {
         if (cm === undefined) {
           reportedInvalid = undefined
-          if ((yield* setIssuer(fallback)) || !loaded) {
+          if ((yield* setIssuer(fallback)) || !(yield* Deferred.isDone(firstRead))) {
             yield* Effect.logInfo("runtime issuance ConfigMap absent; using the static issuer", { issuer: fallback === undefined ? "none" : Issuer.format(fallback) })
           }
           return
@@ -83,7 +85,7 @@ export const layerConfigMap = (
         const issuer = issuerFromConfigMap(cm)
         if (Result.isSuccess(issuer)) {
           reportedInvalid = undefined
-          if ((yield* setIssuer(issuer.success)) || !loaded) yield* Effect.logInfo("runtime issuer configured", { issuer: Issuer.format(issuer.success) })
+          if ((yield* setIssuer(issuer.success)) || !(yield* Deferred.isDone(firstRead))) yield* Effect.logInfo("runtime issuer configured", { issuer: Issuer.format(issuer.success) })
           return
         }
         yield* setIssuer(fallback)
@@ -105,7 +107,7 @@ export const layerConfigMap = (
         onList: (items) =>
           Effect.gen(function*() {
             yield* apply(items[0])
-            loaded = true
+            yield* Deferred.succeed(firstRead, undefined)
           }),
         onEvent: (ev) => apply(ev.type === "DELETED" ? undefined : ev.object)
       }).pipe(Effect.forkScoped)
@@ -113,7 +115,8 @@ export const layerConfigMap = (
       return IssuerConfig.of({
         current: SubscriptionRef.get(ref),
         changes: SubscriptionRef.changes(ref).pipe(Stream.drop(1)),
-        loaded: Effect.sync(() => loaded)
+        loaded: Deferred.isDone(firstRead),
+        awaitLoaded: Deferred.await(firstRead)
       })
     })
   )

@@ -17,6 +17,8 @@ export interface IssuerConfigShape {
   readonly changes: Stream.Stream<IssuerRef | undefined>
   /** True once the configuration source has been read. */
   readonly loaded: Effect.Effect<boolean>
+  /** Returns once the configuration source has been read (at once for the static issuer). */
+  readonly awaitLoaded: Effect.Effect<void>
 }
 
 export class IssuerConfig extends Context.Service<IssuerConfig, IssuerConfigShape>()("csi-driver-spiffe/services/IssuerConfig") {}

@@ -82,6 +82,7 @@ const currentIs = (expected: IssuerRef | undefined, what: string) =>
   eventually(Effect.map(current, (c) => JSON.stringify(c) === JSON.stringify(expected)), what)
 
 const loaded = Effect.flatMap(Effect.service(IssuerConfig), (c) => c.loaded)
+const awaitLoaded = Effect.flatMap(Effect.service(IssuerConfig), (c) => c.awaitLoaded)
 
 /** Collects every element of `changes` from now on (subscribed before returning). */
 const collectChanges = Effect.gen(function*() {
@@ -146,7 +147,9 @@ describe("layerConfigMap", () => {
       for (let i = 0; i < 50; i++) yield* Effect.yieldNow
       assert.isFalse(yield* loaded)
       yield* TestClock.adjust("1 millis")
-      yield* eventually(loaded, "loaded after the retried list")
+      // Loaded after the retried list: awaited on the layer's signal, then read back.
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded)
       assert.deepStrictEqual(yield* current, STATIC)
     }).pipe(
       Effect.provide(configMapStack(STATIC, logs).pipe(Layer.provide(failFirstList)))
@@ -155,7 +158,8 @@ describe("layerConfigMap", () => {
 
   it.effect("with no ConfigMap and no static issuer there is no issuer, but the source is loaded", () =>
     Effect.gen(function*() {
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded)
       assert.strictEqual(yield* current, undefined)
     }).pipe(Effect.provide(configMapStack(undefined, []))))
 
@@ -226,7 +230,8 @@ describe("layerConfigMap", () => {
 
   it.effect("an invalid ConfigMap with no static issuer leaves no issuer", () =>
     Effect.gen(function*() {
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded)
       assert.strictEqual(yield* current, undefined)
       yield* eventually(Effect.map(warningEvents, (es) => es.length === 1), "one Warning Event")
     }).pipe(Effect.provide(configMapStack(undefined, []).pipe(Layer.provide(seeded(configMap({ "issuer-name": "x" })))))))
