@@ -14,7 +14,7 @@
 import { Clock, Effect, Schedule, Schema } from "effect"
 import * as CR from "../domain/CertificateRequest.ts"
 import type { Decision } from "../domain/Decision.ts"
-import { CertificateRequests } from "../domain/KubeObjects.ts"
+import { CertificateRequests, rfc3339 } from "../domain/KubeObjects.ts"
 import { Evaluator } from "../services/Evaluator.ts"
 import { EventRecorder } from "../services/EventRecorder.ts"
 import { KubeClient } from "../services/KubeClient.ts"
@@ -73,9 +73,6 @@ export const alreadySettled = (cr: CR.CertificateRequest): string | undefined =>
   if (ready?.reason === "Failed") return "already failed"
   return undefined
 }
-
-/** The Kubernetes timestamp format (RFC 3339, whole seconds). */
-const rfc3339 = (millis: number): string => new Date(millis).toISOString().replace(/\.\d{3}Z$/, "Z")
 
 const condition = (decision: "Approved" | "Denied", message: string, now: number): CR.Condition => ({
   type: decision,

@@ -27,6 +27,7 @@ import {
   Schema
 } from "effect"
 import type { Fiber } from "effect"
+import { TOKENS_KEY } from "../domain/Token.ts"
 import { type CsiCode, CsiError, CsiPlugin, type CsiPluginShape } from "../services/CsiPlugin.ts"
 import { type CsiServices, loadCsiServices } from "./CsiProto.ts"
 
@@ -112,9 +113,6 @@ export const grpcAddress = (endpoint: Endpoint): string =>
 /** What a redacted value is replaced with (the marker the Go CSI sanitizer prints). */
 export const REDACTED = "***stripped***"
 
-/** The volume_context key under which kubelet passes the pod's ServiceAccount tokens (tokenRequests). */
-export const SERVICE_ACCOUNT_TOKENS_KEY = "csi.storage.k8s.io/serviceAccount.tokens"
-
 /**
  * A copy of a decoded request that is safe to log: every `secrets` field (at any depth) is replaced
  * by {@link REDACTED}, and so is the ServiceAccount token entry of every `volume_context`.
@@ -127,8 +125,8 @@ export const redactRequest = (request: unknown): unknown => {
   for (const [key, value] of Object.entries(request)) {
     if (key === "secrets") {
       out[key] = REDACTED
-    } else if (key === "volume_context" && Predicate.isObject(value) && SERVICE_ACCOUNT_TOKENS_KEY in value) {
-      out[key] = { ...value, [SERVICE_ACCOUNT_TOKENS_KEY]: REDACTED }
+    } else if (key === "volume_context" && Predicate.isObject(value) && TOKENS_KEY in value) {
+      out[key] = { ...value, [TOKENS_KEY]: REDACTED }
     } else {
       out[key] = redactRequest(value)
     }

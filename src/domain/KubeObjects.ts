@@ -5,6 +5,9 @@
 import { Schema } from "effect"
 import * as CR from "./CertificateRequest.ts"
 
+/** The Kubernetes timestamp format (`metav1.Time`: RFC 3339 in whole seconds, as the API server writes it). */
+export const rfc3339 = (millis: number): string => new Date(millis).toISOString().replace(/\.\d{3}Z$/, "Z")
+
 /** Where a kind lives in the API and how to decode it. `schema` decodes a full API object. */
 export interface Resource<A> {
   readonly group: string

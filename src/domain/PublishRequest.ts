@@ -196,7 +196,7 @@ export const decodePublish = (input: unknown, rules: TargetRules): Result.Result
   if (podUid !== "" && !POD_UID.test(podUid)) v.push(`volume_context["${POD_UID_KEY}"] is not a pod uid`)
   const serviceAccount = need(SERVICE_ACCOUNT_KEY)
 
-  const token = parseTokens(ctx["csi.storage.k8s.io/serviceAccount.tokens"])
+  const token = parseTokens(ctx[TOKENS_KEY])
   if (Result.isFailure(token)) v.push(token.failure)
   else {
     const t = token.success

@@ -4,7 +4,7 @@
  * `layerMemory` keeps them for assertions.
  */
 import { Clock, Context, Effect, Layer, Random, Ref } from "effect"
-import { Events } from "../domain/KubeObjects.ts"
+import { Events, rfc3339 } from "../domain/KubeObjects.ts"
 import type { RecordedEvent } from "../services/EventRecorder.ts"
 import { EventRecorder } from "../services/EventRecorder.ts"
 import { KubeClient } from "../services/KubeClient.ts"
@@ -19,9 +19,6 @@ export const truncateBytes = (s: string, max: number): string => {
   const bytes = Buffer.from(s, "utf8")
   return bytes.length <= max ? s : `${bytes.subarray(0, max - 3).toString("utf8").replace(/\uFFFD$/, "")}...`
 }
-
-/** The Kubernetes timestamp format (RFC 3339, whole seconds). */
-const rfc3339 = (millis: number) => new Date(millis).toISOString().replace(/\.\d{3}Z$/, "Z")
 
 export const make = (component: string, host?: string) =>
   Effect.gen(function*() {

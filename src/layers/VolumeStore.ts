@@ -14,6 +14,7 @@
 import * as fsp from "node:fs/promises"
 import * as nodePath from "node:path"
 import { Context, DateTime, Effect, Layer, Predicate, Redacted, Ref, Semaphore } from "effect"
+import { MAX_GID } from "../domain/PublishRequest.ts"
 import { decodeJson, encodeJson, type VolumeMetadata } from "../domain/VolumeMetadata.ts"
 import { VolumeStore, VolumeStoreError, type VolumeFile, type VolumeStoreShape } from "../services/VolumeStore.ts"
 
@@ -32,8 +33,6 @@ const PAYLOAD_DIR_MODE = 0o750
 const STAGING_FILE_MODE = 0o600
 /** Largest file mode a payload may ask for: permission bits only, no setuid/setgid/sticky. */
 const MAX_FILE_MODE = 0o777
-/** Largest gid chown(2) accepts as a group; 4294967295 is `(gid_t)-1`, which means "unchanged". */
-const MAX_GID = 4_294_967_294
 /** NAME_MAX on Linux file systems (tmpfs included), in bytes. */
 const NAME_MAX_BYTES = 255
 /** Schema error texts can be long; the first part names the offending field. */

@@ -7,8 +7,9 @@ import { assert, describe, it, layer } from "@effect/vitest"
 import { Context, Deferred, Effect, Exit, Fiber, FileSystem, Layer, Logger, Predicate, Ref, References, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { CsiError, CsiPlugin } from "../../src/services/CsiPlugin.ts"
-import { GrpcServer, INTERNAL_DETAIL, REDACTED, SERVICE_ACCOUNT_TOKENS_KEY } from "../../src/csi/GrpcServer.ts"
+import { GrpcServer, INTERNAL_DETAIL, REDACTED } from "../../src/csi/GrpcServer.ts"
 import { type CsiClient, GrpcCallError, makeCsiClient } from "../support/grpcClient.ts"
+import { TOKENS_KEY } from "../../src/domain/Token.ts"
 
 interface Call {
   readonly rpc: string
@@ -155,7 +156,7 @@ layer(Fixture.layer)("GrpcServer over a unix socket", (it) => {
         secrets: { key: SECRET },
         volume_context: {
           "csi.storage.k8s.io/ephemeral": "true",
-          [SERVICE_ACCOUNT_TOKENS_KEY]: JSON.stringify({ "": { token: TOKEN } })
+          [TOKENS_KEY]: JSON.stringify({ "": { token: TOKEN } })
         }
       })
       assert.deepStrictEqual(response, {})
@@ -165,8 +166,8 @@ layer(Fixture.layer)("GrpcServer over a unix socket", (it) => {
       assert.isTrue(Predicate.isObject(request))
       assert.strictEqual(volumeIdOf(request), "csi-0123")
       const context = Predicate.hasProperty(request, "volume_context") ? request.volume_context : undefined
-      assert.isTrue(Predicate.hasProperty(context, SERVICE_ACCOUNT_TOKENS_KEY))
-      assert.include(String((context as Record<string, unknown>)[SERVICE_ACCOUNT_TOKENS_KEY]), TOKEN)
+      assert.isTrue(Predicate.hasProperty(context, TOKENS_KEY))
+      assert.include(String((context as Record<string, unknown>)[TOKENS_KEY]), TOKEN)
       assert.include(JSON.stringify(request), "\"access_type\":\"mount\"")
 
       const logged = lines.filter((line) => line.includes("csi-0123"))

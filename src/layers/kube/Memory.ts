@@ -28,7 +28,7 @@
 import { Clock, Context, Effect, Layer, Predicate, PubSub, Schema, Stream } from "effect"
 import type { Redacted } from "effect"
 import type { Resource } from "../../domain/KubeObjects.ts"
-import { apiVersionOf } from "../../domain/KubeObjects.ts"
+import { apiVersionOf, rfc3339 } from "../../domain/KubeObjects.ts"
 import { KubeClient } from "../../services/KubeClient.ts"
 import type {
   CallOptions,
@@ -128,9 +128,6 @@ const selectable = (o: Json): Meta => {
   const md = m._tag === "Some" ? m.value.metadata : {}
   return { name: md.name ?? "", namespace: md.namespace ?? "", labels: md.labels ?? {} }
 }
-
-/** RFC 3339 in seconds, as the API server writes timestamps. */
-const timestamp = (millis: number): string => new Date(millis).toISOString().replace(/\.\d{3}Z$/, "Z")
 
 const parseRv = (rv: string): number | undefined => (/^\d+$/.test(rv) ? Number(rv) : undefined)
 
@@ -311,7 +308,7 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
         ...json,
         apiVersion: apiVersionOf(resource),
         kind: resource.kind,
-        metadata: { ...metaOf(json), name, namespace, uid, creationTimestamp: timestamp(now) }
+        metadata: { ...metaOf(json), name, namespace, uid, creationTimestamp: rfc3339(now) }
       },
       undefined
     )
@@ -406,7 +403,7 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
         metadata: {
           ...metaOf(json),
           uid: cm["uid"] ?? `00000000-0000-4000-8000-${(counter + 1).toString(16).padStart(12, "0")}`,
-          creationTimestamp: cm["creationTimestamp"] ?? timestamp(now)
+          creationTimestamp: cm["creationTimestamp"] ?? rfc3339(now)
         }
       },
       current

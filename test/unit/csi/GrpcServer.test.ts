@@ -11,10 +11,10 @@ import {
   parseEndpoint,
   REDACTED,
   redactRequest,
-  SERVICE_ACCOUNT_TOKENS_KEY,
   statusOfCause
 } from "../../../src/csi/GrpcServer.ts"
 import { CsiCode, CsiError } from "../../../src/services/CsiPlugin.ts"
+import { TOKENS_KEY } from "../../../src/domain/Token.ts"
 
 const parsed = (endpoint: string) => Result.getOrThrow(parseEndpoint(endpoint))
 const rejected = (endpoint: string) => {
@@ -79,7 +79,7 @@ describe("redactRequest", () => {
     secrets: { password: "hunter2" },
     volume_context: {
       "csi.storage.k8s.io/pod.name": "pod-a",
-      [SERVICE_ACCOUNT_TOKENS_KEY]: "{\"\":{\"token\":\"jwt\"}}"
+      [TOKENS_KEY]: "{\"\":{\"token\":\"jwt\"}}"
     },
     volume_capability: { mount: { fs_type: "" }, access_type: "mount" },
     nested: [{ secrets: { k: "v" } }]
@@ -89,7 +89,7 @@ describe("redactRequest", () => {
     assert.deepStrictEqual(redactRequest(request), {
       volume_id: "csi-1",
       secrets: REDACTED,
-      volume_context: { "csi.storage.k8s.io/pod.name": "pod-a", [SERVICE_ACCOUNT_TOKENS_KEY]: REDACTED },
+      volume_context: { "csi.storage.k8s.io/pod.name": "pod-a", [TOKENS_KEY]: REDACTED },
       volume_capability: { mount: { fs_type: "" }, access_type: "mount" },
       nested: [{ secrets: REDACTED }]
     })
