@@ -40,14 +40,16 @@ const rebase = {
 
 fs.rmSync(out, { recursive: true, force: true })
 const t0 = performance.now()
-// One build per binary, so that each file holds only what its binary reaches (no shared chunk).
+// One build per binary, so that its files hold only what that binary reaches (no chunk shared
+// between the two).
 for (const name of ["csi", "approver"]) {
   await build({
     input: path.join(repo, `src/bin/${name}.ts`),
     platform: "node",
     plugins: [rebase],
     logLevel: "warn",
-    output: { file: path.join(out, `${name}.mjs`), format: "esm", minify }
+    // The composition root is a dynamic import (src/bin/*.ts): its own chunk, loaded only to run.
+    output: { dir: out, entryFileNames: `${name}.mjs`, chunkFileNames: `${name}-[name]-[hash].mjs`, format: "esm", minify }
   })
 }
 fs.mkdirSync(path.join(out, "proto"))

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-/** Entry point of the approver (`csi-driver-spiffe-approver`). */
+/**
+ * Entry point of the approver (`csi-driver-spiffe-approver`). The composition root is imported only
+ * when the approver runs: `--help`, `--version` and a bad flag never load the Kubernetes client
+ * or the X.509 code (in the bundle, a chunk of its own).
+ */
+import { Effect, Layer } from "effect"
 import type { ApproverArgs } from "../config/ApproverFlags.ts"
 import { approverFlags, parseApproverArgs } from "../config/ApproverFlags.ts"
-import { ApproverLive } from "./ApproverLive.ts"
 import { version } from "../version.ts"
 import { main } from "./main.ts"
 import { approverStartup } from "./startup.ts"
@@ -14,5 +18,6 @@ main({
   flags: approverFlags,
   parse: parseApproverArgs,
   startup: (args: Extract<ApproverArgs, { _tag: "Settings" }>) => approverStartup(args.settings),
-  layer: (args: Extract<ApproverArgs, { _tag: "Settings" }>) => ApproverLive(args.settings)
+  layer: (args: Extract<ApproverArgs, { _tag: "Settings" }>) =>
+    Layer.unwrap(Effect.promise(() => import("./ApproverLive.ts")).pipe(Effect.map((m) => m.ApproverLive(args.settings))))
 })

@@ -1,6 +1,10 @@
 #!/usr/bin/env node
-/** Entry point of the CSI node driver (`csi-driver-spiffe`). */
-import { CsiLive } from "./CsiLive.ts"
+/**
+ * Entry point of the CSI node driver (`csi-driver-spiffe`). The composition root is imported only
+ * when the driver runs: `--help`, `--version` and a bad flag never load gRPC, the Kubernetes
+ * client or the X.509 code (in the bundle, a chunk of its own).
+ */
+import { Effect, Layer } from "effect"
 import type { DriverArgs } from "../config/DriverFlags.ts"
 import { driverFlags, parseDriverArgs } from "../config/DriverFlags.ts"
 import { version } from "../version.ts"
@@ -14,5 +18,6 @@ main({
   flags: driverFlags,
   parse: (argv) => parseDriverArgs(argv, version),
   startup: (args: Extract<DriverArgs, { _tag: "Config" }>) => driverStartup(args.config),
-  layer: (args: Extract<DriverArgs, { _tag: "Config" }>) => CsiLive(args.config)
+  layer: (args: Extract<DriverArgs, { _tag: "Config" }>) =>
+    Layer.unwrap(Effect.promise(() => import("./CsiLive.ts")).pipe(Effect.map((m) => m.CsiLive(args.config))))
 })
