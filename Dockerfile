@@ -3,53 +3,78 @@
 # One image for both binaries of csi-driver-spiffe:
 #   csi-driver-spiffe           the CSI node driver (DaemonSet; runs as root, privileged)
 #   csi-driver-spiffe-approver  the CertificateRequest approver (Deployment; non-root)
-# Both are on PATH; the Helm chart sets `command:` to one of them. There is no build step: Node 24
-# runs the TypeScript sources directly (type stripping), so the image holds src/, proto/,
-# package.json and the production node_modules.
+# Both are on PATH; the Helm chart sets `command:` to one of them. The build stage bundles the
+# TypeScript sources with what they use of their dependencies (scripts/bundle.ts: one ESM file per
+# binary plus the .proto files); the runtime stage holds only Node, that bundle, mount(8) and
+# umount(8), and the shared libraries these load: no node_modules, no shell, no package manager.
 #
 #   docker build -t csi-driver-spiffe:0.1.0 .
 #   helm install ... --set driverImage.repository=csi-driver-spiffe,approverImage.repository=csi-driver-spiffe
 
-# Debian bookworm slim with Node 24 (the runtime the project pins, see package.json). The npm
-# package `node` (a devDependency that provides Node 24 in a checkout) is not needed here.
+# Debian bookworm slim with Node 24 (the runtime the project pins, see package.json); the build
+# stage runs on it and the runtime stage takes its `node` binary and libraries.
 ARG NODE_IMAGE=docker.io/library/node:24-bookworm-slim
 
-# ---------------------------------------------------------------- dependencies
+# ---------------------------------------------------------------- build
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-# Production dependencies only, exactly as locked. --ignore-scripts: no dependency needs an install
-# script at runtime (the only ones are the `node` devDependency and a no-op in protobufjs).
+# Every dependency exactly as locked, development ones too: the bundler (rolldown) is one.
+# --ignore-scripts: no install script is needed (the only ones are the `node` devDependency, which
+# would fetch a second Node, and a no-op in protobufjs).
 # npm's download cache is a cache mount: kept between builds, never in a layer.
 # Behind a TLS-intercepting proxy, hand its CA bundle in as a build secret (it never enters a layer):
 #   docker build --secret id=npm-ca,src=/etc/ssl/certs/ca-certificates.crt .
-# Then drop what Node never loads from node_modules: TypeScript sources and declarations (Node
-# refuses to strip types below node_modules), source maps and Markdown, licences kept. That is
-# about half of node_modules' bytes and files.
 RUN --mount=type=secret,id=npm-ca \
     --mount=type=cache,target=/root/.npm,sharing=locked \
     if [ -s /run/secrets/npm-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm-ca; fi \
- && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline \
- && find node_modules -type f \( -name '*.ts' -o -name '*.mts' -o -name '*.cts' -o -name '*.map' -o -name '*.md' \) \
-      ! -iname 'licen[cs]e*' -delete
+ && npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
 COPY proto ./proto
 COPY src ./src
-# Fail the build now if a module does not resolve or a type cannot be stripped.
-RUN chmod 0755 src/bin/*.ts \
- && for bin in src/bin/*.ts; do node "$bin" --help >/dev/null || exit 1; done
+COPY scripts/bundle.ts ./scripts/
+# dist/: csi.mjs, approver.mjs, proto/, package.json. Fails the build if a module does not
+# resolve or a binary does not start as far as its --help.
+RUN node scripts/bundle.ts \
+ && for bin in dist/csi.mjs dist/approver.mjs; do node "$bin" --help >/dev/null || exit 1; done
+
+# V8's compile cache of every module of the bundle (NODE_COMPILE_CACHE, read at each start): code
+# compiled here is not compiled again at start-up, which also saves the heap the compiler needs.
+# Node keeps one cache directory per uid: filled for root (the driver) and 65532 (the approver).
+# The modules are imported with `--help` as the only argument, so they load but run nothing.
+ENV NODE_COMPILE_CACHE=/app/compile-cache
+RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) await import(f)'; \
+    mkdir -m 1777 /app/compile-cache; \
+    for bin in csi approver; do \
+      node --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
+      setpriv --reuid=65532 --regid=65532 --clear-groups node --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
+    done; \
+    chmod 0755 /app/compile-cache; ls -l /app/compile-cache/*
+
+# The runtime's whole file system in /rootfs: the bundle at /app/dist, its compile cache, each program below at the
+# path it has here, and every shared library `ldd` names for it (with the loader) at its path.
+# env(1) runs the bundle's `#!/usr/bin/env node`; id(1) and true(1) (coreutils, libc only) let a
+# container runtime check the user and start-up without the binaries.
+RUN set -eu; r=/rootfs; \
+    mkdir -p "$r/app" "$r/tmp" "$r/usr/local/bin"; chmod 1777 "$r/tmp"; \
+    cp -a dist "$r/app/dist"; cp -a compile-cache "$r/app/compile-cache"; \
+    for p in node mount umount env id true; do \
+      f=""; for d in /usr/local/bin /usr/bin /bin; do [ -x "$d/$p" ] && { f="$d/$p"; break; }; done; \
+      [ -n "$f" ] || { echo "no $p" >&2; exit 1; }; cp --parents -L "$f" "$r"; \
+      for lib in $(ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do \
+        [ -e "$r$lib" ] || cp --parents -L "$lib" "$r"; \
+      done; \
+    done; \
+    ln -s /app/dist/csi.mjs "$r/usr/local/bin/csi-driver-spiffe"; \
+    ln -s /app/dist/approver.mjs "$r/usr/local/bin/csi-driver-spiffe-approver"; \
+    chroot "$r" /usr/local/bin/csi-driver-spiffe --help >/dev/null; \
+    chroot "$r" /usr/local/bin/csi-driver-spiffe-approver --help >/dev/null; \
+    chroot "$r" mount --version; chroot "$r" umount --version
 
 # ---------------------------------------------------------------- runtime
-FROM ${NODE_IMAGE}
-# The driver runs mount(8) and umount(8) from util-linux for the tmpfs and the read-only bind
-# mounts. Debian's `mount` package has Priority: required, so it is part of every Debian base
-# (debootstrap minbase) including -slim; this line fails the build if that ever changes.
-RUN mount --version && umount --version
-ENV NODE_ENV=production
+FROM scratch
+COPY --from=build /rootfs/ /
+ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_ENV=production NODE_COMPILE_CACHE=/app/compile-cache
 WORKDIR /app
-COPY --from=build /app /app
-# Links like npm's bin links: Node follows the symlink to the .ts file (ESM, type stripping).
-RUN ln -s /app/src/bin/csi.ts /usr/local/bin/csi-driver-spiffe \
- && ln -s /app/src/bin/approver.ts /usr/local/bin/csi-driver-spiffe-approver
 # Numeric so that the approver's `runAsNonRoot: true` can be verified by the kubelet; the driver
 # DaemonSet sets runAsUser: 0 itself.
 USER 65532:65532

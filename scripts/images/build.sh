@@ -175,7 +175,7 @@ EOF
 }
 
 # ------------------------------------------------------------------ driver
-DRIVER_INPUTS=(Dockerfile .dockerignore package.json package-lock.json .npmrc)
+DRIVER_INPUTS=(Dockerfile .dockerignore package.json package-lock.json .npmrc scripts/bundle.ts)
 DRIVER_TREES=(src proto)
 build_driver() {
   local ca secret=()
