@@ -1,17 +1,18 @@
 /**
  * The approver's rules: whether a CertificateRequest is exactly the SVID its requester may have.
  *
- * Owns: every check (go-original.md §7.2 plus the gaps of §11 item 11 closed: issuerRef with
- * cert-manager's defaulting, annotation value, key type and size, full subject, basic constraints, the
- * URI as a strictly parsed SPIFFE ID), the wording of denial reasons and their order, and the
- * auto-approve decision for requests without the identity annotation.
+ * Owns: every check of the original's evaluator (cert-manager/csi-driver-spiffe,
+ * https://github.com/cert-manager/csi-driver-spiffe, internal/approver/evaluator) plus the checks it
+ * leaves out (issuerRef with cert-manager's defaulting, annotation value, key type and size, full
+ * subject, basic constraints, the URI as a strictly parsed SPIFFE ID), the wording of denial reasons
+ * and their order, and the auto-approve decision for requests without the identity annotation.
  *
  * Two modes decide who may ask for which SPIFFE ID. Default: the requester is the workload's own
  * ServiceAccount and may ask only for its own ID. Own-ServiceAccount (`--use-own-service-account`,
- * go-original.md §7.2 rule 8b): the CSI driver asks on the workloads' behalf, so the requester must be
- * exactly the driver's ServiceAccount, and the ID must be a workload ID `/ns/<ns>/sa/<sa>` whose `<ns>`
- * is the CertificateRequest's own namespace (the driver creates each request in its pod's namespace;
- * the original checked only the trust domain, §11 item 12), with the identity annotation equal to it.
+ * the original's evaluator/identity.go): the CSI driver asks on the workloads' behalf, so the
+ * requester must be exactly the driver's ServiceAccount, and the ID must be a workload ID
+ * `/ns/<ns>/sa/<sa>` whose `<ns>` is the CertificateRequest's own namespace (the driver creates each request in its pod's namespace;
+ * the original checks only the trust domain there), with the identity annotation equal to it.
  * Does not own: reading the CSR (`approver/InspectCsr.ts`), where the policy comes from
  * (`layers/Evaluator.ts`), or writing the decision (`approver/Reconcile.ts`).
  *

@@ -1,8 +1,8 @@
 /**
  * The approver's decision for one CertificateRequest.
  *
- * Owns: the contract `CertificateRequest → Decision`. The decision is a value (style rule 6); this
- * service never fails: an unreadable CSR is a denial reason, not an error.
+ * Owns: the contract `CertificateRequest → Decision`. The decision is a value (`domain/Decision.ts`),
+ * not an error; this service never fails: an unreadable CSR is a denial reason, not an error.
  * Does not own: the rules (`domain/SpiffeRules.ts`), writing the decision (`approver/Reconcile.ts`).
  *
  * Implementations: `layers/Evaluator.ts` — `layer` (reads `ApproverConfig` and the current issuer

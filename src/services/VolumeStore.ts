@@ -27,7 +27,7 @@ export class VolumeStoreError extends Schema.TaggedError<VolumeStoreError>()("Vo
 export interface VolumeFile {
   readonly name: string
   readonly content: string | Redacted.Redacted<string>
-  /** Mode bits of the file; 0o440 for certificates, 0o440 for the key (readable by owner and gid). */
+  /** Mode bits of the file: 0o440 for the certificate chain, the CA bundle and the key alike (readable by owner and gid only). */
   readonly mode: number
 }
 

@@ -1,8 +1,8 @@
 /**
  * What the Helm chart must render, as tables of cases run by scripts/chart-check.ts.
  *
- * Sources: go-original.md §2 (every value, object, RBAC rule and DaemonSet/Deployment detail of
- * cert-manager's chart) and §9.2 (its helm unit tests: image configuration, deprecation banner,
+ * Sources: cert-manager/csi-driver-spiffe's chart, deploy/charts/csi-driver-spiffe (every value,
+ * object, RBAC rule and DaemonSet/Deployment detail) and its helm unit tests (tests/: image configuration, deprecation banner,
  * approver flags), plus the rebuild's fixes (data dir outside /tmp with Bidirectional propagation,
  * kubeletRootDir, nameOverride, pull secrets on both pods, driver metrics, PDB), its single driver
  * container (plugin registration and /healthz served by the driver; the original's sidecars behind
@@ -120,7 +120,7 @@ const approverClusterRules = (signerName?: string) => [
 const LEASE_RULE = { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "update", "create"] }
 const configMapRule = (name: string) => ({ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"], resourceNames: [name] })
 
-/** Every object of the original chart with default values, by the original's names (§2.3). */
+/** Every object of the original chart with default values, by the original's names (its templates/). */
 const ORIGINAL_OBJECTS = [
   `ServiceAccount/${BASE}`, `ServiceAccount/${APPROVER}`,
   `ClusterRole/${BASE}`, `ClusterRole/${APPROVER}`, `ClusterRoleBinding/${BASE}`, `ClusterRoleBinding/${APPROVER}`,
@@ -593,7 +593,7 @@ const matrix: ReadonlyArray<RenderCase> = [
   }
 ]
 
-// ----------------------------------------------------- original helm unit tests (go-original §9.2)
+// ------------------------ original helm unit tests (deploy/charts/csi-driver-spiffe/tests/)
 
 const image = (component: "driver" | "approver", r: Rendered): Container => (component === "driver" ? driverC(r) : approverC(r))
 

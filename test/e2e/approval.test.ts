@@ -1,5 +1,5 @@
 /**
- * The original's approval specs (go-original.md §9.3, test/e2e/suite/approval/approval.go) against
+ * The original's approval specs (cert-manager/csi-driver-spiffe, test/e2e/suite/approval/approval.go) against
  * the real kube-apiserver and cert-manager, whose webhook fills spec.username from the requester's
  * authentication, with OUR approver process (authorized by the chart's RBAC) deciding.
  *

@@ -1,6 +1,6 @@
 /**
- * Own-ServiceAccount mode end to end (go-original.md §1.2-1.3 `--use-own-service-account`, §7.2 rule
- * 8b, stricter as in "Where a rebuild can beat it" item 9): our driver creates every request with its
+ * Own-ServiceAccount mode end to end (`--use-own-service-account` of cert-manager/csi-driver-spiffe's
+ * two binaries, stricter than its evaluator/identity.go, which checks only the trust domain): our driver creates every request with its
  * own identity (the chart's driver ServiceAccount, whose ClusterRole has `create` on
  * certificaterequests) and our approver, given `--driver-service-account`, approves only requests
  * made by exactly that ServiceAccount for a workload ID in the request's own namespace.

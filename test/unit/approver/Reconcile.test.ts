@@ -1,7 +1,8 @@
 /**
  * Reconcile on the memory KubeClient: decided requests are never touched, one status write per
  * decision with the conditions cert-manager expects, a Warning Event per denial, write conflicts
- * retried, and the auto-approve cases of the original's controller tests (go-original.md §9.1).
+ * retried, and the auto-approve cases of the original's controller tests
+ * (cert-manager/csi-driver-spiffe, internal/approver/controller/controller_test.go).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"

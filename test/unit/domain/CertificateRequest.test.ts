@@ -1,5 +1,5 @@
 /**
- * The driver's and approver's reading of a CertificateRequest (go-original.md §4.2: Denied stops,
+ * The driver's and approver's reading of a CertificateRequest (as cert-manager/csi-lib's manager waits: Denied stops,
  * Ready/Failed stops, Ready/Issued succeeds, everything else keeps waiting with a reason for the
  * timeout message, as in csi-lib's TestManager_PropagatesRequestConditionMessages) and Go duration
  * strings (`spec.duration`, `--certificate-request-duration`).

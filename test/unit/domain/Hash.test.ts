@@ -1,5 +1,5 @@
 /**
- * csi-lib's CertificateRequest label hash (go-original.md §4.1): FNV-1 32-bit, decimal, then
+ * csi-lib's CertificateRequest label hash (cert-manager/csi-lib, manager/manager.go): FNV-1 32-bit, decimal, then
  * apimachinery's rand.SafeEncodeString. `test-node` → `f56fd9f8b` is csi-lib's own example.
  */
 import { assert, describe, it } from "@effect/vitest"

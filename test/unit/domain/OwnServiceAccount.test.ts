@@ -1,6 +1,6 @@
 /**
- * The approver's own-ServiceAccount mode (`--use-own-service-account`, go-original.md §1.3 and §7.2
- * rule 8b), stricter than the original: the requester must be exactly `--driver-service-account`, the
+ * The approver's own-ServiceAccount mode (`--use-own-service-account` of cert-manager/csi-driver-spiffe's
+ * approver, internal/approver/evaluator/identity.go), stricter than the original: the requester must be exactly `--driver-service-account`, the
  * single URI SAN a workload ID `/ns/<ns>/sa/<sa>` in the trust domain whose `<ns>` is the request's
  * own namespace, the identity annotation that same URI, and every other rule still applies. Also the
  * flags that turn it on, and that the default mode is untouched. Each case asserts the exact decision.

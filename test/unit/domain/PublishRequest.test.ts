@@ -1,5 +1,5 @@
 /**
- * NodePublishVolume / NodeUnpublishVolume request rules (go-original.md §3.3–3.5): every invalid
+ * NodePublishVolume / NodeUnpublishVolume request rules (cert-manager/csi-lib, driver/nodeserver.go): every invalid
  * request is refused before anything happens, each violation names its field, all violations are
  * reported at once in field order, and the ServiceAccount token never appears in a message.
  */

@@ -1,5 +1,5 @@
 /**
- * Renewal timing and retry delays (go-original.md §4.2, §4.3; csi-lib's Test_calculateNextIssuanceTime
+ * Renewal timing and retry delays (cert-manager/csi-lib's manager; its Test_calculateNextIssuanceTime
  * and TestManager_NewManager_defaultsGateBackoffConfig). Samples are passed in, so every value is exact.
  */
 import { assert, describe, it } from "@effect/vitest"

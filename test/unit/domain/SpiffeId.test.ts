@@ -1,6 +1,7 @@
 /**
  * SPIFFE IDs (the SPIFFE-ID standard) and the ServiceAccount shapes this product issues
- * (go-original.md §4.1: `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`; §7.2 the approver's username check).
+ * (cert-manager/csi-driver-spiffe: `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`, and the approver's
+ * username check in internal/approver/evaluator).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Schema } from "effect"

@@ -1,6 +1,7 @@
 /**
- * The approver's rule table: every case of the original's evaluator tests (go-original.md §9.1), the
- * SPIFFE ID tricks, the gaps the original left open (§11 item 11), and auto-approve. Each case asserts
+ * The approver's rule table: every case of the original's evaluator tests (cert-manager/csi-driver-spiffe,
+ * internal/approver/evaluator/*_test.go), the SPIFFE ID tricks, the checks the original leaves out
+ * (issuerRef, key type, annotation value), and auto-approve. Each case asserts
  * the exact decision, i.e. the exact reasons in their exact order.
  */
 import { assert, describe, it } from "@effect/vitest"

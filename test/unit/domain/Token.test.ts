@@ -1,6 +1,7 @@
 /**
  * The "" audience ServiceAccount token in `csi.storage.k8s.io/serviceAccount.tokens` and its claims
- * (go-original.md §3.4, §3.5; csi-lib's Test_restConfigForMetadataTokenRequestEmptyAud).
+ * (the volume_context keys of cert-manager/csi-lib (https://github.com/cert-manager/csi-lib), driver/nodeserver.go and
+ * Test_restConfigForMetadataTokenRequestEmptyAud).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Redacted, Result } from "effect"
