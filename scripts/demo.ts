@@ -104,13 +104,27 @@ const main = async (): Promise<void> => {
   const images = await ensureImages({ onProgress: (m: string) => progress(`  ${m}`) })
   phaseDone("images")
   progress("node: upstream programs, control plane, controller-manager, scheduler, containerd, kubelet")
-  node = await startNodeCluster({ images, log: (m) => progress(`  ${m}`) })
+  // the CA ClusterIssuer comes from deploy/example/clusterissuer.yaml, as a user would make it
+  node = await startNodeCluster({ images, planeIssuer: false, log: (m) => progress(`  ${m}`) })
   phaseDone("node up")
   progress(`logs of every process: ${node.tmpDir}/logs`)
   out(`# a real node: kubelet + containerd on ${node.nodeIp}, kubectl and helm ${node.upstream.env["CSI_SPIFFE_BIN_KUBERNETES"] ?? ""}`)
   out()
 
   await step("kubectl get nodes -o wide")
+  progress("the CA ClusterIssuer csi-driver-spiffe-ca from deploy/example/clusterissuer.yaml")
+  await step("kubectl apply -f deploy/example/clusterissuer.yaml")
+  out("# cert-manager runs here without its built-in approver (csi-driver-spiffe requires that), so the")
+  out("# CA's own CertificateRequest is approved by hand, as `cmctl approve` would")
+  await step("kubectl wait -n cert-manager --for=create certificaterequest/csi-driver-spiffe-ca-1 --timeout=2m")
+  await step(
+    `kubectl patch certificaterequest -n cert-manager csi-driver-spiffe-ca-1 --subresource=status --type=merge -p '${JSON.stringify({
+      status: { conditions: [{ type: "Approved", status: "True", reason: "ApprovedByDemo", message: "the CA of deploy/example/clusterissuer.yaml" }] }
+    })}'`,
+    { expect: "patched" }
+  )
+  await step("kubectl wait --for=condition=Ready clusterissuer/csi-driver-spiffe-ca --timeout=2m", { expect: "condition met" })
+  phaseDone("CA ClusterIssuer Ready")
   progress("helm install of our chart (DaemonSet of our image + approver Deployment)")
   out("# the last --set lines fit the chart to this node: the kubelet's root directory, the driver's")
   out("# data directory under it, and our locally built image (no registry here)")
@@ -167,6 +181,7 @@ const main = async (): Promise<void> => {
 
 const finish = async (ok: boolean): Promise<number> => {
   if (node === undefined) return ok ? 0 : 1
+  tPhase = Date.now()
   progress("tearing down: pods, kubelet, containers, containerd, control plane, mounts, cgroups, network, sysctls")
   try {
     await node.stop()

@@ -45,6 +45,11 @@ export interface NodeClusterOptions {
   readonly syncFrequency?: string
   /** timeout of each readiness wait; default 120 s */
   readonly readyTimeoutMs?: number
+  /**
+   * the plane's CA ClusterIssuer csi-driver-spiffe-ca (default true); false when the caller applies
+   * deploy/example/clusterissuer.yaml instead
+   */
+  readonly planeIssuer?: boolean
 }
 
 export interface NodeCluster {
@@ -588,6 +593,7 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
       // pods reach the apiserver on the node IP (DNAT of the `kubernetes` Service address)
       bindAddress: "0.0.0.0",
       chartRbac: false,
+      createIssuer: opts.planeIssuer ?? true,
       extraUsers: {
         // without --use-service-account-credentials every controller acts as this one user
         controllerManager: { username: "system:kube-controller-manager", groups: ["system:masters"] },
