@@ -10,7 +10,7 @@ import { Clock, Context, Effect, Fiber, Layer, References, Stream } from "effect
 import * as ApproverConfig from "../src/services/ApproverConfig.ts"
 import * as Controller from "../src/approver/Controller.ts"
 import { CertificateRequests } from "../src/domain/KubeObjects.ts"
-import * as EvaluatorLayers from "../src/layers/Evaluator.ts"
+import * as EvaluatorLayers from "../src/approver/Evaluator.ts"
 import * as EventRecorderLayers from "../src/layers/EventRecorder.ts"
 import { layerStatic as issuerStatic } from "../src/layers/IssuerConfig.ts"
 import { KubeClientMemory, layerMemory } from "../src/layers/KubeClient.ts"

@@ -14,7 +14,7 @@
  * `/ns/<ns>/sa/<sa>` whose `<ns>` is the CertificateRequest's own namespace (the driver creates each request in its pod's namespace;
  * the original checks only the trust domain there), with the identity annotation equal to it.
  * Does not own: reading the CSR (`approver/InspectCsr.ts`), where the policy comes from
- * (`layers/Evaluator.ts`), or writing the decision (`approver/Reconcile.ts`).
+ * (`approver/Evaluator.ts`), or writing the decision (`approver/Reconcile.ts`).
  *
  * `evaluate` is pure and total. It reports every violation, each as `<field path>: <sentence>`, sorted
  * by field path (checks keep their order within a path), so a message is the same every time for the

@@ -5,7 +5,7 @@
  * not an error; this service never fails: an unreadable CSR is a denial reason, not an error.
  * Does not own: the rules (`domain/SpiffeRules.ts`), writing the decision (`approver/Reconcile.ts`).
  *
- * Implementations: `layers/Evaluator.ts` — `layer` (reads `ApproverConfig` and the current issuer
+ * Implementations: `approver/Evaluator.ts` — `layer` (reads `ApproverConfig` and the current issuer
  * from `IssuerConfig`) and `layerStatic(policy)` (a fixed policy, for tests and tools).
  */
 import { Context } from "effect"

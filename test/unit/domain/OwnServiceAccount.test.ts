@@ -13,7 +13,7 @@ import { inspectCsr } from "../../../src/approver/InspectCsr.ts"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { Approved, type Decision, Denied } from "../../../src/domain/Decision.ts"
 import { evaluate, type SpiffePolicy } from "../../../src/domain/SpiffeRules.ts"
-import { policyOf } from "../../../src/layers/Evaluator.ts"
+import { policyOf } from "../../../src/approver/Evaluator.ts"
 import {
   basicConstraintsExtension,
   certificateRequest,

@@ -12,7 +12,7 @@
 import { Effect, Layer } from "effect"
 import { ApproverConfig } from "../services/ApproverConfig.ts"
 import type { ApproverConfigShape } from "../services/ApproverConfig.ts"
-import { inspectCsr } from "../approver/InspectCsr.ts"
+import { inspectCsr } from "./InspectCsr.ts"
 import type { CertificateRequest } from "../domain/CertificateRequest.ts"
 import type { IssuerRef } from "../domain/IssuerRef.ts"
 import { evaluate as applyRules, type SpiffePolicy } from "../domain/SpiffeRules.ts"
