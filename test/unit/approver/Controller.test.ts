@@ -18,7 +18,7 @@ import { layerAlwaysLeader, makeManual } from "../../../src/layers/LeaderElectio
 import { LeaderElection } from "../../../src/services/LeaderElection.ts"
 import { KubeClient, KubeError } from "../../../src/services/KubeClient.ts"
 import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE } from "../../support/csr.ts"
-import { advanceUntil, settle } from "./clock.ts"
+import { advanceUntil, settle } from "../../support/clock.ts"
 
 const world = (leader: Layer.Layer<LeaderElection> = layerAlwaysLeader, config: Partial<ApproverConfig.ApproverConfigShape> = {}) =>
   Layer.mergeAll(

@@ -15,7 +15,7 @@ import type { SpiffePolicy } from "../../../src/domain/SpiffeRules.ts"
 import { layerStatic } from "../../../src/approver/Evaluator.ts"
 import * as EventRecorderLayers from "../../../src/layers/EventRecorder.ts"
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
-import { joinAdvancing } from "./clock.ts"
+import { joinAdvancing } from "../../support/clock.ts"
 import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE, TEST_POLICY } from "../../support/csr.ts"
 
 const POLICY = TEST_POLICY

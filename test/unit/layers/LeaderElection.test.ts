@@ -14,7 +14,7 @@ import { make } from "../../../src/layers/LeaderElection.ts"
 import { KubeClient, KubeError } from "../../../src/services/KubeClient.ts"
 import type { KubeClientShape } from "../../../src/services/KubeClient.ts"
 import type { LeaderElectionShape } from "../../../src/services/LeaderElection.ts"
-import { macrotask } from "./clock.ts"
+import { macrotask } from "../../support/clock.ts"
 
 const NS = "cert-manager"
 const LEASE = "spiffe.csi.cert-manager.io"
