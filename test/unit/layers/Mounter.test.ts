@@ -117,12 +117,36 @@ describe("Mounter layerLinux without privilege", () => {
       assert.isFalse(yield* mounter.isMountPoint(nodePath.join(dir, "file", "below-a-file")))
     }).pipe(Effect.provide(layerLinux)))
 
+  /**
+   * An `umount` first on PATH for the test's duration that only records its arguments: layerLinux
+   * runs umount(8) by name, so any call would land here (and a real umount of a path that is not
+   * mounted fails in a way layerLinux forgives, which would hide the call).
+   */
+  const recordingUmount = Effect.acquireRelease(
+    Effect.promise(async () => {
+      const bin = await fsp.mkdtemp(nodePath.join(os.tmpdir(), "mounter-bin-"))
+      const calls = nodePath.join(bin, "calls")
+      await fsp.writeFile(nodePath.join(bin, "umount"), `#!/bin/sh\necho "$@" >> '${calls}'\n`, { mode: 0o755 })
+      const saved = process.env["PATH"]
+      process.env["PATH"] = `${bin}:${saved ?? ""}`
+      return { bin, calls, saved }
+    }),
+    ({ bin, saved }) =>
+      Effect.promise(async () => {
+        process.env["PATH"] = saved
+        await fsp.rm(bin, { recursive: true, force: true })
+      })
+  )
+
   it.effect("unmounting a path that is not mounted or missing succeeds without running umount", () =>
     Effect.gen(function*() {
       const mounter = yield* Mounter
       const dir = yield* scratch
+      const umount = yield* recordingUmount
       yield* mounter.unmount(dir)
       yield* mounter.unmount(nodePath.join(dir, "missing"))
+      const calls = yield* Effect.promise(() => fsp.readFile(umount.calls, "utf8").catch(() => ""))
+      assert.strictEqual(calls, "", "umount(8) was run")
     }).pipe(Effect.provide(layerLinux)))
 
   it.effect("refuses a bad tmpfs mode and a missing bind source before running mount", () =>
