@@ -119,6 +119,13 @@ const startDetached = (s: Scratch, ref: string) => {
     }),
     kill: async (signal: "SIGTERM" | "SIGINT") => {
       await ctr("tasks", "kill", "--signal", signal, id)
+    },
+    /** SIGKILL when still running (a failed test), then wait for `ctr run --rm` to end */
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        await ctr("tasks", "kill", "--signal", "SIGKILL", id).catch(() => undefined)
+        await exitCode.catch(() => undefined)
+      }
     }
   }
 }
@@ -145,6 +152,17 @@ describe("local images in a real containerd", () => {
 
   afterAll(async () => {
     if (scratch === undefined) return
+    // A test that failed half-way may leave a task running (a pause waiting for its signal): kill
+    // and delete every task and container first, so that no shim, process or cgroup outlives this
+    // containerd.
+    const ctr = (...a: ReadonlyArray<string>) => run("ctr", ["--address", scratch!.address, "--namespace", criNamespace, ...a])
+    const tasks = (await ctr("tasks", "ls", "--quiet").catch(() => ({ stdout: "" }))).stdout.split("\n").filter((l) => l !== "")
+    for (const t of tasks) {
+      await ctr("tasks", "kill", "--signal", "SIGKILL", t).catch(() => undefined)
+      await ctr("tasks", "delete", "--force", t).catch(() => undefined)
+    }
+    const containers = (await ctr("containers", "ls", "--quiet").catch(() => ({ stdout: "" }))).stdout.split("\n").filter((l) => l !== "")
+    for (const c of containers) await ctr("containers", "delete", c).catch(() => undefined)
     await scratch.proc.stop()
     // containerd unmounts its snapshots when it stops; whatever is still mounted below the dir
     // (a crash) is unmounted before the dir goes.
@@ -206,27 +224,36 @@ describe("local images in a real containerd", () => {
 
   it("pause reaps the orphans of a container sharing its PID namespace and exits 0 on SIGTERM", async () => {
     const pause = startDetached(scratch!, images.pause.ref)
-    const pid = await pause.pid
-    // In the app container `sleep` is orphaned at once (its subshell exits), so the kernel hands it
-    // to the PID namespace's init: pause. When the container ends, runc kills what is left in it
-    // (the namespace is not its own), and only pause can reap the dead sleep.
-    const r = await ctrRun(scratch!, images.app.ref, [
-      "sh", "-c", "(sleep 60 & echo $! >/tmp/orphan); sleep 0.2; grep PPid /proc/$(cat /tmp/orphan)/status"
-    ], ["--with-ns", `pid:/proc/${pid}/ns/pid`])
-    expect(r.stdout).toMatch(/^PPid:\s+1$/m)
-    await waitFor("pause to reap the killed orphan", async () => (childrenOf(pid).length === 0 ? true : undefined), {
-      timeoutMs: 10_000,
-      intervalMs: 50
-    })
-    await pause.kill("SIGTERM")
-    expect(await pause.exitCode).toBe(0)
+    try {
+      const pid = await pause.pid
+      // In the app container `sleep` is orphaned at once (its subshell exits), so the kernel hands it
+      // to the PID namespace's init: pause. When the container ends, runc kills what is left in it
+      // (the namespace is not its own), and only pause can reap the dead sleep.
+      const r = await ctrRun(scratch!, images.app.ref, [
+        "sh", "-c", "(sleep 60 & echo $! >/tmp/orphan); sleep 0.2; grep PPid /proc/$(cat /tmp/orphan)/status"
+      ], ["--with-ns", `pid:/proc/${pid}/ns/pid`])
+      expect(r.stdout).toMatch(/^PPid:\s+1$/m)
+      // a zombie leaves no event to wait on: look, briefly, for children of pause
+      await waitFor("pause to reap the killed orphan", async () => (childrenOf(pid).length === 0 ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 50
+      })
+      await pause.kill("SIGTERM")
+      expect(await pause.exitCode).toBe(0)
+    } finally {
+      await pause.stop()
+    }
   })
 
   it("pause exits 0 on SIGINT", async () => {
     const pause = startDetached(scratch!, images.pause.ref)
-    await pause.pid
-    await pause.kill("SIGINT")
-    expect(await pause.exitCode).toBe(0)
+    try {
+      await pause.pid
+      await pause.kill("SIGINT")
+      expect(await pause.exitCode).toBe(0)
+    } finally {
+      await pause.stop()
+    }
   })
 
   it("leaves no cgroup of its containers behind", () => {
