@@ -274,11 +274,18 @@ emit() { # <NAME> <name> <stamp> <ref>
 
 TMPDIRS=()
 BUILT=0
+VARLIB_EXISTED=1
 cleanup() {
   local rc=$? d
   for d in "${TMPDIRS[@]}"; do rm -rf "$d"; done
   # Working containers left by a failed step (each is named <image>-<pid> of this run).
   bah rm "base-$$" "pause-$$" "app-$$" >/dev/null 2>&1 || true
+  # buildah push/pull (containers/image) keep a blob-info cache at this fixed path when run as
+  # root, with no option to move it: remove it again when this run made it (rmdir: only if empty).
+  if [[ $VARLIB_EXISTED -eq 0 ]]; then
+    rm -f /var/lib/containers/cache/blob-info-cache-v1.*
+    rmdir /var/lib/containers/cache /var/lib/containers 2>/dev/null || true
+  fi
   if [[ $rc -ne 0 ]]; then
     tail -n 30 "$LOG" >&2 || true
     log "FAILED (exit $rc); whole log: $LOG"
@@ -318,6 +325,8 @@ main() {
       flock "$lockfd"
     fi
     : >"$LOG"
+    VARLIB_EXISTED=0
+    [[ -e /var/lib/containers ]] && VARLIB_EXISTED=1
     mkdir -p "$CACHE_ROOT/tmp"
     trap cleanup EXIT
     log "tool output in $LOG"
