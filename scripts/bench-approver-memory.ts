@@ -1,5 +1,5 @@
 /**
- * Approver throughput and latency on the memory KubeClient (issue 3): a burst of requests created as
+ * Approver throughput and latency on the memory KubeClient: a burst of requests created as
  * fast as the client accepts them, the controller (default options, always leading) deciding them,
  * real clock. Every tenth request is invalid (wrong duration) so denials and their Events are in the
  * mix. Prints decisions per second (first create → last decision) and create→decision percentiles.

@@ -1,5 +1,5 @@
 /**
- * NodePublishVolume latency and memory in the integration setting (issue 2): the real gRPC server on
+ * NodePublishVolume latency and memory in the integration setting: the real gRPC server on
  * a unix socket, a real tmpfs and read-only bind mounts, the memory API server and the test signer
  * in the same process, real clock. Needs root (mount). Prints and writes bench/results/driver.json.
  *

@@ -1,5 +1,5 @@
 /**
- * The chart's rendered objects are accepted by the real kube-apiserver (issue 6).
+ * The chart's rendered objects are accepted by the real kube-apiserver.
  *
  * helm (scripts/upstream/build.sh) renders helm/csi-driver-spiffe for two values sets; every rendered
  * object is created in a fresh namespace, first with a server-side dry run (`?dryRun=All`: admission,

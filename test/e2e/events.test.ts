@@ -1,5 +1,5 @@
 /**
- * Observability on the real control plane (issue 7): Kubernetes Events on denied CertificateRequests
+ * Observability on the real control plane: Kubernetes Events on denied CertificateRequests
  * and on Pods whose issuance is denied, and no secret (token, private key, CSR) in the driver's or
  * the approver's logs, in Events or in the gRPC error the kubelet would log.
  *
