@@ -67,23 +67,20 @@ describe("EventRecorder layer", () => {
       assert.isFalse(e!.message.includes("\uFFFD"), "no half character")
     }).pipe(Effect.provide(live)))
 
-  it.effect("a refused create is not an error of the caller, and writes nothing", () =>
+  /** Records one event after the memory API server fails the next create with `reason`; the events stored. */
+  const recordAfterFailedCreate = (reason: "Forbidden" | "AlreadyExists") =>
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* kube.failNext("create", "Forbidden", 1)
-      const events = yield* EventRecorder
-      yield* events.record(event())
-      assert.strictEqual((yield* recorded).length, 0)
-    }).pipe(Effect.provide(live)))
+      yield* kube.failNext("create", reason, 1)
+      yield* (yield* EventRecorder).record(event())
+      return (yield* recorded).length
+    }).pipe(Effect.provide(live))
+
+  it.effect("a refused create is not an error of the caller, and writes nothing", () =>
+    Effect.map(recordAfterFailedCreate("Forbidden"), (stored) => assert.strictEqual(stored, 0)))
 
   it.effect("a name collision (AlreadyExists) is retried once with a new name", () =>
-    Effect.gen(function*() {
-      const kube = yield* KubeClientMemory
-      yield* kube.failNext("create", "AlreadyExists", 1)
-      const events = yield* EventRecorder
-      yield* events.record(event())
-      assert.strictEqual((yield* recorded).length, 1)
-    }).pipe(Effect.provide(live)))
+    Effect.map(recordAfterFailedCreate("AlreadyExists"), (stored) => assert.strictEqual(stored, 1)))
 })
 
 describe("EventRecorder layerMemory", () => {

@@ -22,23 +22,26 @@ describe("labelSelector", () => {
     assert.isTrue(matcher(labelSelector(""))(meta({})))
   })
 
-  it("=, == and != compare values; a missing label is not equal to anything", () => {
-    assert.isTrue(matcher(labelSelector("app=web"))(meta(labels)))
-    assert.isTrue(matcher(labelSelector("app==web"))(meta(labels)))
-    assert.isFalse(matcher(labelSelector("app=api"))(meta(labels)))
-    assert.isTrue(matcher(labelSelector("app!=api"))(meta(labels)))
-    assert.isFalse(matcher(labelSelector("app!=web"))(meta(labels)))
-    assert.isFalse(matcher(labelSelector("missing=x"))(meta(labels)))
-    assert.isTrue(matcher(labelSelector("missing!=x"))(meta(labels)))
-    assert.isTrue(matcher(labelSelector("empty="))(meta(labels)))
-  })
-
-  it("a bare key means exists, !key means absent; terms are joined with AND", () => {
-    assert.isTrue(matcher(labelSelector("example.com/tier"))(meta(labels)))
-    assert.isFalse(matcher(labelSelector("!example.com/tier"))(meta(labels)))
-    assert.isTrue(matcher(labelSelector("!missing"))(meta(labels)))
-    assert.isTrue(matcher(labelSelector("app=web, example.com/tier=front,!missing"))(meta(labels)))
-    assert.isFalse(matcher(labelSelector("app=web,example.com/tier=back"))(meta(labels)))
+  // [selector, whether it matches `labels`]
+  const cases: ReadonlyArray<readonly [string, boolean]> = [
+    // =, == and != compare values; a missing label is not equal to anything.
+    ["app=web", true],
+    ["app==web", true],
+    ["app=api", false],
+    ["app!=api", true],
+    ["app!=web", false],
+    ["missing=x", false],
+    ["missing!=x", true],
+    ["empty=", true],
+    // A bare key means exists, !key means absent; terms are joined with AND.
+    ["example.com/tier", true],
+    ["!example.com/tier", false],
+    ["!missing", true],
+    ["app=web, example.com/tier=front,!missing", true],
+    ["app=web,example.com/tier=back", false]
+  ]
+  it("=, ==, !=, exists and !exists, joined with AND", () => {
+    for (const [selector, matches] of cases) assert.strictEqual(matcher(labelSelector(selector))(meta(labels)), matches, selector)
   })
 
   it("a label named like an Object.prototype member is only matched when set", () => {
