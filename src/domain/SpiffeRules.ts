@@ -20,6 +20,9 @@
  * by field path (checks keep their order within a path), so a message is the same every time for the
  * same request. Reasons quote request content only where a human needs it (URIs, usages, durations),
  * truncated; they never contain the CSR itself.
+ *
+ * One file (a little over 300 lines) on purpose: the rule table is read top to bottom as one list,
+ * and its order is the order of the reasons a denial prints.
  */
 import * as CR from "./CertificateRequest.ts"
 import {
