@@ -21,8 +21,8 @@
  * same request. Reasons quote request content only where a human needs it (URIs, usages, durations),
  * truncated; they never contain the CSR itself.
  *
- * One file (a little over 300 lines) on purpose: the rule table is read top to bottom as one list,
- * and its order is the order of the reasons a denial prints.
+ * One file (a little over 300 lines) on purpose: the rule table reads top to bottom as one list,
+ * and within a field path the order of its checks is the order of the reasons a denial prints.
  */
 import * as CR from "./CertificateRequest.ts"
 import {
