@@ -75,9 +75,9 @@ RUN set -eu; r=/rootfs; \
 FROM scratch
 COPY --from=build /rootfs/ /
 # --max-semi-space-size=2 (MiB): V8's young generation grows to 16 MiB semi-spaces under a burst of
-# publishes and keeps them; capped at 2 MiB, the driver idles with 110 volumes at 166 MiB RSS
-# instead of 204 and the approver after 500 requests at 111 instead of 130, with no slower mounts
-# or approvals (scripts/bench.ts --quick, bench/results/footprint.md).
+# publishes and keeps them; capped at 2 MiB, the driver idles with 110 volumes at 123-166 MiB RSS
+# instead of 204-208 and the approver after 500 requests at 111-124 instead of 130-138
+# (scripts/bench.ts --quick, bench/results/footprint.md).
 ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_ENV=production NODE_COMPILE_CACHE=/app/compile-cache \
     NODE_OPTIONS=--max-semi-space-size=2
 WORKDIR /app
