@@ -80,6 +80,7 @@ const approverConfig = (c: Container) => {
 
 const sharedArgs = (extra: ReadonlyArray<string> = []) => [
   "--log-level=1",
+  "--logging-format=text",
   "--csi-driver-name=spiffe.csi.cert-manager.io",
   "--certificate-request-duration=1h",
   "--issuer-name=spiffe-ca",
@@ -412,6 +413,15 @@ const matrix: ReadonlyArray<RenderCase> = [
     }
   },
   {
+    name: "logFormat json reaches both binaries, and both decode it",
+    values: { app: { logFormat: "json" } },
+    expect: (r) => {
+      for (const c of [driverC(r), approverC(r)]) eq(flag(c.args, "logging-format"), "json", `${c.name} flag`)
+      eq(driverConfig(driverC(r)).logFormat, "json", "driver decoded")
+      approverConfig(approverC(r))
+    }
+  },
+  {
     name: "issuer, trust domain, duration, driver name and log level reach every binary and sidecar",
     values: { app: { ...SIDECARS_ON.app, logLevel: 4, trustDomain: "foo.bar", certificateRequestDuration: "2h", name: "spiffe.example.com", issuer: { name: "csi-driver-spiffe-ca", kind: "Issuer", group: "example.io" } } },
     expect: (r) => {
@@ -722,6 +732,7 @@ export const rejectCases: ReadonlyArray<RejectCase> = [
   { name: "schema: an unknown top-level key is refused", values: { imageRegistri: "typo.io" }, error: /additional properties|imageRegistri/i },
   { name: "schema: an unknown nested key is refused", values: { app: { driver: { csiDataDirectory: "/x" } } }, error: /additional properties|csiDataDirectory/i },
   { name: "schema: a string port is refused", values: { app: { approver: { metrics: { port: "9402" } } } }, error: /port/ },
+  { name: "schema: a logFormat other than text or json is refused", values: { app: { logFormat: "logfmt" } }, error: /logFormat/ },
   { name: "schema: a relative kubeletRootDir is refused", values: { kubeletRootDir: "var/lib/kubelet" }, error: /kubeletRootDir/ },
   { name: "schema: openshift enabled must be a bool or \"detect\"", values: { openshift: { securityContextConstraint: { enabled: "yes" } } }, error: /enabled/ },
   { name: "schema: a sidecar switch must be a bool", values: { app: { driver: { sidecars: { nodeDriverRegistrar: { enabled: "yes" } } } } }, error: /enabled/ },

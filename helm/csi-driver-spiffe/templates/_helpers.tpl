@@ -133,10 +133,11 @@ automountServiceAccountToken: {{ .Values.automountServiceAccountToken }}
 
 {{/*
 Flags both binaries take with the same values. The runtime ConfigMap flags are rendered only when
-a ConfigMap is named: our binaries refuse a namespace without a name.
+a ConfigMap is named (the binaries also accept the original chart's empty name with a namespace).
 */}}
 {{- define "csi-spiffe.commonArgs" -}}
 - --log-level={{ .Values.app.logLevel }}
+- --logging-format={{ .Values.app.logFormat }}
 - --csi-driver-name={{ .Values.app.name }}
 - --certificate-request-duration={{ .Values.app.certificateRequestDuration }}
 - --issuer-name={{ .Values.app.issuer.name }}
