@@ -4,13 +4,28 @@
  *
  * Owns: strict decoding (canonical base64, exactly one `CERTIFICATE REQUEST` PEM block and nothing but
  * whitespace around it, DER with no trailing bytes) and signature verification with WebCrypto over
- * the exact signed bytes (no re-encoding by a library), for `SUPPORTED_SIGNATURE_ALGORITHMS`.
+ * the exact signed bytes, for `SUPPORTED_SIGNATURE_ALGORITHMS`. The ASN.1 structures are read with
+ * the `@peculiar/asn1-*` schemas that `@peculiar/x509` is built on (one X.509 stack); since their
+ * parser is lenient BER, everything read is encoded again and must equal the input byte for byte.
  * Does not own: any judgement (`domain/SpiffeRules.ts`).
  *
  * Never fails: input that does not decode yields `Unparsable` facts with a short reason that quotes
  * nothing from the request.
  */
-import { Effect } from "effect"
+import { CertificationRequest } from "@peculiar/asn1-csr"
+import { ECDSASigValue, ECParameters } from "@peculiar/asn1-ecc"
+import { RSAPublicKey } from "@peculiar/asn1-rsa"
+import { AsnConvert } from "@peculiar/asn1-schema"
+import {
+  BasicConstraints,
+  ExtendedKeyUsage,
+  Extensions,
+  type GeneralName,
+  KeyUsage,
+  SubjectAlternativeName,
+  type SubjectPublicKeyInfo
+} from "@peculiar/asn1-x509"
+import { Effect, Schema } from "effect"
 import {
   CURVES,
   type CsrFacts,
@@ -21,23 +36,16 @@ import {
   OID,
   type ParsedCsr
 } from "../domain/CsrFacts.ts"
-import * as Der from "./Der.ts"
+
+/** Why the bytes are not a strict-DER PKCS#10 request; caught here and reported as `Unparsable`. */
+class DerError extends Schema.TaggedError<DerError>()("DerError", { detail: Schema.String }) {
+  override get message(): string {
+    return this.detail
+  }
+}
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]*?)\r?\n?-----END \1-----/g
-
-/** Context-specific tag numbers of GeneralName (RFC 5280 §4.2.1.6). */
-const GENERAL_NAME_KINDS: Readonly<Record<number, string>> = {
-  0: "otherName",
-  1: "email",
-  2: "DNS",
-  3: "x400Address",
-  4: "directoryName",
-  5: "ediPartyName",
-  6: "URI",
-  7: "IP",
-  8: "registeredID"
-}
 
 type Structure = Omit<ParsedCsr, "signatureValid">
 
@@ -63,22 +71,88 @@ const pemToDer = (request: string): Uint8Array | string => {
   return new Uint8Array(Buffer.from(body, "base64"))
 }
 
-const publicKeyOf = (spki: Der.Tlv): KeyAlgorithm => {
-  const [algorithm, key] = Der.children(spki, Der.TAG.SEQUENCE)
-  if (algorithm === undefined || key === undefined) throw new Der.DerError({ detail: "bad SubjectPublicKeyInfo" })
-  const [algOid, params] = Der.children(algorithm, Der.TAG.SEQUENCE)
-  const alg = Der.oid(algOid!)
+/**
+ * The outermost framing: exactly one SEQUENCE with a definite, minimal length filling all of `der`.
+ * Checked before the schema parser so that truncation, trailing bytes and indefinite lengths are
+ * named precisely; everything inside is left to the schemas and the re-encoding check.
+ */
+const checkFraming = (der: Uint8Array): void => {
+  let at = 0
+  let elements = 0
+  while (at < der.length) {
+    const tag = der[at]!
+    if ((tag & 0x1f) === 0x1f) throw new DerError({ detail: "high tag number" })
+    if (++at >= der.length) throw new DerError({ detail: "truncated length" })
+    const first = der[at++]!
+    let length = first
+    if (first & 0x80) {
+      const count = first & 0x7f
+      // Four length octets already allow 4 GiB; a CSR is a few hundred bytes.
+      if (count === 0 || count > 4) throw new DerError({ detail: "unsupported length" })
+      if (at + count > der.length) throw new DerError({ detail: "truncated length" })
+      length = 0
+      for (let i = 0; i < count; i++) length = length * 256 + der[at + i]!
+      if (der[at] === 0 || length < 0x80) throw new DerError({ detail: "non-minimal length" })
+      at += count
+    }
+    if (at + length > der.length) throw new DerError({ detail: "truncated content" })
+    at += length
+    elements += 1
+    if (tag !== 0x30) elements = Infinity
+  }
+  if (elements !== 1) throw new DerError({ detail: "expected a single element with tag 48" })
+}
+
+type Schema = Parameters<typeof AsnConvert.parse>[1]
+
+/** `bytes` parsed as `schema`, only if encoding the result again gives back exactly `bytes`. */
+const strictParse = <T>(bytes: ArrayBuffer | Uint8Array, schema: new() => T, detail: string): T => {
+  let value: T
+  try {
+    value = AsnConvert.parse(bytes, schema as Schema) as T
+  } catch {
+    throw new DerError({ detail })
+  }
+  if (!Buffer.from(AsnConvert.serialize(value)).equals(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes))) {
+    throw new DerError({ detail: `${detail} (not DER)` })
+  }
+  return value
+}
+
+const asBytes = (buffer: ArrayBuffer): Uint8Array => new Uint8Array(buffer)
+
+/** The magnitude of a non-negative INTEGER's content octets, without leading zero octets. */
+const unsigned = (buffer: ArrayBuffer, detail: string): Uint8Array => {
+  const bytes = asBytes(buffer)
+  if (bytes.length === 0 || (bytes[0]! & 0x80) !== 0) throw new DerError({ detail })
+  let i = 0
+  while (i < bytes.length - 1 && bytes[i] === 0) i++
+  return bytes.subarray(i)
+}
+
+const bitLength = (magnitude: Uint8Array): number =>
+  (magnitude.length - 1) * 8 + (magnitude[0] === 0 ? 0 : 32 - Math.clz32(magnitude[0]!))
+
+const publicKeyOf = (spki: SubjectPublicKeyInfo): KeyAlgorithm => {
+  const alg = spki.algorithm.algorithm
+  const params = spki.algorithm.parameters
   switch (alg) {
     case OID.ecPublicKey: {
-      if (params !== undefined && params.tag === Der.TAG.SEQUENCE) return { _tag: "EcdsaExplicitParameters" }
-      if (params === undefined || params.tag !== Der.TAG.OID) return { _tag: "Other", oid: alg }
-      const curveOid = Der.oid(params)
-      return { _tag: "Ecdsa", curve: CURVES[curveOid] ?? curveOid }
+      if (params === undefined || params === null) return { _tag: "Other", oid: alg }
+      let ec: ECParameters
+      try {
+        ec = strictParse(params, ECParameters, "bad EC parameters")
+      } catch {
+        // A spelled-out curve the schema cannot take apart is still a spelled-out curve.
+        return asBytes(params)[0] === 0x30 ? { _tag: "EcdsaExplicitParameters" } : { _tag: "Other", oid: alg }
+      }
+      if (ec.specifiedCurve !== undefined) return { _tag: "EcdsaExplicitParameters" }
+      if (ec.namedCurve === undefined) return { _tag: "Other", oid: alg }
+      return { _tag: "Ecdsa", curve: CURVES[ec.namedCurve] ?? ec.namedCurve }
     }
     case OID.rsaEncryption: {
-      const rsa = Der.readOne(Der.bitStringBytes(key), Der.TAG.SEQUENCE)
-      const [modulus] = Der.children(rsa, Der.TAG.SEQUENCE)
-      return { _tag: "Rsa", bits: Der.unsignedBitLength(modulus!) }
+      const rsa = strictParse(spki.subjectPublicKey, RSAPublicKey, "bad RSA public key")
+      return { _tag: "Rsa", bits: bitLength(unsigned(rsa.modulus, "bad RSA modulus")) }
     }
     case OID.ed25519:
       return { _tag: "Ed25519" }
@@ -87,12 +161,23 @@ const publicKeyOf = (spki: Der.Tlv): KeyAlgorithm => {
   }
 }
 
+/** Dotted quad or eight uncompressed hex groups, as the rules print them; other lengths by size. */
 const ipToString = (bytes: Uint8Array): string =>
   bytes.length === 4
     ? [...bytes].join(".")
     : bytes.length === 16
     ? Array.from({ length: 8 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16)).join(":")
     : `<${bytes.length} bytes>`
+
+/**
+ * The schema hands an iPAddress over as text (IPv6 compressed, 8 or 32 octets as CIDR); the octets
+ * are the content of the name encoded again, a short-form `[7]` element since an address is at most
+ * 32 octets.
+ */
+const ipOf = (name: GeneralName): string => {
+  const encoded = asBytes(AsnConvert.serialize(name))
+  return encoded[1]! < 0x80 ? ipToString(encoded.subarray(2)) : name.iPAddress!
+}
 
 interface Sans {
   readonly dnsNames: Array<string>
@@ -102,66 +187,53 @@ interface Sans {
   readonly otherSanKinds: Array<string>
 }
 
-const readSan = (value: Uint8Array, into: Sans): void => {
-  const names = Der.children(Der.readOne(value, Der.TAG.SEQUENCE), Der.TAG.SEQUENCE)
-  if (names.length === 0) throw new Der.DerError({ detail: "empty subjectAltName" })
+/** GeneralName alternatives other than the four the rules read, by the names the rules print. */
+const OTHER_GENERAL_NAMES: ReadonlyArray<[keyof GeneralName, string]> = [
+  ["otherName", "otherName"],
+  ["x400Address", "x400Address"],
+  ["directoryName", "directoryName"],
+  ["ediPartyName", "ediPartyName"],
+  ["registeredID", "registeredID"]
+]
+
+const readSan = (value: ArrayBuffer, into: Sans): void => {
+  const names = strictParse(value, SubjectAlternativeName, "bad subjectAltName")
+  if (names.length === 0) throw new DerError({ detail: "empty subjectAltName" })
   for (const name of names) {
-    const n = Der.contextNumber(name.tag)
-    const kind = n === undefined ? undefined : GENERAL_NAME_KINDS[n]
-    const text = Buffer.from(name.content).toString("latin1")
-    switch (kind) {
-      case "DNS":
-        into.dnsNames.push(text)
-        break
-      case "email":
-        into.emailAddresses.push(text)
-        break
-      case "URI":
-        into.uris.push(text)
-        break
-      case "IP":
-        into.ipAddresses.push(ipToString(name.content))
-        break
-      case undefined:
-        throw new Der.DerError({ detail: "subjectAltName entry is not a GeneralName" })
-      default:
-        into.otherSanKinds.push(kind)
+    if (name.dNSName !== undefined) into.dnsNames.push(name.dNSName)
+    else if (name.rfc822Name !== undefined) into.emailAddresses.push(name.rfc822Name)
+    else if (name.uniformResourceIdentifier !== undefined) into.uris.push(name.uniformResourceIdentifier)
+    else if (name.iPAddress !== undefined) into.ipAddresses.push(ipOf(name))
+    else {
+      const other = OTHER_GENERAL_NAMES.find(([field]) => name[field] !== undefined)
+      if (other === undefined) throw new DerError({ detail: "subjectAltName entry is not a GeneralName" })
+      into.otherSanKinds.push(other[1])
     }
   }
 }
 
-const readKeyUsage = (value: Uint8Array): ReadonlyArray<KeyUsageBit> =>
-  Der.bitsSet(Der.readOne(value, Der.TAG.BIT_STRING)).map((bit) => {
-    const name = KEY_USAGE_BITS[bit]
-    if (name === undefined) throw new Der.DerError({ detail: "undefined key usage bit" })
-    return name
-  })
-
-const readExtendedKeyUsage = (value: Uint8Array): ReadonlyArray<string> =>
-  Der.children(Der.readOne(value, Der.TAG.SEQUENCE), Der.TAG.SEQUENCE).map(Der.oid)
-
-const readBasicConstraintsCa = (value: Uint8Array): boolean => {
-  const [first] = Der.children(Der.readOne(value, Der.TAG.SEQUENCE), Der.TAG.SEQUENCE)
-  return first !== undefined && first.tag === Der.TAG.BOOLEAN ? Der.boolean(first) : false
+/** The named bits set, bit 0 being the most significant bit of the first octet. */
+const readKeyUsage = (value: ArrayBuffer): ReadonlyArray<KeyUsageBit> => {
+  const usage = strictParse(value, KeyUsage, "bad keyUsage")
+  const data = asBytes(usage.value)
+  const out: Array<KeyUsageBit> = []
+  for (let i = 0; i < data.length * 8 - usage.unusedBits; i++) {
+    if ((data[i >> 3]! & (0x80 >> (i & 7))) === 0) continue
+    const name = KEY_USAGE_BITS[i]
+    if (name === undefined) throw new DerError({ detail: "undefined key usage bit" })
+    out.push(name)
+  }
+  return out
 }
 
-/** Decodes the request's structure; throws `DerError` when it is not a PKCS#10 request. */
+/** Decodes the request's structure; throws `DerError` when it is not a strict-DER PKCS#10 request. */
 const structureOf = (der: Uint8Array): { readonly structure: Structure; readonly signed: Signed } => {
-  const [info, signatureAlgorithm, signature] = Der.children(Der.readOne(der, Der.TAG.SEQUENCE), Der.TAG.SEQUENCE)
-  if (signatureAlgorithm?.tag !== Der.TAG.SEQUENCE || signature?.tag !== Der.TAG.BIT_STRING) {
-    throw new Der.DerError({ detail: "not a CertificationRequest" })
-  }
-  const [version, subject, spki, attributes, ...rest] = Der.children(info!, Der.TAG.SEQUENCE)
-  if (version?.tag !== Der.TAG.INTEGER || version.content.length !== 1 || version.content[0] !== 0) {
-    throw new Der.DerError({ detail: "unsupported CSR version" })
-  }
-  if (subject === undefined || spki === undefined || rest.length > 0) {
-    throw new Der.DerError({ detail: "bad CertificationRequestInfo" })
-  }
-  const subjectAttributes = Der.children(subject, Der.TAG.SEQUENCE).flatMap((rdn) =>
-    Der.children(rdn, Der.TAG.SET).map((atv) => Der.oid(Der.children(atv, Der.TAG.SEQUENCE)[0]!))
-  )
-  const publicKey = publicKeyOf(spki)
+  checkFraming(der)
+  const csr = strictParse(der, CertificationRequest, "not a CertificationRequest")
+  const info = csr.certificationRequestInfo
+  if (info.version !== 0) throw new DerError({ detail: "unsupported CSR version" })
+  const subjectAttributes = Array.from(info.subject).flatMap((rdn) => Array.from(rdn, (atv) => atv.type))
+  const publicKey = publicKeyOf(info.subjectPKInfo)
 
   const sans: Sans = { dnsNames: [], ipAddresses: [], emailAddresses: [], uris: [], otherSanKinds: [] }
   const extensions: Array<ExtensionFact> = []
@@ -172,51 +244,43 @@ const structureOf = (der: Uint8Array): { readonly structure: Structure; readonly
   let basicConstraintsCa: boolean | undefined
 
   // attributes [0] IMPLICIT SET OF Attribute; required by PKCS#10 but absent in some encoders.
-  const attributeList = attributes === undefined ? [] : Der.children(attributes, 0xa0)
-  for (const attribute of attributeList) {
-    const [type, values] = Der.children(attribute, Der.TAG.SEQUENCE)
-    const attributeType = Der.oid(type!)
-    if (attributeType !== OID.extensionRequest) {
-      otherAttributes.push(attributeType)
+  for (const attribute of info.attributes ?? []) {
+    if (attribute.type !== OID.extensionRequest) {
+      otherAttributes.push(attribute.type)
       continue
     }
-    for (const value of Der.children(values!, Der.TAG.SET)) {
-      for (const extension of Der.children(value, Der.TAG.SEQUENCE)) {
-        const parts = Der.children(extension, Der.TAG.SEQUENCE)
-        const extOid = Der.oid(parts[0]!)
-        const critical = parts.length === 3 ? Der.boolean(parts[1]!) : false
-        const octets = parts[parts.length - 1]
-        if (parts.length < 2 || parts.length > 3 || octets?.tag !== Der.TAG.OCTET_STRING) {
-          throw new Der.DerError({ detail: "bad Extension" })
-        }
-        extensions.push({ oid: extOid, critical })
+    for (const value of attribute.values) {
+      for (const extension of strictParse(value, Extensions, "bad Extension")) {
+        const extOid = extension.extnID
+        extensions.push({ oid: extOid, critical: extension.critical })
+        const octets = extension.extnValue.buffer
         try {
           switch (extOid) {
             case OID.subjectAltName:
-              readSan(octets.content, sans)
+              readSan(octets, sans)
               break
             case OID.keyUsage:
-              keyUsage = [...(keyUsage ?? []), ...readKeyUsage(octets.content)]
+              keyUsage = [...(keyUsage ?? []), ...readKeyUsage(octets)]
               break
             case OID.extendedKeyUsage:
-              extendedKeyUsage = [...(extendedKeyUsage ?? []), ...readExtendedKeyUsage(octets.content)]
+              extendedKeyUsage = [...(extendedKeyUsage ?? []), ...strictParse(octets, ExtendedKeyUsage, "bad extendedKeyUsage")]
               break
             case OID.basicConstraints:
-              basicConstraintsCa = (basicConstraintsCa ?? false) || readBasicConstraintsCa(octets.content)
+              basicConstraintsCa = (basicConstraintsCa ?? false) ||
+                strictParse(octets, BasicConstraints, "bad basicConstraints").cA
               break
           }
         } catch (e) {
-          if (!(e instanceof Der.DerError)) throw e
+          if (!(e instanceof DerError)) throw e
           malformedExtensions.push(extOid)
         }
       }
     }
   }
 
-  const [signatureOid] = Der.children(signatureAlgorithm, Der.TAG.SEQUENCE)
   const structure: Structure = {
     _tag: "Parsed",
-    signatureAlgorithm: Der.oid(signatureOid!),
+    signatureAlgorithm: csr.signatureAlgorithm.algorithm,
     publicKey,
     subjectAttributes,
     ...sans,
@@ -227,7 +291,13 @@ const structureOf = (der: Uint8Array): { readonly structure: Structure; readonly
     basicConstraintsCa,
     otherAttributes
   }
-  return { structure, signed: { info: info!.raw, spki: spki.raw, signature: Der.bitStringBytes(signature) } }
+  if (csr.certificationRequestInfoRaw === undefined) throw new DerError({ detail: "bad CertificationRequestInfo" })
+  const signed: Signed = {
+    info: asBytes(csr.certificationRequestInfoRaw),
+    spki: asBytes(AsnConvert.serialize(info.subjectPKInfo)),
+    signature: asBytes(csr.signature)
+  }
+  return { structure, signed }
 }
 
 /** Field sizes of the supported curves: an ECDSA signature is r‖s, each this many bytes, for WebCrypto. */
@@ -235,11 +305,10 @@ const CURVE_BYTES: Readonly<Record<string, number>> = { "P-256": 32, "P-384": 48
 
 /** DER `SEQUENCE { r INTEGER, s INTEGER }` → the fixed-width r‖s WebCrypto verifies. */
 const ecdsaRaw = (der: Uint8Array, size: number): Uint8Array => {
-  const [r, s, ...rest] = Der.children(Der.readOne(der, Der.TAG.SEQUENCE), Der.TAG.SEQUENCE)
-  if (r === undefined || s === undefined || rest.length > 0) throw new Der.DerError({ detail: "bad ECDSA signature" })
+  const value = strictParse(der, ECDSASigValue, "bad ECDSA signature")
   const out = new Uint8Array(2 * size)
-  for (const [i, part] of [Der.unsignedBytes(r), Der.unsignedBytes(s)].entries()) {
-    if (part.length > size) throw new Der.DerError({ detail: "bad ECDSA signature" })
+  for (const [i, part] of [unsigned(value.r, "bad ECDSA signature"), unsigned(value.s, "bad ECDSA signature")].entries()) {
+    if (part.length > size) throw new DerError({ detail: "bad ECDSA signature" })
     out.set(part, (i + 1) * size - part.length)
   }
   return out
@@ -300,7 +369,7 @@ export const inspectCsr = Effect.fn("InspectCsr.inspectCsr")(function*(request: 
   try {
     decoded = structureOf(der)
   } catch (e) {
-    return { _tag: "Unparsable", why: e instanceof Der.DerError ? `malformed DER: ${e.detail}` : "malformed DER" }
+    return { _tag: "Unparsable", why: e instanceof DerError ? `malformed DER: ${e.detail}` : "malformed DER" }
   }
   const signatureValid = yield* verifySignature(decoded.structure, decoded.signed)
   return { ...decoded.structure, signatureValid }
