@@ -6,7 +6,8 @@
  * whitespace around it, DER with no trailing bytes) and signature verification with WebCrypto over
  * the exact signed bytes, for `SUPPORTED_SIGNATURE_ALGORITHMS`. The ASN.1 structures are read with
  * the `@peculiar/asn1-*` schemas that `@peculiar/x509` is built on (one X.509 stack); since their
- * parser is lenient BER, everything read is encoded again and must equal the input byte for byte.
+ * parser is lenient BER, everything read goes through `StrictDer.ts`, which encodes it again and
+ * insists on the input byte for byte.
  * Does not own: any judgement (`domain/SpiffeRules.ts`).
  *
  * Never fails: input that does not decode yields `Unparsable` facts with a short reason that quotes
@@ -25,7 +26,7 @@ import {
   SubjectAlternativeName,
   type SubjectPublicKeyInfo
 } from "@peculiar/asn1-x509"
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
 import {
   CURVES,
   type CsrFacts,
@@ -36,13 +37,7 @@ import {
   OID,
   type ParsedCsr
 } from "../domain/CsrFacts.ts"
-
-/** Why the bytes are not a strict-DER PKCS#10 request; caught here and reported as `Unparsable`. */
-class DerError extends Schema.TaggedError<DerError>()("DerError", { detail: Schema.String }) {
-  override get message(): string {
-    return this.detail
-  }
-}
+import { asBytes, bitLength, checkFraming, DerError, strictParse, unsigned } from "./StrictDer.ts"
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]*?)\r?\n?-----END \1-----/g
@@ -70,68 +65,6 @@ const pemToDer = (request: string): Uint8Array | string => {
   if (!BASE64.test(body) || body.length === 0) return "PEM body is not base64"
   return new Uint8Array(Buffer.from(body, "base64"))
 }
-
-/**
- * The outermost framing: exactly one SEQUENCE with a definite, minimal length filling all of `der`.
- * Checked before the schema parser so that truncation, trailing bytes and indefinite lengths are
- * named precisely; everything inside is left to the schemas and the re-encoding check.
- */
-const checkFraming = (der: Uint8Array): void => {
-  let at = 0
-  let elements = 0
-  while (at < der.length) {
-    const tag = der[at]!
-    if ((tag & 0x1f) === 0x1f) throw new DerError({ detail: "high tag number" })
-    if (++at >= der.length) throw new DerError({ detail: "truncated length" })
-    const first = der[at++]!
-    let length = first
-    if (first & 0x80) {
-      const count = first & 0x7f
-      // Four length octets already allow 4 GiB; a CSR is a few hundred bytes.
-      if (count === 0 || count > 4) throw new DerError({ detail: "unsupported length" })
-      if (at + count > der.length) throw new DerError({ detail: "truncated length" })
-      length = 0
-      for (let i = 0; i < count; i++) length = length * 256 + der[at + i]!
-      if (der[at] === 0 || length < 0x80) throw new DerError({ detail: "non-minimal length" })
-      at += count
-    }
-    if (at + length > der.length) throw new DerError({ detail: "truncated content" })
-    at += length
-    elements += 1
-    if (tag !== 0x30) elements = Infinity
-  }
-  if (elements !== 1) throw new DerError({ detail: "expected a single element with tag 48" })
-}
-
-type Schema = Parameters<typeof AsnConvert.parse>[1]
-
-/** `bytes` parsed as `schema`, only if encoding the result again gives back exactly `bytes`. */
-const strictParse = <T>(bytes: ArrayBuffer | Uint8Array, schema: new() => T, detail: string): T => {
-  let value: T
-  try {
-    value = AsnConvert.parse(bytes, schema as Schema) as T
-  } catch {
-    throw new DerError({ detail })
-  }
-  if (!Buffer.from(AsnConvert.serialize(value)).equals(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes))) {
-    throw new DerError({ detail: `${detail} (not DER)` })
-  }
-  return value
-}
-
-const asBytes = (buffer: ArrayBuffer): Uint8Array => new Uint8Array(buffer)
-
-/** The magnitude of a non-negative INTEGER's content octets, without leading zero octets. */
-const unsigned = (buffer: ArrayBuffer, detail: string): Uint8Array => {
-  const bytes = asBytes(buffer)
-  if (bytes.length === 0 || (bytes[0]! & 0x80) !== 0) throw new DerError({ detail })
-  let i = 0
-  while (i < bytes.length - 1 && bytes[i] === 0) i++
-  return bytes.subarray(i)
-}
-
-const bitLength = (magnitude: Uint8Array): number =>
-  (magnitude.length - 1) * 8 + (magnitude[0] === 0 ? 0 : 32 - Math.clz32(magnitude[0]!))
 
 const publicKeyOf = (spki: SubjectPublicKeyInfo): KeyAlgorithm => {
   const alg = spki.algorithm.algorithm
