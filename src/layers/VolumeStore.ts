@@ -13,7 +13,7 @@
  */
 import * as fsp from "node:fs/promises"
 import * as nodePath from "node:path"
-import { Context, DateTime, Effect, Layer, Predicate, Redacted, Ref, Semaphore } from "effect"
+import { Context, DateTime, Effect, Layer, Predicate, PubSub, Redacted, Ref, Semaphore } from "effect"
 import { MAX_GID } from "../domain/PublishRequest.ts"
 import { decodeJson, encodeJson, type VolumeMetadata } from "../domain/VolumeMetadata.ts"
 import { VolumeStore, VolumeStoreError, type VolumeFile, type VolumeStoreShape } from "../services/VolumeStore.ts"
@@ -439,6 +439,10 @@ export interface MemoryVolume {
 /** The memory store's state, exposed so tests can assert gid, modes and swap counts. */
 export class VolumeStoreMemory extends Context.Service<VolumeStoreMemory, {
   readonly volumes: Ref.Ref<ReadonlyMap<string, MemoryVolume>>
+  /** Every state the store's own operations leave behind, published after each of them. */
+  readonly written: PubSub.PubSub<ReadonlyMap<string, MemoryVolume>>
+  /** Completes once the volumes satisfy `holds`: now, or after a later store operation (a signal, never a poll). */
+  readonly until: (holds: (volumes: ReadonlyMap<string, MemoryVolume>) => boolean) => Effect.Effect<void>
 }>()("csi-driver-spiffe/layers/VolumeStore/VolumeStoreMemory") {}
 
 const emptyVolume: MemoryVolume = { metadata: undefined, files: new Map(), gid: undefined, swaps: 0 }
@@ -452,18 +456,31 @@ const sameFiles = (a: ReadonlyMap<string, MemoryFile>, b: ReadonlyMap<string, Me
 
 const layerMemoryState: Layer.Layer<VolumeStoreMemory> = Layer.effect(
   VolumeStoreMemory,
-  Effect.map(Ref.make<ReadonlyMap<string, MemoryVolume>>(new Map()), (volumes) => VolumeStoreMemory.of({ volumes }))
+  Effect.gen(function*() {
+    const volumes = yield* Ref.make<ReadonlyMap<string, MemoryVolume>>(new Map())
+    const written = yield* PubSub.unbounded<ReadonlyMap<string, MemoryVolume>>()
+    // Subscribed before the first look, so a write between the look and the wait is not missed.
+    const until = (holds: (volumes: ReadonlyMap<string, MemoryVolume>) => boolean) =>
+      Effect.scoped(Effect.gen(function*() {
+        const subscription = yield* PubSub.subscribe(written)
+        let state = yield* Ref.get(volumes)
+        while (!holds(state)) state = yield* PubSub.take(subscription)
+      }))
+    return VolumeStoreMemory.of({ volumes, written, until })
+  })
 )
 
 const layerMemoryStore = (root: string): Layer.Layer<VolumeStore, never, VolumeStoreMemory> =>
   Layer.effect(
     VolumeStore,
     Effect.gen(function*() {
-      const { volumes } = yield* VolumeStoreMemory
+      const { volumes, written } = yield* VolumeStoreMemory
+      const published = <A, E>(operation: Effect.Effect<A, E>) =>
+        Effect.tap(operation, () => Effect.flatMap(Ref.get(volumes), (state) => PubSub.publish(written, state)))
       const updateVolume = (volumeId: string, f: (volume: MemoryVolume) => MemoryVolume) =>
-        Ref.update(volumes, (map) => new Map(map).set(volumeId, f(map.get(volumeId) ?? emptyVolume)))
+        published(Ref.update(volumes, (map) => new Map(map).set(volumeId, f(map.get(volumeId) ?? emptyVolume))))
 
-      const list = Ref.modify(volumes, (map) => {
+      const list = published(Ref.modify(volumes, (map) => {
         const kept = new Map<string, MemoryVolume>()
         const listed: Array<VolumeMetadata> = []
         for (const [volumeId, volume] of map) {
@@ -472,7 +489,7 @@ const layerMemoryStore = (root: string): Layer.Layer<VolumeStore, never, VolumeS
           listed.push(volume.metadata)
         }
         return [listed as ReadonlyArray<VolumeMetadata>, kept as ReadonlyMap<string, MemoryVolume>] as const
-      })
+      }))
 
       const writeFiles = (volumeId: string, files: ReadonlyArray<VolumeFile>, gid: number | undefined) => {
         const next = new Map(files.map((file) => [file.name, { content: contentOf(file), mode: file.mode }]))
@@ -490,11 +507,11 @@ const layerMemoryStore = (root: string): Layer.Layer<VolumeStore, never, VolumeS
         readFile: (volumeId, name) => Effect.map(Ref.get(volumes), (map) => map.get(volumeId)?.files.get(name)?.content),
         dataDir: (volumeId) => `memory://${root}/${volumeId}/${DATA_DIR}`,
         remove: (volumeId) =>
-          Ref.update(volumes, (map) => {
+          published(Ref.update(volumes, (map) => {
             const next = new Map(map)
             next.delete(volumeId)
             return next
-          })
+          }))
       })
     })
   )

@@ -4,7 +4,7 @@
  * from Effect's Clock, so TestClock controls it), denies them, fails them, or leaves them pending.
  * Unit and integration tests only; the end-to-end suites run the real cert-manager.
  */
-import { Clock, Context, Effect, Layer, Ref, Stream } from "effect"
+import { Clock, Context, Effect, Layer, Ref, Stream, SubscriptionRef } from "effect"
 import type { webcrypto } from "node:crypto"
 import { x509 } from "../../src/x509.ts"
 import * as CR from "../../src/domain/CertificateRequest.ts"
@@ -90,6 +90,8 @@ export interface TestSignerShape {
   readonly setMode: (mode: SignerMode) => Effect.Effect<void>
   /** Requests signed so far. */
   readonly signed: Effect.Effect<number>
+  /** Completes once at least `count` requests have been signed (a signal, never a poll). */
+  readonly awaitSigned: (count: number) => Effect.Effect<void>
   /** Signs every pending request now (after a Hold). */
   readonly release: Effect.Effect<void>
 }
@@ -110,7 +112,7 @@ export const layer = Layer.effect(
     const kube = yield* KubeClientMemory
     const ca = yield* makeTestCa()
     const mode = yield* Ref.make<SignerMode>({ _tag: "Sign" })
-    const signed = yield* Ref.make(0)
+    const signed = yield* SubscriptionRef.make(0)
 
     const handle = (cr: CR.CertificateRequest) =>
       Effect.gen(function*() {
@@ -146,7 +148,7 @@ export const layer = Layer.effect(
             ca: Buffer.from(ca.certPem).toString("base64")
           }
         }))
-        yield* Ref.update(signed, (n) => n + 1)
+        yield* SubscriptionRef.update(signed, (n) => n + 1)
       })
 
     const pass = Effect.gen(function*() {
@@ -164,7 +166,8 @@ export const layer = Layer.effect(
     return TestSigner.of({
       ca,
       setMode: (m) => Ref.set(mode, m),
-      signed: Ref.get(signed),
+      signed: SubscriptionRef.get(signed),
+      awaitSigned: (count) => SubscriptionRef.changes(signed).pipe(Stream.takeUntil((n) => n >= count), Stream.runDrain),
       release: Ref.set(mode, { _tag: "Sign" }).pipe(Effect.andThen(pass), Effect.orDie)
     })
   })

@@ -80,6 +80,8 @@ export interface KubeClientMemoryShape {
   readonly createdWith: <A>(resource: Resource<A>, namespace: string, name: string) => Effect.Effect<Creation | undefined>
   /** Every `create` in call order (failed ones included only if they reached the store). */
   readonly creations: Effect.Effect<ReadonlyArray<Creation>>
+  /** Completes with every `create` once there have been at least `count` (waits on the change feed, never polls). */
+  readonly awaitCreations: (count: number) => Effect.Effect<ReadonlyArray<Creation>>
   /** The next `times` calls of `verb` (any kind) fail with `reason` before touching the store. */
   readonly failNext: (verb: Verb, reason: KubeErrorReason, times?: number) => Effect.Effect<void>
   /** Ends every open watch stream normally, as when the API server closes watch connections. */
@@ -301,6 +303,8 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
     }
     const now = yield* Clock.currentTimeMillis
     const uid = `00000000-0000-4000-8000-${(counter + 1).toString(16).padStart(12, "0")}`
+    // Recorded before the commit publishes, so a subscriber woken by the change counts it.
+    creations.push({ resource: kind, namespace, name, bearerToken: options?.bearerToken })
     const stored = commit(
       kind,
       "ADDED",
@@ -312,7 +316,6 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
       },
       undefined
     )
-    creations.push({ resource: kind, namespace, name, bearerToken: options?.bearerToken })
     return yield* decodeAs("create", resource, stored)
   })
 
@@ -436,6 +439,14 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
         creations.findLast((c) => c.resource === kindKey(resource) && c.namespace === namespace && c.name === name)
       ),
     creations: Effect.sync(() => [...creations]),
+    // A create is recorded before its commit publishes, so the recount after each message sees it;
+    // subscribing before the first count misses nothing.
+    awaitCreations: (count) =>
+      Effect.scoped(Effect.gen(function*() {
+        const subscription = yield* PubSub.subscribe(pubsub)
+        while (creations.length < count) yield* PubSub.take(subscription)
+        return [...creations]
+      })),
     failNext: (verb, reason, times = 1) =>
       Effect.sync(() => {
         const queue = failures.get(verb) ?? []

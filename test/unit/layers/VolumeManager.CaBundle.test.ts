@@ -16,7 +16,7 @@ import { CaBundle } from "../../../src/services/CaBundle.ts"
 import { CsiPlugin } from "../../../src/services/CsiPlugin.ts"
 import type { DriverConfigShape } from "../../../src/services/DriverConfig.ts"
 import { VolumeManager } from "../../../src/services/VolumeManager.ts"
-import { eventually, nodeLayer, startDriver, testConfig } from "../../support/DriverStack.ts"
+import { nodeLayer, startDriver, testConfig } from "../../support/DriverStack.ts"
 import { publishRequest } from "../../support/publish.ts"
 import type { PodSpec } from "../../support/publish.ts"
 import { TestSigner } from "../../support/TestSigner.ts"
@@ -73,8 +73,13 @@ const publish = (spec: PodSpec) => Effect.flatMap(Effect.service(CsiPlugin), (p)
 
 const serialOf = (crt: string | undefined) => new x509.X509Certificate(crt!).serialNumber
 
+/** Waits on the memory store's write signal until a volume satisfies `holds`. */
+const volumeUntil = (volumeId: string, holds: (v: MemoryVolume | undefined) => boolean) =>
+  Effect.flatMap(Effect.service(VolumeStoreMemory), (mem) => mem.until((volumes) => holds(volumes.get(volumeId))))
+
+/** Waits (on store writes, never a poll) until the volume's `name` file holds `expected`; `what` names the step. */
 const caIs = (volumeId: string, name: string, expected: string, what: string) =>
-  eventually(Effect.map(volume(volumeId), (v) => v?.files.get(name)?.content === expected), what)
+  volumeUntil(volumeId, (v) => v?.files.get(name)?.content === expected).pipe(Effect.withSpan(what))
 
 describe("CA file at issuance, renewal and rotation", () => {
   it.effect("publish writes the bundle as ca.crt next to the certificate and key", () =>
@@ -97,7 +102,7 @@ describe("CA file at issuance, renewal and rotation", () => {
       assert.strictEqual(issued["bundle.pem"], CA_A)
 
       yield* TestClock.adjust(RENEW_AT)
-      yield* run(eventually(Effect.map(volume(VOL_1), (v) => contents(v)["svid.pem"] !== issued["svid.pem"]), "renewed"))
+      yield* run(volumeUntil(VOL_1, (v) => contents(v)["svid.pem"] !== issued["svid.pem"]))
       const renewed = contents(yield* run(volume(VOL_1)))
       assert.deepStrictEqual(Object.keys(renewed).sort(), names, "at renewal")
       assert.strictEqual(renewed["bundle.pem"], CA_A)
@@ -143,7 +148,8 @@ describe("CA bundle changes", () => {
       const kube = yield* run(Effect.service(KubeClientMemory))
       yield* signer.setMode({ _tag: "Hold" })
       yield* TestClock.adjust(RENEW_AT - HOUR / 2)
-      yield* run(eventually(Effect.map(kube.creations, (c) => c.length === 3), "volume 1 renewal in flight"))
+      // Volume 1's renewal is in flight once its request is created.
+      assert.strictEqual((yield* kube.awaitCreations(3)).length, 3)
       yield* bundle.set(CA_B)
       yield* run(caIs(VOL_2, "ca.crt", CA_B, "volume 2 rotated while volume 1 waits for its signer"))
       yield* signer.release
@@ -159,7 +165,8 @@ describe("CA bundle changes", () => {
       const kube = yield* run(Effect.service(KubeClientMemory))
       yield* signer.setMode({ _tag: "Hold" })
       yield* TestClock.adjust(RENEW_AT)
-      yield* run(eventually(Effect.map(kube.creations, (c) => c.length === 2), "renewal in flight"))
+      // The renewal is in flight once its request is created.
+      assert.strictEqual((yield* kube.awaitCreations(2)).length, 2)
       // The CA changes twice while the renewal is in flight.
       yield* bundle.set(CA_B)
       for (let i = 0; i < 50; i++) yield* Effect.yieldNow
@@ -170,9 +177,12 @@ describe("CA bundle changes", () => {
       assert.strictEqual(during["tls.crt"], old["tls.crt"])
       assert.strictEqual(during["tls.key"], old["tls.key"])
       yield* signer.release
-      yield* run(eventually(Effect.map(signer.signed, (n) => n === 2), "renewal signed"))
+      yield* signer.awaitSigned(2)
+      assert.strictEqual(yield* signer.signed, 2, "renewal signed")
       const manager = yield* run(Effect.service(VolumeManager))
-      yield* run(eventually(Effect.map(manager.status(VOL_1), (s) => s!.nextIssuanceAt! > RENEW_AT), "renewal written"))
+      // The renewal is written when the stored metadata carries the next renewal time.
+      yield* run(volumeUntil(VOL_1, (v) => (v?.metadata?.nextIssuanceAt ?? 0) > RENEW_AT))
+      assert.isTrue((yield* manager.status(VOL_1))!.nextIssuanceAt! > RENEW_AT, "renewal written")
       yield* run(caIs(VOL_1, "ca.crt", CA_C, "latest CA"))
       for (let i = 0; i < 100; i++) yield* Effect.yieldNow
       const after = contents(yield* run(volume(VOL_1)))
