@@ -465,6 +465,9 @@ const layerMemoryState: Layer.Layer<VolumeStoreMemory> = Layer.effect(
         const subscription = yield* PubSub.subscribe(written)
         let state = yield* Ref.get(volumes)
         while (!holds(state)) state = yield* PubSub.take(subscription)
+        // One turn of the scheduler: the fiber whose write published this state finishes the step it
+        // was in (e.g. the volume manager recording what it just stored) before the waiter goes on.
+        yield* Effect.yieldNow
       }))
     return VolumeStoreMemory.of({ volumes, written, until })
   })

@@ -46,12 +46,19 @@ const requests = Effect.gen(function*() {
 
 const publish = (spec: PodSpec = {}) => Effect.flatMap(Effect.service(CsiPlugin), (p) => p.nodePublishVolume(request(spec)))
 
+/** Waits on the memory store's write signal until the volume's stored renewal time satisfies `holds`. */
+const metadataUntil = (volumeId: string, holds: (nextIssuanceAt: number | undefined) => boolean) =>
+  Effect.flatMap(Effect.service(VolumeStoreMemory), (mem) => mem.until((volumes) => holds(volumes.get(volumeId)?.metadata?.nextIssuanceAt)))
+
 /** Runs a publish in the background and lets the async crypto finish while TestClock stands still. */
 const publishSettled = (spec: PodSpec = {}) =>
   Effect.gen(function*() {
     const fiber = yield* Effect.forkChild(Effect.exit(publish(spec)))
     const manager = yield* VolumeManager
-    yield* eventually(Effect.map(manager.status(request(spec).volume_id), (s) => s?.issued === true), "volume issued")
+    const volumeId = request(spec).volume_id
+    // Issued once the store holds the metadata with its renewal time (the store's write signal).
+    yield* metadataUntil(volumeId, (next) => next !== undefined)
+    assert.isTrue((yield* manager.status(volumeId))?.issued, "volume issued")
     return fiber
   })
 
@@ -168,7 +175,8 @@ describe("NodePublishVolume", () => {
       yield* signer.setMode({ _tag: "Hold" })
       const a = yield* Effect.forkChild(publish())
       const b = yield* Effect.forkChild(publish({ serial: 1 }))
-      yield* eventually(Effect.map(requests, (r) => r.length === 1), "one request created")
+      yield* (yield* KubeClientMemory).awaitCreations(1)
+      assert.strictEqual((yield* requests).length, 1, "one request created")
       yield* signer.release
       const exits = yield* Effect.all([Effect.exit(Fiber.join(a)), Effect.exit(Fiber.join(b))])
       assert.isTrue(exits.every(Exit.isSuccess))
@@ -181,7 +189,8 @@ describe("NodePublishVolume", () => {
       const signer = yield* TestSigner
       yield* signer.setMode({ _tag: "Hold" })
       const first = yield* Effect.forkChild(Effect.exit(publish()))
-      yield* eventually(Effect.map(requests, (r) => r.length === 1), "request created")
+      yield* (yield* KubeClientMemory).awaitCreations(1)
+      assert.strictEqual((yield* requests).length, 1, "request created")
       yield* TestClock.adjust(60_000)
       const e = csiFailure(yield* Fiber.join(first))
       assert.strictEqual(e.code, "DeadlineExceeded")
@@ -228,8 +237,10 @@ describe("renewal", () => {
       yield* TestClock.adjust((2 * HOUR) / 3 - 1)
       assert.strictEqual((yield* (yield* TestSigner).signed), 1)
       yield* TestClock.adjust(1)
-      yield* eventually(Effect.map((yield* TestSigner).signed, (n) => n === 2), "second issuance")
-      yield* eventually(Effect.map(manager.status("csi-4d3c2b1a"), (s) => s!.nextIssuanceAt! > s0!.nextIssuanceAt!), "metadata advanced")
+      yield* (yield* TestSigner).awaitSigned(2)
+      assert.strictEqual(yield* (yield* TestSigner).signed, 2, "second issuance")
+      yield* metadataUntil("csi-4d3c2b1a", (next) => next! > s0!.nextIssuanceAt!)
+      assert.isTrue((yield* manager.status("csi-4d3c2b1a"))!.nextIssuanceAt! > s0!.nextIssuanceAt!, "metadata advanced")
       const serial1 = new x509.X509Certificate((yield* readFiles("csi-4d3c2b1a")).crt!).serialNumber
       assert.notStrictEqual(serial1, serial0)
       assert.strictEqual((yield* requests).length, 1, "the older request of the volume was deleted")
@@ -249,7 +260,8 @@ describe("renewal", () => {
       /** The loop has failed and is asleep until exactly `at` (adjusting before that would race it). */
       const retryingAt = (at: number) => eventually(Effect.map(manager.status("csi-4d3c2b1a"), (s) => s?.retryAt === at), `retry scheduled at ${at}`)
       yield* TestClock.adjust((2 * HOUR) / 3)
-      yield* eventually(Effect.map(creations, (n) => n === 2), "first renewal attempt")
+      yield* kube.awaitCreations(2)
+      assert.strictEqual(yield* creations, 2, "first renewal attempt")
       let now = (2 * HOUR) / 3
       for (const [delay, expected] of [[30_000, 3], [60_000, 4], [120_000, 5]] as const) {
         yield* retryingAt(now + delay)
@@ -257,13 +269,15 @@ describe("renewal", () => {
         assert.strictEqual(yield* creations, expected - 1, `no attempt before ${delay} ms`)
         yield* TestClock.adjust(1)
         now += delay
-        yield* eventually(Effect.map(creations, (n) => n === expected), `attempt after ${delay} ms`)
+        yield* kube.awaitCreations(expected)
+        assert.strictEqual(yield* creations, expected, `attempt after ${delay} ms`)
       }
       assert.strictEqual(yield* created(), 1, "failed requests are replaced, not accumulated")
       yield* retryingAt(now + 240_000)
       yield* signer.setMode({ _tag: "Sign" })
       yield* TestClock.adjust(240_000)
-      yield* eventually(Effect.map(signer.signed, (n) => n === 2), "recovered")
+      yield* signer.awaitSigned(2)
+      assert.strictEqual(yield* signer.signed, 2, "recovered")
     }).pipe(Effect.provide(stack())))
 })
 
@@ -290,9 +304,10 @@ describe("restart", () => {
       const plugin2 = yield* Effect.provide(Effect.service(CsiPlugin), second.ctx)
       yield* plugin2.nodePublishVolume(request({ serial: 2 }))
       yield* TestClock.adjust(10_000)
-      yield* eventually(Effect.map(kube.creations, (c) => c.length === 2), "renewed with the fresh token")
+      assert.strictEqual((yield* kube.awaitCreations(2)).length, 2, "renewed with the fresh token")
       const signer = yield* Effect.provide(Effect.service(TestSigner), node)
-      yield* eventually(Effect.map(signer.signed, (n) => n === 2), "signed")
+      yield* signer.awaitSigned(2)
+      assert.strictEqual(yield* signer.signed, 2, "signed")
       const mounts = yield* Effect.provide(Effect.service(MounterMemory), node)
       assert.isTrue((yield* Ref.get(mounts.table)).has(request().target_path))
       yield* second.stop
