@@ -82,6 +82,8 @@ export interface KubeClientMemoryShape {
   readonly creations: Effect.Effect<ReadonlyArray<Creation>>
   /** Completes with every `create` once there have been at least `count` (waits on the change feed, never polls). */
   readonly awaitCreations: (count: number) => Effect.Effect<ReadonlyArray<Creation>>
+  /** Completes once `check` (a look at the stored objects) holds: now, or after a later committed change (never polls). */
+  readonly until: <E, R>(check: Effect.Effect<boolean, E, R>) => Effect.Effect<void, E, R>
   /** The next `times` calls of `verb` (any kind) fail with `reason` before touching the store. */
   readonly failNext: (verb: Verb, reason: KubeErrorReason, times?: number) => Effect.Effect<void>
   /** Ends every open watch stream normally, as when the API server closes watch connections. */
@@ -446,6 +448,11 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
         const subscription = yield* PubSub.subscribe(pubsub)
         while (creations.length < count) yield* PubSub.take(subscription)
         return [...creations]
+      })),
+    until: (check) =>
+      Effect.scoped(Effect.gen(function*() {
+        const subscription = yield* PubSub.subscribe(pubsub)
+        while (!(yield* check)) yield* PubSub.take(subscription)
       })),
     failNext: (verb, reason, times = 1) =>
       Effect.sync(() => {

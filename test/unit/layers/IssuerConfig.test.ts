@@ -105,6 +105,13 @@ const warningEvents = Effect.gen(function*() {
   return (yield* kube.all(Events)).filter((e) => e.reason === "InvalidIssuerConfig")
 })
 
+/** Waits (on the memory API server's change feed, never a poll) for exactly one Warning Event. */
+const oneWarningEvent = Effect.gen(function*() {
+  const kube = yield* KubeClientMemory
+  yield* kube.until(Effect.map(warningEvents, (es) => es.length >= 1))
+  assert.strictEqual((yield* warningEvents).length, 1, "one Warning Event")
+})
+
 describe("issuerFromConfigMap", () => {
   it("reads all three keys", () => {
     const r = IssuerConfigLayers.issuerFromConfigMap({ metadata: { name: NAME, namespace: NS }, data: cmData(RUNTIME) } as never)
@@ -207,7 +214,7 @@ describe("layerConfigMap", () => {
       const seen = yield* collectChanges
       const cm = yield* kube.upsert(ConfigMaps, configMap(data === undefined ? undefined : { ...data }))
       yield* currentIs(STATIC, "static issuer after the invalid edit")
-      yield* eventually(Effect.map(warningEvents, (es) => es.length === 1), "one Warning Event")
+      yield* oneWarningEvent
       const [ev] = yield* warningEvents
       assert.strictEqual(ev!.type, "Warning")
       assert.strictEqual(ev!.metadata.namespace, NS)
@@ -233,7 +240,7 @@ describe("layerConfigMap", () => {
       yield* awaitLoaded
       assert.isTrue(yield* loaded)
       assert.strictEqual(yield* current, undefined)
-      yield* eventually(Effect.map(warningEvents, (es) => es.length === 1), "one Warning Event")
+      yield* oneWarningEvent
     }).pipe(Effect.provide(configMapStack(undefined, []).pipe(Layer.provide(seeded(configMap({ "issuer-name": "x" })))))))
 
   it.effect("a dropped watch is followed by a relist, and the layer keeps following the ConfigMap", () =>
@@ -277,7 +284,7 @@ describe("layerConfigMap", () => {
       assert.deepStrictEqual(yield* Ref.get(seen), [RUNTIME], "a relist of an unchanged ConfigMap is not a change")
       yield* kube.upsert(ConfigMaps, configMap({ "issuer-name": "broken" }))
       yield* currentIs(STATIC, "invalid edit followed after the relists")
-      yield* eventually(Effect.map(warningEvents, (es) => es.length === 1), "one Warning Event")
+      yield* oneWarningEvent
       // The invalid ConfigMap stays; reconnecting must not repeat the Event or the error.
       yield* expire
       yield* relisted(base + 3)
@@ -452,7 +459,8 @@ describe("driver with the runtime issuer", () => {
 
       yield* TestClock.adjust((2 * 3_600_000) / 3)
       const signer = yield* TestSigner
-      yield* eventually(Effect.map(signer.signed, (n) => n === 2), "renewed")
+      yield* signer.awaitSigned(2)
+      assert.strictEqual(yield* signer.signed, 2, "renewed")
       const creations = yield* kube.creations
       assert.strictEqual(creations.length, 2)
       const renewal = (yield* requests).find((cr) => cr.metadata.name === creations[1]!.name)
