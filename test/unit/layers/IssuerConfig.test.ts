@@ -172,7 +172,8 @@ describe("layerConfigMap", () => {
 
   it.effect("a valid ConfigMap present at start-up wins over the static issuer", () =>
     Effect.gen(function*() {
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       assert.deepStrictEqual(yield* current, RUNTIME)
     }).pipe(
       Effect.provide(configMapStack(STATIC, []).pipe(Layer.provide(seeded(configMap(cmData(RUNTIME))))))
@@ -181,7 +182,8 @@ describe("layerConfigMap", () => {
   it.effect("follows creation, updates and deletion, with one `changes` element each", () =>
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       const seen = yield* collectChanges
       yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
       yield* currentIs(RUNTIME, "runtime issuer active")
@@ -195,7 +197,8 @@ describe("layerConfigMap", () => {
   it.effect("deletion with no static issuer leaves no issuer", () =>
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       assert.deepStrictEqual(yield* current, RUNTIME)
       yield* kube.client.delete(ConfigMaps, NS, NAME)
       yield* currentIs(undefined, "no issuer after deletion")
@@ -209,7 +212,8 @@ describe("layerConfigMap", () => {
     const logs: Array<LogLine> = []
     return Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       assert.deepStrictEqual(yield* current, RUNTIME)
       const seen = yield* collectChanges
       const cm = yield* kube.upsert(ConfigMaps, configMap(data === undefined ? undefined : { ...data }))
@@ -246,7 +250,8 @@ describe("layerConfigMap", () => {
   it.effect("a dropped watch is followed by a relist, and the layer keeps following the ConfigMap", () =>
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
       yield* currentIs(RUNTIME, "runtime issuer")
       // While the watch is down the ConfigMap changes; the relist must see it.
@@ -266,7 +271,8 @@ describe("layerConfigMap", () => {
     const lists: Array<string> = []
     return Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       const seen = yield* collectChanges
       yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
       yield* currentIs(RUNTIME, "runtime issuer")
@@ -306,7 +312,8 @@ describe("layerConfigMap", () => {
     const lists: Array<string> = []
     return Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       const count = (what: string) => logs.filter((l) => l.message.includes(what)).length
       // The next watch fails with Gone (history expired) and the one after that too: two relists, no wait.
       const before = lists.length
@@ -340,7 +347,8 @@ describe("layerConfigMap", () => {
   it.effect("follows only its own ConfigMap: another one in the namespace is ignored", () =>
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       const seen = yield* collectChanges
       yield* kube.upsert(ConfigMaps, configMap(cmData(OTHER), "unrelated"))
       yield* kube.upsert(ConfigMaps, configMap({ "issuer-name": "broken" }, "unrelated-invalid"))
@@ -355,7 +363,8 @@ describe("layerConfigMap", () => {
   it.effect("a ConfigMap of the same name in another namespace is ignored", () =>
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       yield* kube.upsert(ConfigMaps, { ...configMap(cmData(OTHER)), metadata: { name: NAME, namespace: "elsewhere" } })
       yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
       yield* currentIs(RUNTIME, "own ConfigMap followed")
@@ -386,7 +395,8 @@ describe("layerFor", () => {
   it.effect("with a ConfigMap name it follows the ConfigMap, falling back to the flags' issuer", () =>
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      yield* eventually(loaded, "loaded")
+      yield* awaitLoaded
+      assert.isTrue(yield* loaded, "loaded")
       assert.deepStrictEqual(yield* current, STATIC)
       yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
       yield* currentIs(RUNTIME, "runtime issuer")
