@@ -5,7 +5,7 @@
  * awaited by yielding to the event loop, never by sleeping.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Logger, Ref, Result, Stream } from "effect"
+import { Deferred, Effect, Layer, Logger, Ref, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { IssuerRef } from "../../../src/domain/IssuerRef.ts"
 import { CertificateRequests, ConfigMaps, Events } from "../../../src/domain/KubeObjects.ts"
@@ -78,8 +78,24 @@ const countingClient = (lists: Array<string>) =>
 
 const current = Effect.flatMap(Effect.service(IssuerConfig), (c) => c.current)
 
+/**
+ * Waits on the service's `changes` stream (subscribed before the first look, so no change is missed)
+ * until the current issuer is `expected`; never a poll.
+ */
 const currentIs = (expected: IssuerRef | undefined, what: string) =>
-  eventually(Effect.map(current, (c) => JSON.stringify(c) === JSON.stringify(expected)), what)
+  Effect.scoped(Effect.gen(function*() {
+    const issuers = yield* IssuerConfig
+    const same = (c: IssuerRef | undefined) => JSON.stringify(c) === JSON.stringify(expected)
+    const seen = yield* Deferred.make<void>()
+    yield* issuers.changes.pipe(
+      Stream.filter(same),
+      Stream.take(1),
+      Stream.runForEach(() => Deferred.succeed(seen, undefined)),
+      Effect.forkScoped({ startImmediately: true })
+    )
+    if (!same(yield* issuers.current)) yield* Deferred.await(seen)
+    assert.isTrue(same(yield* issuers.current), what)
+  }))
 
 const loaded = Effect.flatMap(Effect.service(IssuerConfig), (c) => c.loaded)
 const awaitLoaded = Effect.flatMap(Effect.service(IssuerConfig), (c) => c.awaitLoaded)
