@@ -5,7 +5,7 @@
  * awaited by yielding to the event loop, never by sleeping.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer, Logger, Ref, Result, Stream } from "effect"
+import { Deferred, Effect, Layer, Logger, PubSub, Ref, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { IssuerRef } from "../../../src/domain/IssuerRef.ts"
 import { CertificateRequests, ConfigMaps, Events } from "../../../src/domain/KubeObjects.ts"
@@ -46,6 +46,16 @@ interface LogLine {
   readonly message: string
 }
 
+/** Published after every captured log line and list call, so a test waits for a record instead of polling. */
+const recorded = Effect.runSync(PubSub.unbounded<void>())
+
+/** Completes once `holds` (a look at the captured logs and lists): now, or after a later record. */
+const untilRecorded = (holds: () => boolean) =>
+  Effect.scoped(Effect.gen(function*() {
+    const subscription = yield* PubSub.subscribe(recorded)
+    while (!holds()) yield* PubSub.take(subscription)
+  }))
+
 /** The ConfigMap layer over a fresh memory API server, with every log line and list call captured. */
 const configMapStack = (fallback: IssuerRef | undefined, logs: Array<LogLine>, lists: Array<string> = []) =>
   IssuerConfigLayers.layerConfigMap(SOURCE, fallback).pipe(
@@ -57,6 +67,7 @@ const configMapStack = (fallback: IssuerRef | undefined, logs: Array<LogLine>, l
         Logger.make(({ logLevel, message }) => {
           const parts = Array.isArray(message) ? message : [message]
           logs.push({ level: logLevel, message: parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" ") })
+          PubSub.publishUnsafe(recorded, undefined)
         })
       ])
     )
@@ -71,6 +82,7 @@ const countingClient = (lists: Array<string>) =>
         ...memory.client,
         list: (resource, options) => Effect.suspend(() => {
           lists.push(JSON.stringify(options))
+          PubSub.publishUnsafe(recorded, undefined)
           return memory.client.list(resource, options)
         })
       }))
@@ -163,7 +175,8 @@ describe("layerConfigMap", () => {
     return Effect.gen(function*() {
       // The layer's first list fails (and its retries too), so it cannot have read anything yet.
       assert.isFalse(yield* loaded)
-      yield* eventually(Effect.sync(() => logs.some((l) => l.message.includes("watch failed"))), "first list failed")
+      yield* untilRecorded(() => logs.some((l) => l.message.includes("watch failed")))
+      assert.isTrue(logs.some((l) => l.message.includes("watch failed")), "first list failed")
       assert.isFalse(yield* loaded)
       // The first reconnect delay of Schedules.watchReconnect.
       yield* TestClock.adjust("799 millis")
@@ -293,7 +306,8 @@ describe("layerConfigMap", () => {
       yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
       yield* currentIs(RUNTIME, "runtime issuer")
       // Each relist is visible as a list call; wait for it before dropping again.
-      const relisted = (n: number) => eventually(Effect.sync(() => lists.length >= n), `relist ${n}`)
+      const relisted = (n: number) =>
+        Effect.andThen(untilRecorded(() => lists.length >= n), Effect.sync(() => assert.isAtLeast(lists.length, n, `relist ${n}`)))
       // A watch that closes is resumed from its resourceVersion; one that expires (Gone) relists.
       const expire = Effect.andThen(kube.failNext("watch", "Gone", 1), kube.dropWatches)
       const base = lists.length
@@ -336,19 +350,22 @@ describe("layerConfigMap", () => {
       yield* kube.failNext("watch", "Gone", 2)
       yield* kube.expireHistory
       yield* kube.dropWatches
-      yield* eventually(Effect.sync(() => count("expired (410 Gone); relisting") === 2 && lists.length === before + 2), "two Gone, two relists")
+      yield* untilRecorded(() => count("expired (410 Gone); relisting") >= 2 && lists.length >= before + 2)
+      assert.isTrue(count("expired (410 Gone); relisting") === 2 && lists.length === before + 2, "two Gone, two relists")
       yield* kube.upsert(ConfigMaps, configMap(cmData(RUNTIME)))
       yield* currentIs(RUNTIME, "following after the relists")
       // Two failed watches: retried after 800 ms, then 1.6 s, each with a fresh list.
       yield* kube.failNext("watch", "Unavailable", 2)
       yield* kube.dropWatches
-      yield* eventually(Effect.sync(() => count("watch failed (watch)") === 1), "first failure logged")
+      yield* untilRecorded(() => count("watch failed (watch)") >= 1)
+      assert.strictEqual(count("watch failed (watch)"), 1, "first failure logged")
       yield* kube.upsert(ConfigMaps, configMap(cmData(OTHER)))
       for (let i = 0; i < 50; i++) yield* Effect.yieldNow
       assert.deepStrictEqual(yield* current, RUNTIME, "no watch is open and the retry waits on the schedule")
       yield* TestClock.adjust("800 millis")
       yield* currentIs(OTHER, "ConfigMap read by the first relist")
-      yield* eventually(Effect.sync(() => count("watch failed (watch)") === 2), "second failure logged")
+      yield* untilRecorded(() => count("watch failed (watch)") >= 2)
+      assert.strictEqual(count("watch failed (watch)"), 2, "second failure logged")
       yield* kube.client.delete(ConfigMaps, NS, NAME)
       yield* TestClock.adjust("1599 millis")
       for (let i = 0; i < 50; i++) yield* Effect.yieldNow
