@@ -11,7 +11,6 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Fiber, Layer, Scope, Stream } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
-import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { GrpcServer } from "../../src/csi/GrpcServer.ts"
@@ -23,7 +22,6 @@ import * as EventRecorderLayers from "../../src/layers/EventRecorder.ts"
 import * as IssuanceLayers from "../../src/layers/Issuance.ts"
 import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
 import * as KubeLayers from "../../src/layers/KubeClient.ts"
-import { parseMountInfo } from "../../src/layers/Mounter.ts"
 import * as MounterLayers from "../../src/layers/Mounter.ts"
 import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
@@ -33,6 +31,7 @@ import type { EventRecorder } from "../../src/services/EventRecorder.ts"
 import type { KubeClient } from "../../src/services/KubeClient.ts"
 import { VolumeManager } from "../../src/services/VolumeManager.ts"
 import { testConfig } from "../support/DriverStack.ts"
+import { mountsUnder, scratchDir } from "../support/scratch.ts"
 import { GrpcCallError, makeCsiClient } from "../support/grpcClient.ts"
 import { fakeToken, publishRequest } from "../support/publish.ts"
 import * as TestSigner from "../support/TestSigner.ts"
@@ -46,9 +45,6 @@ const INVALID_ARGUMENT = 3
 const FAILED_PRECONDITION = 9
 
 const POD_UID = "0b8c8a1e-3c1f-4a52-9d39-5f1d2e6b7a10"
-
-const mountsUnder = async (dir: string) =>
-  parseMountInfo(await fs.readFile("/proc/self/mountinfo", "utf8")).filter((e) => e.mountPoint === dir || e.mountPoint.startsWith(`${dir}/`))
 
 /** The driver (gRPC server over the real edges) with its VolumeManager visible for state checks. */
 const driverLayer = (config: DriverConfigShape, caPem: string) => {
@@ -77,14 +73,7 @@ interface Node {
  * unmounts everything below it (newest first) and deletes it, also when a test fails.
  */
 const makeNode = Effect.gen(function*() {
-  const tmp = yield* Effect.acquireRelease(
-    Effect.promise(async () => fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "csi-hostile-")))),
-    (dir) =>
-      Effect.promise(async () => {
-        for (const m of (await mountsUnder(dir)).reverse()) await execFileAsync("umount", ["-l", m.mountPoint]).catch(() => undefined)
-        await fs.rm(dir, { recursive: true, force: true })
-      })
-  )
+  const tmp = yield* scratchDir("csi-hostile-")
   const root = path.join(tmp, "kubelet")
   const dataRoot = path.join(tmp, "data")
   yield* Effect.promise(() => fs.mkdir(path.join(root, "pods"), { recursive: true }))

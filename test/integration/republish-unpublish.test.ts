@@ -9,11 +9,8 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Fiber, Layer, Ref, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
-import * as os from "node:os"
 import * as path from "node:path"
-import { promisify } from "node:util"
 import { GrpcServer } from "../../src/csi/GrpcServer.ts"
 import { CertificateRequests } from "../../src/domain/KubeObjects.ts"
 import type { Resource } from "../../src/domain/KubeObjects.ts"
@@ -25,7 +22,6 @@ import * as IssuanceLayers from "../../src/layers/Issuance.ts"
 import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
 import * as KubeLayers from "../../src/layers/KubeClient.ts"
 import * as MounterLayers from "../../src/layers/Mounter.ts"
-import { parseMountInfo } from "../../src/layers/Mounter.ts"
 import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
 import { DriverConfig } from "../../src/services/DriverConfig.ts"
@@ -33,20 +29,17 @@ import { KubeClient } from "../../src/services/KubeClient.ts"
 import type { CallOptions } from "../../src/services/KubeClient.ts"
 import { VolumeManager } from "../../src/services/VolumeManager.ts"
 import { testConfig } from "../support/DriverStack.ts"
+import { mountsUnder, scratchDir } from "../support/scratch.ts"
 import { type GrpcCallError, makeCsiClient } from "../support/grpcClient.ts"
 import { publishRequest } from "../support/publish.ts"
 import * as TestSigner from "../support/TestSigner.ts"
 
 const isRoot = process.getuid?.() === 0
-const execFileAsync = promisify(execFile)
 const HOUR = 3_600_000
 const OK = 0
 const ABORTED = 10
 const POD_UID = "0b8c8a1e-3c1f-4a52-9d39-5f1d2e6b7a10"
 const VOLUME_ID = "csi-4d3c2b1a"
-
-const mountsUnder = async (dir: string) =>
-  parseMountInfo(await fs.readFile("/proc/self/mountinfo", "utf8")).filter((e) => e.mountPoint === dir || e.mountPoint.startsWith(`${dir}/`))
 
 /** Holds every `create` while closed; `entered` completes when the first one is held. */
 interface Gate {
@@ -72,14 +65,7 @@ const gatedKube = (gate: Gate) =>
   )
 
 const setup = Effect.gen(function*() {
-  const tmp = yield* Effect.acquireRelease(
-    Effect.promise(async () => fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "csi-race-")))),
-    (dir) =>
-      Effect.promise(async () => {
-        for (const m of (await mountsUnder(dir)).reverse()) await execFileAsync("umount", ["-l", m.mountPoint]).catch(() => undefined)
-        await fs.rm(dir, { recursive: true, force: true })
-      })
-  )
+  const tmp = yield* scratchDir("csi-race-")
   const root = path.join(tmp, "kubelet")
   const dataRoot = path.join(tmp, "data")
   const config = testConfig({ endpoint: `unix://${path.join(tmp, "csi.sock")}`, dataRoot, kubeletRootDir: root })
