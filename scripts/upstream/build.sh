@@ -5,7 +5,7 @@
 #   scripts/upstream/build.sh all                # also csi-driver-spiffe (the Go original)
 #   scripts/upstream/build.sh --print-env [c...] # print CSI_SPIFFE_BIN_* lines of what is built
 #
-# Components: etcd kubernetes cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe
+# Components: etcd kubernetes containerd cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe
 # (kube-apiserver is another name for kubernetes, which builds kube-apiserver, kubelet, kubectl,
 # kube-controller-manager and kube-scheduler in one `go build`, so they share their compiled packages;
 # csi-driver-spiffe is not in the default set: the Go module proxy here refuses that module.)
@@ -23,15 +23,16 @@ CACHE_ROOT="${CSI_SPIFFE_CACHE:-$HOME/.cache/csi-driver-spiffe}/upstream"
 
 # ---- pinned versions (override through the environment to try another one) ----
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
-KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
+KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.21.2}"
 CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.6.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CSI_DRIVER_SPIFFE_VERSION="${CSI_DRIVER_SPIFFE_VERSION:-v0.15.0}"
 GO_SPIFFE_VERSION="${GO_SPIFFE_VERSION:-v2.8.1}"
 
-ALL_COMPONENTS=(etcd kubernetes cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe)
-DEFAULT_COMPONENTS=(etcd kubernetes cert-manager csi-sanity helm spiffe-checker)
+ALL_COMPONENTS=(etcd kubernetes containerd cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe)
+DEFAULT_COMPONENTS=(etcd kubernetes containerd cert-manager csi-sanity helm spiffe-checker)
 # The Kubernetes commands built together by the `kubernetes` component.
 KUBE_COMMANDS=(kube-apiserver kubelet kubectl kube-controller-manager kube-scheduler)
 
@@ -157,6 +158,25 @@ build_kubernetes() {
   log "kubernetes: $(./bin/kube-apiserver --version)"
 }
 
+# ------------------------------------------------------------- containerd
+# containerd 2.x, its runc shim and ctr for the real node (the kubelet of Kubernetes 1.37 ends
+# support for containerd 1.x). CGO off, so the graph drivers that need C are left out by tags.
+CONTAINERD_COMMANDS=(containerd containerd-shim-runc-v2 ctr)
+build_containerd() {
+  new_module e2e.local/containerd-build
+  local m=github.com/containerd/containerd/v2 c pkgs=()
+  for c in "${CONTAINERD_COMMANDS[@]}"; do pkgs+=("$m/cmd/$c"); done
+  log "containerd: go get ${CONTAINERD_COMMANDS[*]} @$CONTAINERD_VERSION"
+  go get -tool "${pkgs[@]/%/@$CONTAINERD_VERSION}"
+  log "containerd: compiling ${CONTAINERD_COMMANDS[*]}"
+  rm -rf bin.tmp && mkdir -p bin.tmp
+  "${GO_BUILD[@]}" -tags "no_btrfs,no_devmapper,no_zfs,no_aufs,no_dynamic_plugins" \
+    -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" -o bin.tmp/ "${pkgs[@]}"
+  for c in "${CONTAINERD_COMMANDS[@]}"; do mv "bin.tmp/$c" "bin/$c"; done
+  rm -rf bin.tmp
+  ./bin/containerd --version >&2
+}
+
 # ---------------------------------------------------------- cert-manager
 # The upstream mains live in modules the proxy cannot serve (controller-binary,
 # webhook-binary), so we build two small mains of our own (scripts/upstream/cert-manager/)
@@ -241,6 +261,7 @@ component_spec() {
   case "$1" in
     etcd) echo "etcd-$ETCD_VERSION|$ETCD_VERSION|build_etcd|etcd|ETCD" ;;
     kubernetes|kube-apiserver) echo "kubernetes-$KUBE_VERSION|$KUBE_VERSION|build_kubernetes|${KUBE_COMMANDS[*]}|KUBERNETES" ;;
+    containerd) echo "containerd-$CONTAINERD_VERSION|$CONTAINERD_VERSION|build_containerd|${CONTAINERD_COMMANDS[*]}|CONTAINERD" ;;
     cert-manager)
       local h; h="$(src_hash "${CM_SOURCES[@]}")"
       echo "cert-manager-$CERT_MANAGER_VERSION|$CERT_MANAGER_VERSION-$h|build_cert_manager|cm-controller cm-webhook|CERT_MANAGER" ;;
