@@ -23,7 +23,7 @@ import { LeaderElection } from "../services/LeaderElection.ts"
 import { ApproverConfig } from "../services/ApproverConfig.ts"
 import { alreadySettled, emitRefused, keyString, parseKey, reconcile } from "./Reconcile.ts"
 import * as ApproverMetrics from "./ApproverMetrics.ts"
-import * as WorkQueue from "./WorkQueue.ts"
+import * as WorkQueue from "../layers/WorkQueue.ts"
 
 export interface ControllerShape {
   /** True once this leadership term's first list has been queued; false while standing by. */

@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
-import * as WorkQueue from "../../../src/approver/WorkQueue.ts"
+import * as WorkQueue from "../../../src/layers/WorkQueue.ts"
 
 /** A handler that records calls and, per key, how many run at once; each call waits for `gate`. */
 const recorder = (gate?: Deferred.Deferred<void>) => {
