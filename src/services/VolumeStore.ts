@@ -6,8 +6,8 @@
  * the new set, never a mix), file modes and the fs-group gid, and removal.
  * Does not own: mounting the tmpfs or bind mounts (Mounter), deciding what to write (the driver).
  *
- * Implementations: `layers/VolumeStore.ts` — `layerFileSystem` (real files, atomic renames) and
- * `layerMemory`; both pass `test/unit/layers/VolumeStore.test.ts`.
+ * Implementations: `layers/VolumeStore.ts` — `layer` on Effect's FileSystem (`layerFileSystem` on
+ * Node's) and `layerMemory`; both pass `test/unit/layers/VolumeStore.contract.ts`.
  */
 import { Context, Schema } from "effect"
 import type { Effect, Redacted } from "effect"
@@ -16,7 +16,9 @@ import type { VolumeMetadata } from "../domain/VolumeMetadata.ts"
 export class VolumeStoreError extends Schema.TaggedError<VolumeStoreError>()("VolumeStoreError", {
   operation: Schema.String,
   volumeId: Schema.String,
-  detail: Schema.String
+  detail: Schema.String,
+  /** The file-system failure behind it, when there is one (validation errors have none). */
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     return `${this.operation} ${this.volumeId}: ${this.detail}`
