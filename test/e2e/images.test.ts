@@ -1,5 +1,6 @@
 // The locally built images run in a real containerd: scripts/images/build.sh builds them (or finds
-// them cached), a containerd of this test's own (own root, state, socket; CRI off) imports the
+// them cached), a containerd 2.x of this test's own (scripts/upstream/build.sh's, with its runc shim;
+// own root, state, sockets and shim socket directory; CRI off) imports the
 // archives under the refs the pods use, and `ctr run --rm` starts containers of them through runc.
 //
 // The containers get their own runc root, FIFO directory and cgroup leaf, so that nothing here
@@ -10,12 +11,13 @@ import { execFile, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { criNamespace, ensureImages, importImages, listImages, type LocalImages } from "../harness/images.ts"
 import { acceptsConnections, type ManagedProcess, startProcess, waitFor } from "../harness/process.ts"
+import { ensureUpstream, type UpstreamPaths } from "../harness/upstream.ts"
 
 const run = promisify(execFile)
 
@@ -23,42 +25,46 @@ interface Scratch {
   readonly dir: string
   readonly address: string
   readonly proc: ManagedProcess
+  /** the ctr built with this containerd */
+  readonly ctr: string
 }
 
-const startContainerd = async (dir: string): Promise<Scratch> => {
+const startContainerd = async (dir: string, upstream: UpstreamPaths): Promise<Scratch> => {
   const address = join(dir, "containerd.sock")
   mkdirSync(join(dir, "logs"), { recursive: true })
   // CRI off: this containerd serves `ctr` only, so it needs no CNI, no sandbox image and no kubelet.
-  // Snapshotters that cannot work here are off so that their failures do not fill the log.
+  // NRI off (else it listens on /var/run/nri/nri.sock); the shims' sockets in our directory (else
+  // /run/containerd/s; containerd allows at most 38 characters here).
   const config = [
-    "version = 2",
+    "version = 4",
     `root = "${join(dir, "root")}"`,
     `state = "${join(dir, "state")}"`,
-    `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]`,
-    "[grpc]",
-    `  address = "${address}"`,
-    "[ttrpc]",
-    `  address = "${address}.ttrpc"`,
-    "[debug]",
-    `  address = ""`,
-    "[metrics]",
-    `  address = ""`,
-    `[plugins."io.containerd.internal.v1.opt"]`,
-    `  path = "${join(dir, "opt")}"`,
+    `disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.nri.v1.nri"]`,
+    "[plugins]",
+    `  [plugins."io.containerd.server.v1.grpc"]`,
+    `    address = "${address}"`,
+    `  [plugins."io.containerd.server.v1.ttrpc"]`,
+    `    address = "${address}.ttrpc"`,
+    `  [plugins."io.containerd.internal.v1.opt"]`,
+    `    path = "${join(dir, "opt")}"`,
+    `  [plugins."io.containerd.shim.v1.manager"]`,
+    `    socket_dir = "${join(dir, "s")}"`,
     ""
   ].join("\n")
   writeFileSync(join(dir, "config.toml"), config)
   const proc = startProcess({
     name: "containerd",
-    command: "containerd",
+    command: upstream.bin("containerd"),
     args: ["--config", join(dir, "config.toml")],
-    logFile: join(dir, "logs", "containerd.log")
+    logFile: join(dir, "logs", "containerd.log"),
+    // containerd finds its shim (containerd-shim-runc-v2) on PATH: ours first, the host's runc after
+    env: { ...process.env, PATH: `${dirname(upstream.bin("containerd"))}:${process.env["PATH"] ?? ""}` }
   })
   await waitFor("containerd socket", async () => ((await acceptsConnections(address)) ? true : undefined), {
     timeoutMs: 30_000,
     proc
   })
-  return { dir, address, proc }
+  return { dir, address, proc, ctr: upstream.bin("ctr") }
 }
 
 // Every container's id, also its cgroup leaf (checked at the end).
@@ -86,21 +92,21 @@ const ctrRun = async (
 ): Promise<{ readonly stdout: string; readonly stderr: string; readonly ms: number }> => {
   const { argv } = runArgs(s, ref, extra, args)
   const t0 = performance.now()
-  const { stdout, stderr } = await run("ctr", argv, { maxBuffer: 4 * 1024 * 1024 })
+  const { stdout, stderr } = await run(s.ctr, argv, { maxBuffer: 4 * 1024 * 1024 })
   return { stdout, stderr, ms: Math.round(performance.now() - t0) }
 }
 
 /** `ctr run --rm` kept attached in the background: its exit code is the container's. */
 const startDetached = (s: Scratch, ref: string) => {
   const { id, argv } = runArgs(s, ref, [], [])
-  const child = spawn("ctr", argv, { stdio: ["ignore", "ignore", "pipe"] })
+  const child = spawn(s.ctr, argv, { stdio: ["ignore", "ignore", "pipe"] })
   let stderr = ""
   child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")))
   const exitCode = new Promise<number | null>((resolve, reject) => {
     child.once("error", reject)
     child.once("exit", (code) => resolve(code))
   })
-  const ctr = (...a: ReadonlyArray<string>) => run("ctr", ["--address", s.address, "--namespace", criNamespace, ...a])
+  const ctr = (...a: ReadonlyArray<string>) => run(s.ctr, ["--address", s.address, "--namespace", criNamespace, ...a])
   // No event says "the task runs" to a plain `ctr run`: ask containerd until the task is RUNNING.
   const pid = waitFor(
     `task ${id} running`,
@@ -135,18 +141,19 @@ describe("local images in a real containerd", () => {
   let scratch: Scratch | undefined
   const timings: Record<string, number> = {}
 
-  // containerd 1.6 puts its shims' sockets under /run/containerd/s whatever its state dir; remove
-  // those directories afterwards only if this test made them (rmdir: only when empty).
-  const sharedDirs = ["/run/containerd/s", "/run/containerd"].filter((d) => !existsSync(d))
+  // Where containerd puts shim sockets and the NRI socket unless configured otherwise: absent
+  // before, they must stay absent (checked at the end).
+  const hostDirs = ["/run/containerd", "/run/nri"].filter((d) => !existsSync(d))
 
   beforeAll(async () => {
     const t0 = performance.now()
     images = await ensureImages({ onProgress: (l) => process.stderr.write(`${l}\n`) })
     timings["ensureImages"] = Math.round(performance.now() - t0)
     // Short path: unix socket paths are limited to 108 bytes.
-    scratch = await startContainerd(mkdtempSync(join(tmpdir(), "csi-img-")))
+    const upstream = await ensureUpstream(["containerd"], { onProgress: (l) => process.stderr.write(`${l}\n`) })
+    scratch = await startContainerd(mkdtempSync(join(tmpdir(), "csi-img-")), upstream)
     const t1 = performance.now()
-    await importImages({ ctr: "ctr", address: scratch.address, images })
+    await importImages({ ctr: scratch.ctr, address: scratch.address, images })
     timings["importImages"] = Math.round(performance.now() - t1)
   })
 
@@ -155,7 +162,7 @@ describe("local images in a real containerd", () => {
     // A test that failed half-way may leave a task running (a pause waiting for its signal): kill
     // and delete every task and container first, so that no shim, process or cgroup outlives this
     // containerd.
-    const ctr = (...a: ReadonlyArray<string>) => run("ctr", ["--address", scratch!.address, "--namespace", criNamespace, ...a])
+    const ctr = (...a: ReadonlyArray<string>) => run(scratch!.ctr, ["--address", scratch!.address, "--namespace", criNamespace, ...a])
     const tasks = (await ctr("tasks", "ls", "--quiet").catch(() => ({ stdout: "" }))).stdout.split("\n").filter((l) => l !== "")
     for (const t of tasks) {
       await ctr("tasks", "kill", "--signal", "SIGKILL", t).catch(() => undefined)
@@ -173,12 +180,11 @@ describe("local images in a real containerd", () => {
       .sort((a, b) => b.length - a.length)
     for (const m of mounts) await run("umount", [m]).catch(() => undefined)
     rmSync(scratch.dir, { recursive: true, force: true })
-    for (const d of sharedDirs) await run("rmdir", [d]).catch(() => undefined)
     process.stderr.write(`[images.test] timings (ms): ${JSON.stringify(timings)}\n`)
   })
 
   it("imports each image under the ref the pods name", async () => {
-    const refs = await listImages("ctr", scratch!.address)
+    const refs = await listImages(scratch!.ctr, scratch!.address)
     expect(refs).toEqual(expect.arrayContaining([images.driver.ref, images.pause.ref, images.app.ref]))
     expect(images.pause.ref).toBe("localhost/pause:3.10-local")
     expect(images.driver.ref).toMatch(/^localhost\/csi-driver-spiffe:\d+\.\d+\.\d+/)
@@ -256,12 +262,13 @@ describe("local images in a real containerd", () => {
     }
   })
 
-  it("leaves no cgroup of its containers behind", () => {
+  it("leaves no cgroup of its containers behind, and no shim or NRI socket directory on the host", () => {
     const left = ids.flatMap((id) =>
       readdirSync("/sys/fs/cgroup").filter((ctl) => existsSync(join("/sys/fs/cgroup", ctl, id))).map((ctl) => `${ctl}/${id}`)
     )
     expect(ids.length).toBeGreaterThan(0)
     expect(left).toEqual([])
+    expect(hostDirs.filter((d) => existsSync(d))).toEqual([])
   })
 })
 

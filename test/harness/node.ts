@@ -2,9 +2,10 @@
 //   plane (Node,RBAC authorization, NodeRestriction, client certificates, served on the node IP too)
 //   -> kube-controller-manager (DaemonSet, Deployment, ReplicaSet, ServiceAccount, root-CA publisher,
 //      garbage collector, namespace controllers) and kube-scheduler
-//   -> containerd with its own root, state, socket and config (CRI: local pause image, restricted
+//   -> containerd 2.x (ours, from scripts/upstream/build.sh, with its runc shim; runc from the host)
+//      with its own root, state, sockets and config (CRI: local pause image, restricted
 //      oom_score_adj, a bridge CNI network of ours)
-//   -> one kubelet (`system:node:<name>` client certificate, serving certificate on the node IP)
+//   -> one kubelet 1.37 (`system:node:<name>` client certificate, serving certificate on the node IP)
 //   -> our images imported into containerd's k8s.io namespace (no registry is involved).
 //
 //   const node = await startNodeCluster({ images, log: console.error })
@@ -111,8 +112,12 @@ const SYSCTLS = [
   "kernel.keys.root_maxbytes",
   "net.ipv4.ip_forward"
 ] as const
-/** Host directories the kubelet, containerd or libcni create outside their configured roots. */
-const HOST_DIRS = ["/var/log/containers", "/var/log/pods", "/usr/libexec/kubernetes", "/var/lib/cni", "/run/netns", "/run/containerd"]
+/**
+ * Host directories the kubelet, containerd or libcni create outside their configured roots, or
+ * would if our containerd config did not move them (/run/containerd: shim sockets; /run/netns: pod
+ * network namespaces; /run/nri: the NRI socket), which the residue check then catches.
+ */
+const HOST_DIRS = ["/var/log/containers", "/var/log/pods", "/usr/libexec/kubernetes", "/var/lib/cni", "/run/netns", "/run/containerd", "/run/nri"]
 const CGROUP_ROOT = "/sys/fs/cgroup"
 
 // ------------------------------------------------------------------ small host helpers
@@ -135,7 +140,7 @@ export const runCommand = (cmd: string, args: ReadonlyArray<string>, env?: NodeJ
   })
 
 const runSync = (cmd: string, args: ReadonlyArray<string>): RunResult => {
-  const r = spawnSync(cmd, [...args], { encoding: "utf8" })
+  const r = spawnSync(cmd, [...args], { encoding: "utf8", maxBuffer: 16 * 1024 * 1024 })
   return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? (r.error?.message ?? "") }
 }
 
@@ -235,7 +240,6 @@ export interface HostBaseline {
   readonly hostDirs: Readonly<Record<string, boolean>>
   readonly links: ReadonlyArray<string>
   readonly netns: ReadonlyArray<string>
-  readonly shimSockets: ReadonlyArray<string>
 }
 
 const listDir = (d: string): Array<string> => {
@@ -251,8 +255,7 @@ export const recordHost = (tmpDir: string): HostBaseline => ({
   sysctls: Object.fromEntries(SYSCTLS.map((s) => [s, readSysctl(s)])),
   hostDirs: Object.fromEntries(HOST_DIRS.map((d) => [d, existsSync(d)])),
   links: links(),
-  netns: listDir("/run/netns"),
-  shimSockets: listDir("/run/containerd/s")
+  netns: listDir("/run/netns")
 })
 
 /**
@@ -280,48 +283,56 @@ export const checkHostClean = async (baseline: HostBaseline): Promise<Array<stri
     if (now !== v) left.push(`sysctl ${s} = ${now} (was ${v})`)
   }
   for (const [d, existed] of Object.entries(baseline.hostDirs)) if (!existed && existsSync(d)) left.push(`directory ${d}`)
-  for (const s of listDir("/run/containerd/s")) {
-    if (!baseline.shimSockets.includes(s) && !(await acceptsConnections(join("/run/containerd/s", s)))) {
-      left.push(`dead shim socket /run/containerd/s/${s}`)
-    }
-  }
   if (existsSync(baseline.tmpDir)) left.push(`directory ${baseline.tmpDir}`)
   return left
 }
 
 // ------------------------------------------------------------------ configuration files
 
-const containerdConfig = (dir: string, pauseRef: string): string => `version = 2
+// containerd 2.x (config version 4, the one `containerd config default` of v2.4 prints; the CRI
+// plugin is split into io.containerd.cri.v1.runtime and io.containerd.cri.v1.images there). Every
+// path containerd would otherwise take on the host is ours: root, state, sockets, the shims'
+// sockets (socket_dir; else /run/containerd/s), the pods' network namespaces (under the state
+// dir; else /run/netns), and NRI is off (else it listens on /var/run/nri/nri.sock).
+const containerdConfig = (dir: string, pauseRef: string, shimSocketDir: string): string => `version = 4
 root = "${dir}/root"
 state = "${dir}/state"
 oom_score = 0
-[grpc]
-  address = "${dir}/containerd.sock"
-[ttrpc]
-  address = "${dir}/containerd.sock.ttrpc"
 [debug]
   level = "info"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "${dir}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${pauseRef}"
-  # runc cannot lower oom_score_adj without CAP_SYS_RESOURCE; this keeps it at the parent's value.
-  restrict_oom_score_adj = true
-  enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
+[plugins]
+  [plugins."io.containerd.server.v1.grpc"]
+    address = "${dir}/containerd.sock"
+  [plugins."io.containerd.server.v1.ttrpc"]
+    address = "${dir}/containerd.sock.ttrpc"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "${dir}/opt"
+  [plugins."io.containerd.shim.v1.manager"]
+    socket_dir = "${shimSocketDir}"
+  [plugins."io.containerd.nri.v1.nri"]
+    disable = true
+  [plugins."io.containerd.cri.v1.images"]
     snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "${dir}/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "${dir}/cni/net.d"
-    max_conf_num = 1
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = ""
+    [plugins."io.containerd.cri.v1.images".pinned_images]
+      sandbox = "${pauseRef}"
+    [plugins."io.containerd.cri.v1.images".registry]
+      config_path = ""
+  [plugins."io.containerd.cri.v1.runtime"]
+    # runc cannot lower oom_score_adj without CAP_SYS_RESOURCE; this keeps it at the parent's value.
+    restrict_oom_score_adj = true
+    enable_selinux = false
+    netns_mounts_under_state_dir = true
+    [plugins."io.containerd.cri.v1.runtime".containerd]
+      default_runtime_name = "runc"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+          SystemdCgroup = false
+          Root = "${dir}/runc"
+    [plugins."io.containerd.cri.v1.runtime".cni]
+      bin_dirs = ["/usr/lib/cni"]
+      conf_dir = "${dir}/cni/net.d"
+      max_conf_num = 1
 `
 
 // A gateway on the bridge gives pods a default route to the host, where the NAT chain sends the
@@ -400,7 +411,7 @@ export const hostPackages = (log: (m: string) => void): void => {
   if (r.status !== 0) throw new HarnessError(`scripts/node/host-packages.sh failed (exit ${r.status})`)
 }
 
-export const nodeComponents = ["etcd", "kubernetes", "cert-manager", "helm"] as const
+export const nodeComponents = ["etcd", "kubernetes", "containerd", "cert-manager", "helm"] as const
 
 export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCluster> => {
   const log = opts.log ?? (() => {})
@@ -433,16 +444,21 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
   const pkiDir = join(tmpDir, "pki")
   for (const d of [logDir, kubeletRootDir, ctrDir, join(ctrDir, "cni", "net.d"), pkiDir]) mkdirSync(d, { recursive: true })
   const containerdAddress = join(ctrDir, "containerd.sock")
+  // containerd 2.x limits socket_dir to 38 characters (a shim socket is <dir>/<64 hex>)
+  const shimSocketDir = join(tmpDir, "s")
+  if (shimSocketDir.length > 38) throw new HarnessError(`run directory ${tmpDir} is too long for containerd's shim socket_dir (at most 36 characters)`)
+  const containerdBin = upstream.bin("containerd").replace(/\/containerd$/, "")
+  const ctrBin = upstream.bin("ctr")
   const logs: Record<string, string> = {}
   const procs: Array<ManagedProcess> = []
-  const start = (name: string, command: string, args: ReadonlyArray<string>) => {
+  const start = (name: string, command: string, args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv) => {
     const logFile = join(logDir, `${name}.log`)
     logs[name] = logFile
-    const p = startProcess({ name, command, args, logFile })
+    const p = startProcess({ name, command, args, logFile, ...(env === undefined ? {} : { env }) })
     procs.push(p)
     return p
   }
-  const ctr = (args: ReadonlyArray<string>): RunResult => runSync("ctr", ["--address", containerdAddress, "-n", "k8s.io", ...args])
+  const ctr = (args: ReadonlyArray<string>): RunResult => runSync(ctrBin, ["--address", containerdAddress, "-n", "k8s.io", ...args])
 
   let plane: ControlPlane | undefined
   const helmHome = join(tmpDir, "helm")
@@ -547,20 +563,11 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
     // 9. sysctls
     for (const [s, v] of Object.entries(baseline.sysctls)) if (v !== undefined && readSysctl(s) !== v) writeSysctl(s, v)
     // 10. state directories (only once nothing is mounted below them)
-    await attempt("dead shim sockets", async () => {
-      for (const s of listDir("/run/containerd/s")) {
-        const p = join("/run/containerd/s", s)
-        if (!baseline.shimSockets.includes(s) && !(await acceptsConnections(p))) rmSync(p, { force: true })
-      }
-    })
     await attempt("state directories", () => {
       if (mounts().some((m) => m.mountPoint.startsWith(tmpDir))) throw new Error(`still mounted below ${tmpDir}; not removed`)
-      for (const [d, existed] of Object.entries(baseline.hostDirs)) {
-        if (existed || !existsSync(d)) continue
-        // /run/containerd may hold another containerd's live shims: remove only when empty of them
-        if (d === "/run/containerd" && listDir("/run/containerd/s").length > 0) continue
-        rmSync(d, { recursive: true, force: true })
-      }
+      const created = Object.entries(baseline.hostDirs).filter(([d, existed]) => !existed && existsSync(d)).map(([d]) => d)
+      if (created.length > 0) log(`[node] removing host directories the node created: ${created.join(" ")}`)
+      for (const d of created) rmSync(d, { recursive: true, force: true })
       if (process.env["CSI_SPIFFE_KEEP_TMP"] === "1") {
         log(`[node] kept ${tmpDir} (CSI_SPIFFE_KEEP_TMP=1)`)
         return
@@ -648,15 +655,19 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
     ])
 
     // ---- containerd and the images
-    writeFileSync(join(ctrDir, "config.toml"), containerdConfig(ctrDir, opts.images.pause.ref))
+    writeFileSync(join(ctrDir, "config.toml"), containerdConfig(ctrDir, opts.images.pause.ref, shimSocketDir))
     writeFileSync(join(ctrDir, "cni", "net.d", "10-csi-spiffe-node.conflist"), cniConfig(join(ctrDir, "cni")))
-    const containerd = start("containerd", "containerd", ["--config", join(ctrDir, "config.toml")])
+    // containerd finds its shim (containerd-shim-runc-v2) on PATH: ours first, runc from the host after
+    const containerd = start("containerd", upstream.bin("containerd"), ["--config", join(ctrDir, "config.toml")], {
+      ...process.env,
+      PATH: `${containerdBin}:${process.env["PATH"] ?? ""}`
+    })
     await waitFor("containerd socket", async () => ((await acceptsConnections(containerdAddress)) ? true : undefined), {
       timeoutMs,
       proc: containerd
     })
     phase("kube-controller-manager, kube-scheduler, containerd")
-    await importImages({ ctr: "ctr", address: containerdAddress, images: opts.images })
+    await importImages({ ctr: ctrBin, address: containerdAddress, images: opts.images })
     // the example apps name `busybox` with imagePullPolicy IfNotPresent: the local app image is that
     must(ctr(["images", "tag", "--force", opts.images.app.ref, "docker.io/library/busybox:latest"]), "ctr images tag busybox")
     phase("images imported")

@@ -10,6 +10,7 @@ export type Component =
   | "etcd"
   | "kubernetes"
   | "kube-apiserver"
+  | "containerd"
   | "cert-manager"
   | "csi-sanity"
   | "helm"
@@ -34,6 +35,10 @@ const envKey: Record<string, string> = {
   kubectl: "CSI_SPIFFE_BIN_KUBERNETES",
   "kube-controller-manager": "CSI_SPIFFE_BIN_KUBERNETES",
   "kube-scheduler": "CSI_SPIFFE_BIN_KUBERNETES",
+  // containerd 2.x, its runc shim and ctr: one `containerd` component, one directory
+  containerd: "CSI_SPIFFE_BIN_CONTAINERD",
+  "containerd-shim-runc-v2": "CSI_SPIFFE_BIN_CONTAINERD",
+  ctr: "CSI_SPIFFE_BIN_CONTAINERD",
   "cm-controller": "CSI_SPIFFE_BIN_CERT_MANAGER",
   "cm-webhook": "CSI_SPIFFE_BIN_CERT_MANAGER",
   "csi-sanity": "CSI_SPIFFE_BIN_CSI_SANITY",
