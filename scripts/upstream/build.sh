@@ -150,7 +150,7 @@ build_kubernetes() {
     ldf+=" -X $p.gitVersion=$kv -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     ldf+=" -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  log "kubernetes: compiling ${KUBE_COMMANDS[*]} (about 10 min on 2 cores when GOCACHE is cold)"
+  log "kubernetes: compiling ${KUBE_COMMANDS[*]} (7–10 min on 2 cores when GOCACHE is cold)"
   rm -rf bin.tmp && mkdir -p bin.tmp
   "${GO_BUILD[@]}" -ldflags "$ldf" -o bin.tmp/ "${pkgs[@]}"
   for c in "${KUBE_COMMANDS[@]}"; do mv "bin.tmp/$c" "bin/$c"; done
