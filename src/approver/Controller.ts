@@ -57,10 +57,15 @@ export const DEFAULT_OPTIONS: ControllerOptions = {
   retry: Schedules.reconcileRetry
 }
 
-/** Whether an observed request may need a decision from us (the reconcile re-checks on a fresh read). */
+/**
+ * Whether an observed request may need a decision from us (the reconcile re-checks on a fresh read):
+ * one with the identity or the signer's intermediate annotation, or any under auto-approve.
+ */
 export const wantsDecision = (cr: CR.CertificateRequest, autoApproveNonSpiffe: boolean): boolean =>
   alreadySettled(cr) === undefined &&
-  (autoApproveNonSpiffe || cr.metadata.annotations?.[CR.IDENTITY_ANNOTATION] !== undefined)
+  (autoApproveNonSpiffe ||
+    cr.metadata.annotations?.[CR.IDENTITY_ANNOTATION] !== undefined ||
+    cr.metadata.annotations?.[CR.INTERMEDIATE_ANNOTATION] !== undefined)
 
 /** One leadership term: a fresh queue, its workers, and the list+watch loop feeding it. Never returns. */
 const runTerm = (

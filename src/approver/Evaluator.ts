@@ -26,7 +26,9 @@ export const policyOf = (config: ApproverConfigShape, issuer: IssuerRef | undefi
   issuer: issuer ?? config.issuer,
   allowedKeyTypes: config.allowedKeyTypes,
   autoApproveNonSpiffe: config.autoApproveNonSpiffe,
-  driverServiceAccount: config.driverServiceAccount
+  driverServiceAccount: config.driverServiceAccount,
+  signerServiceAccount: config.signerServiceAccount,
+  signerIntermediateDurationMs: config.signerIntermediateDuration
 })
 
 /** An Evaluator whose policy is read, per call, from `policy`. */

@@ -23,6 +23,7 @@ import {
   Extensions,
   type GeneralName,
   KeyUsage,
+  NameConstraints,
   SubjectAlternativeName,
   type SubjectPublicKeyInfo
 } from "@peculiar/asn1-x509"
@@ -34,8 +35,10 @@ import {
   KEY_USAGE_BITS,
   type KeyAlgorithm,
   type KeyUsageBit,
+  type NameConstraintsFact,
   OID,
-  type ParsedCsr
+  type ParsedCsr,
+  type SubtreeFact
 } from "../domain/CsrFacts.ts"
 import { asBytes, bitLength, checkFraming, DerError, strictParse, unsigned } from "./StrictDer.ts"
 
@@ -145,6 +148,37 @@ const readSan = (value: ArrayBuffer, into: Sans): void => {
   }
 }
 
+/** The text of a constraint's base name: an iPAddress constraint is address then mask, 8 or 32 octets. */
+const subtreeOf = (name: GeneralName, minimum: number, maximum: number | undefined): SubtreeFact => {
+  const base = (kind: string, value: string): SubtreeFact => ({ kind, value, minimum, maximum })
+  if (name.uniformResourceIdentifier !== undefined) return base("uri", name.uniformResourceIdentifier)
+  if (name.dNSName !== undefined) return base("dns", name.dNSName)
+  if (name.rfc822Name !== undefined) return base("email", name.rfc822Name)
+  if (name.iPAddress !== undefined) {
+    const encoded = asBytes(AsnConvert.serialize(name))
+    const octets = encoded[1]! < 0x80 ? encoded.subarray(2) : new Uint8Array()
+    const half = octets.length / 2
+    return base("ip", `${ipToString(octets.subarray(0, half))}/${ipToString(octets.subarray(half))}`)
+  }
+  const other = OTHER_GENERAL_NAMES.find(([field]) => name[field] !== undefined)
+  if (other === undefined) throw new DerError({ detail: "nameConstraints entry is not a GeneralName" })
+  return base(other[1], "")
+}
+
+/** Both subtree lists; RFC 5280 forbids an extension with neither and a present list that is empty. */
+const readNameConstraints = (value: ArrayBuffer): NameConstraintsFact => {
+  const constraints = strictParse(value, NameConstraints, "bad nameConstraints")
+  const list = (trees: NameConstraints["permittedSubtrees"]): ReadonlyArray<SubtreeFact> => {
+    if (trees === undefined) return []
+    if (trees.length === 0) throw new DerError({ detail: "empty nameConstraints subtrees" })
+    return Array.from(trees, (tree) => subtreeOf(tree.base, tree.minimum, tree.maximum))
+  }
+  const permitted = list(constraints.permittedSubtrees)
+  const excluded = list(constraints.excludedSubtrees)
+  if (permitted.length === 0 && excluded.length === 0) throw new DerError({ detail: "empty nameConstraints" })
+  return { permitted, excluded }
+}
+
 /** The named bits set, bit 0 being the most significant bit of the first octet. */
 const readKeyUsage = (value: ArrayBuffer): ReadonlyArray<KeyUsageBit> => {
   const usage = strictParse(value, KeyUsage, "bad keyUsage")
@@ -175,6 +209,8 @@ const structureOf = (der: Uint8Array): { readonly structure: Structure; readonly
   let keyUsage: Array<KeyUsageBit> | undefined
   let extendedKeyUsage: Array<string> | undefined
   let basicConstraintsCa: boolean | undefined
+  let basicConstraintsPathLen: number | undefined
+  let nameConstraints: NameConstraintsFact | undefined
 
   // attributes [0] IMPLICIT SET OF Attribute; required by PKCS#10 but absent in some encoders.
   for (const attribute of info.attributes ?? []) {
@@ -198,10 +234,21 @@ const structureOf = (der: Uint8Array): { readonly structure: Structure; readonly
             case OID.extendedKeyUsage:
               extendedKeyUsage = [...(extendedKeyUsage ?? []), ...strictParse(octets, ExtendedKeyUsage, "bad extendedKeyUsage")]
               break
-            case OID.basicConstraints:
-              basicConstraintsCa = (basicConstraintsCa ?? false) ||
-                strictParse(octets, BasicConstraints, "bad basicConstraints").cA
+            case OID.basicConstraints: {
+              const constraints = strictParse(octets, BasicConstraints, "bad basicConstraints")
+              // Of the first one: a second basicConstraints is denied on its own.
+              if (basicConstraintsCa === undefined) basicConstraintsPathLen = constraints.pathLenConstraint
+              basicConstraintsCa = (basicConstraintsCa ?? false) || constraints.cA
               break
+            }
+            case OID.nameConstraints: {
+              const read = readNameConstraints(octets)
+              nameConstraints = {
+                permitted: [...(nameConstraints?.permitted ?? []), ...read.permitted],
+                excluded: [...(nameConstraints?.excluded ?? []), ...read.excluded]
+              }
+              break
+            }
           }
         } catch (e) {
           if (!(e instanceof DerError)) throw e
@@ -222,6 +269,8 @@ const structureOf = (der: Uint8Array): { readonly structure: Structure; readonly
     keyUsage,
     extendedKeyUsage,
     basicConstraintsCa,
+    basicConstraintsPathLen,
+    nameConstraints,
     otherAttributes
   }
   if (csr.certificationRequestInfoRaw === undefined) throw new DerError({ detail: "bad CertificationRequestInfo" })

@@ -5,6 +5,7 @@
  */
 import { Result } from "effect"
 import { driverServiceAccountViolations, KNOWN_KEY_TYPES } from "../domain/SpiffeRules.ts"
+import * as GoDuration from "../domain/GoDuration.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import type { ApproverConfigShape } from "../services/ApproverConfig.ts"
 import type { LogFormat } from "../services/DriverConfig.ts"
@@ -47,11 +48,35 @@ export const approverFlags: ReadonlyArray<FlagSpec> = [
   { section: "cert-manager", name: "allowed-key-types", kind: "string", default: "ecdsa-p256", usage: `Comma-separated key types requests may use (${KNOWN_KEY_TYPES.join(", ")}).` },
   { section: "cert-manager", name: "use-own-service-account", kind: "bool", default: "false", usage: "Approve only requests the CSI driver made with its own ServiceAccount (--driver-service-account) for a workload ID in the request's own namespace; the driver must run with --use-own-service-account too." },
   { section: "cert-manager", name: "driver-service-account", kind: "string", default: "", usage: "With --use-own-service-account (required there, ignored otherwise): the driver's ServiceAccount username, system:serviceaccount:<namespace>:<name>." },
+  { section: "Pod Certificates", name: "signer-service-account", kind: "string", default: "", usage: "The Pod Certificate signer's ServiceAccount, <namespace>:<name>: the only requester whose intermediate CA request (annotation spiffe.csi.cert-manager.io/intermediate) may be approved; empty: every such request is denied." },
+  { section: "Pod Certificates", name: "signer-intermediate-duration", kind: "string", default: "168h", usage: "Duration the signer's intermediate CA request must ask for, exactly (the signer's --intermediate-duration)." },
   { section: "Controller", name: "auto-approve-non-spiffe", kind: "bool", default: "false", usage: "Also approve requests without the identity annotation, unless they target the SPIFFE issuer or carry a spiffe:// URI." },
   { section: "Controller", name: "leader-election-namespace", kind: "string", default: "cert-manager", usage: "Namespace of the leader-election Lease." },
   { section: "Controller", name: "readiness-probe-bind-address", kind: "string", default: ":6060", usage: "Address of the readiness endpoint (/readyz); 0 disables." },
   { section: "Controller", name: "metrics-bind-address", kind: "string", default: ":9402", usage: "Address of the Prometheus endpoint (/metrics); 0 disables." }
 ]
+
+/**
+ * `--signer-service-account`, `<namespace>:<name>`, as the username its requests carry
+ * (`system:serviceaccount:<namespace>:<name>`); empty is undefined.
+ */
+export const parseSignerServiceAccount = (raw: string): Result.Result<string | undefined, string> => {
+  if (raw === "") return Result.succeed(undefined)
+  const parts = raw.split(":")
+  if (parts.length !== 2 || parts.some((p) => p === "")) {
+    return Result.fail(`--signer-service-account must be <namespace>:<name>, got ${JSON.stringify(raw)}`)
+  }
+  const username = `system:serviceaccount:${parts[0]}:${parts[1]}`
+  const why = driverServiceAccountViolations(username)
+  return why.length === 0 ? Result.succeed(username) : Result.fail(`--signer-service-account: ${why.join(", ")}`)
+}
+
+/** `--signer-intermediate-duration`: a Go duration of at least cert-manager's minimum of 1 m. */
+export const parseIntermediateDuration = (raw: string): Result.Result<number, string> =>
+  Result.flatMap(GoDuration.parseFlag("signer-intermediate-duration", raw), (ms) =>
+    ms < 60_000
+      ? Result.fail(`--signer-intermediate-duration must be at least 1m (cert-manager's minimum), got ${JSON.stringify(raw)}`)
+      : Result.succeed(ms))
 
 export const decodeApproverSettings = (
   values: Readonly<Record<string, string>>,
@@ -79,6 +104,8 @@ export const decodeApproverSettings = (
       errors.push(driverServiceAccount === "" ? "--driver-service-account is required with --use-own-service-account" : `--driver-service-account: ${why}`)
     }
   }
+  const signerServiceAccount = take(parseSignerServiceAccount(v("signer-service-account")), undefined)
+  const intermediateDuration = take(parseIntermediateDuration(v("signer-intermediate-duration")), 0)
   if (v("leader-election-namespace") === "") errors.push("--leader-election-namespace must not be empty")
   if (errors.length > 0) return Result.fail(errors.join("; "))
   return Result.succeed({
@@ -90,7 +117,9 @@ export const decodeApproverSettings = (
       autoApproveNonSpiffe: v("auto-approve-non-spiffe") === "true",
       leaderElectionNamespace: v("leader-election-namespace"),
       allowedKeyTypes: keyTypes,
-      driverServiceAccount: ownServiceAccount ? driverServiceAccount : undefined
+      driverServiceAccount: ownServiceAccount ? driverServiceAccount : undefined,
+      signerServiceAccount,
+      signerIntermediateDuration: intermediateDuration
     },
     logLevel,
     logFormat,

@@ -14,6 +14,13 @@ export const API_VERSION = `${GROUP}/${VERSION}`
 
 /** Annotation carrying the SPIFFE ID the driver asked for; the approver only considers these. */
 export const IDENTITY_ANNOTATION = "spiffe.csi.cert-manager.io/identity"
+/**
+ * Annotation the Pod Certificate signer puts on the CertificateRequest for its own intermediate CA,
+ * valued with the trust domain; the approver judges these by `IntermediateRules.ts`.
+ */
+export const INTERMEDIATE_ANNOTATION = "spiffe.csi.cert-manager.io/intermediate"
+/** The usages of the signer's intermediate CA request, spelled as cert-manager spells them. */
+export const INTERMEDIATE_USAGES = ["digital signature", "cert sign", "crl sign"] as const
 /** Label with the hash of the node that created the request (csi-lib's key and hash). */
 export const NODE_ID_HASH_LABEL = "csi.cert-manager.io/node-id-hash"
 /** Label with the hash of the volume the request is for (csi-lib's key and hash). */

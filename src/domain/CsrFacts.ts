@@ -39,6 +39,7 @@ export const OID = {
   keyUsage: "2.5.29.15",
   extendedKeyUsage: "2.5.29.37",
   basicConstraints: "2.5.29.19",
+  nameConstraints: "2.5.29.30",
   extensionRequest: "1.2.840.113549.1.9.14",
   serverAuth: "1.3.6.1.5.5.7.3.1",
   clientAuth: "1.3.6.1.5.5.7.3.2",
@@ -152,6 +153,25 @@ export interface ExtensionFact {
   readonly critical: boolean
 }
 
+/**
+ * One subtree of a nameConstraints extension (RFC 5280 §4.2.1.10): the base name's kind as the rules
+ * print it (`uri`, `dns`, `email`, `ip`, or another GeneralName alternative's name), its value as
+ * text (an IP constraint as `address/mask` octets in dotted or hex form), and the distances, which
+ * RFC 5280 says must be 0 and absent.
+ */
+export interface SubtreeFact {
+  readonly kind: string
+  readonly value: string
+  readonly minimum: number
+  readonly maximum: number | undefined
+}
+
+/** The nameConstraints extension's two lists; a list the extension leaves out is empty. */
+export interface NameConstraintsFact {
+  readonly permitted: ReadonlyArray<SubtreeFact>
+  readonly excluded: ReadonlyArray<SubtreeFact>
+}
+
 /** A CSR that decoded. Every list keeps the order in which the CSR carries its entries. */
 export interface ParsedCsr {
   readonly _tag: "Parsed"
@@ -170,7 +190,7 @@ export interface ParsedCsr {
   readonly otherSanKinds: ReadonlyArray<string>
   /** Every requested extension, duplicates included. */
   readonly extensions: ReadonlyArray<ExtensionFact>
-  /** OIDs of recognised extensions (SAN, KU, EKU, basic constraints) whose value did not decode. */
+  /** OIDs of recognised extensions (SAN, KU, EKU, basic constraints, name constraints) whose value did not decode. */
   readonly malformedExtensions: ReadonlyArray<string>
   /** The key-usage bits set, or undefined when the CSR has no key-usage extension. */
   readonly keyUsage: ReadonlyArray<KeyUsageBit> | undefined
@@ -178,6 +198,10 @@ export interface ParsedCsr {
   readonly extendedKeyUsage: ReadonlyArray<string> | undefined
   /** The basic-constraints cA flag, or undefined when the CSR has no such extension. */
   readonly basicConstraintsCa: boolean | undefined
+  /** The basic-constraints pathLenConstraint, or undefined when absent (no limit) or no such extension. */
+  readonly basicConstraintsPathLen: number | undefined
+  /** The nameConstraints extension's subtrees, or undefined when the CSR has none. */
+  readonly nameConstraints: NameConstraintsFact | undefined
   /** CSR attribute types other than extensionRequest (e.g. challengePassword). */
   readonly otherAttributes: ReadonlyArray<string>
 }

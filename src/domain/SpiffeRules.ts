@@ -21,26 +21,34 @@
  * same request. Reasons quote request content only where a human needs it (URIs, usages, durations),
  * truncated; they never contain the CSR itself.
  *
- * One file (a little over 300 lines) on purpose: the rule table reads top to bottom as one list,
- * and within a field path the order of its checks is the order of the reasons a denial prints.
+ * A request with the signer's intermediate annotation is not an SVID request: `evaluate` hands it to
+ * `IntermediateRules.ts` whatever else it carries. The wording and the checks both tables share
+ * (duration, usages, issuer, signature and key) live in `Violations.ts`.
+ *
+ * One file on purpose: the rule table reads top to bottom as one list, and within a field path the
+ * order of its checks is the order of the reasons a denial prints.
  */
 import * as CR from "./CertificateRequest.ts"
-import {
-  type CsrFacts,
-  describeOid,
-  attributeName,
-  type KeyUsageBit,
-  keyTypeName,
-  OID,
-  type ParsedCsr,
-  SUPPORTED_SIGNATURE_ALGORITHMS
-} from "./CsrFacts.ts"
+import { attributeName, type CsrFacts, describeOid, type KeyUsageBit, OID, type ParsedCsr } from "./CsrFacts.ts"
 import * as Decision from "./Decision.ts"
+import * as IntermediateRules from "./IntermediateRules.ts"
 import * as IssuerRef from "./IssuerRef.ts"
 import { forServiceAccount, parseSpiffeId, serviceAccountFromUsername } from "./SpiffeId.ts"
+import {
+  durationViolations,
+  issuerViolations,
+  quote,
+  shownUsername,
+  signatureAndKeyViolations,
+  sorted,
+  unique,
+  unparsableMessage,
+  usagesViolations,
+  type Violation
+} from "./Violations.ts"
 
 /** Everything the rules need besides the request; built from flags and the runtime issuer. */
-export interface SpiffePolicy {
+export interface SpiffePolicy extends IntermediateRules.SignerPolicy {
   /** `--trust-domain`. */
   readonly trustDomain: string
   /** `--certificate-request-duration`, in milliseconds; `spec.duration` must equal it exactly. */
@@ -107,55 +115,8 @@ export const driverServiceAccountViolations = (username: string): ReadonlyArray<
   return out
 }
 
-/** Request content in a reason is cut here: enough to recognise it, bounded for Events (1 KiB max). */
-const MAX_QUOTED = 128
-
-const quote = (s: string): string =>
-  JSON.stringify(s.length > MAX_QUOTED ? `${s.slice(0, MAX_QUOTED)}…` : s)
-
-interface Violation {
-  readonly path: string
-  readonly message: string
-}
-
-const sorted = (violations: ReadonlyArray<Violation>): ReadonlyArray<string> =>
-  violations
-    .map((v, i) => ({ v, i }))
-    .sort((a, b) => (a.v.path < b.v.path ? -1 : a.v.path > b.v.path ? 1 : a.i - b.i))
-    .map(({ v }) => `${v.path}: ${v.message}`)
-
-const unique = <A>(xs: ReadonlyArray<A>): ReadonlyArray<A> => [...new Set(xs)]
-
-const unparsableMessage = (why: string): string => `is not a PEM-encoded PKCS#10 certificate request (${why})`
-
-const durationViolations = (policy: SpiffePolicy, request: CR.CertificateRequest): ReadonlyArray<Violation> => {
-  const want = CR.formatGoDuration(policy.certificateRequestDurationMs)
-  const got = request.spec.duration
-  if (got === undefined) return [{ path: "spec.duration", message: `must be exactly ${want}, got none` }]
-  const ms = CR.parseGoDuration(got)
-  if (ms === policy.certificateRequestDurationMs) return []
-  return [{ path: "spec.duration", message: `must be exactly ${want}, got ${ms === undefined ? quote(got) : got}` }]
-}
-
-const usagesViolations = (request: CR.CertificateRequest): ReadonlyArray<Violation> => {
-  const got = request.spec.usages ?? []
-  const required: ReadonlyArray<string> = CR.REQUIRED_USAGES
-  const exact = got.length === required.length && required.every((u) => got.includes(u))
-  if (exact) return []
-  const shown = got.length === 0 ? "none" : got.map((u) => (u.length > MAX_QUOTED ? quote(u) : u)).join(", ")
-  return [{ path: "spec.usages", message: `must be exactly ${required.join(", ")} (in any order), got ${shown}` }]
-}
-
 const isCaViolations = (request: CR.CertificateRequest): ReadonlyArray<Violation> =>
   request.spec.isCA === true ? [{ path: "spec.isCA", message: "must be false" }] : []
-
-const issuerViolations = (policy: SpiffePolicy, request: CR.CertificateRequest): ReadonlyArray<Violation> =>
-  IssuerRef.equals(request.spec.issuerRef, policy.issuer)
-    ? []
-    : [{
-      path: "spec.issuerRef",
-      message: `must be ${IssuerRef.format(policy.issuer)}, got ${quote(IssuerRef.format(request.spec.issuerRef))}`
-    }]
 
 /** Which SPIFFE ID a request may carry, by mode. */
 type IdentityRule =
@@ -195,20 +156,7 @@ const uriViolations = (policy: SpiffePolicy, csr: ParsedCsr, rule: IdentityRule)
 
 /** Signature, key, subject, SANs, extensions and their contents, in that order. */
 const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, rule: IdentityRule): ReadonlyArray<string> => {
-  const out: Array<string> = []
-  if (!SUPPORTED_SIGNATURE_ALGORITHMS.includes(csr.signatureAlgorithm)) {
-    out.push(`signature algorithm ${describeOid(csr.signatureAlgorithm)} is not supported`)
-  } else if (!csr.signatureValid && csr.publicKey._tag !== "EcdsaExplicitParameters") out.push("signature does not verify")
-  const keyType = keyTypeName(csr.publicKey)
-  if (csr.publicKey._tag === "EcdsaExplicitParameters") {
-    // Its signature cannot be checked either (WebCrypto imports named curves only), so this is the
-    // one thing to say about the key.
-    out.push(
-      `public key has explicit elliptic-curve parameters instead of a named curve (RFC 5480 allows named curves only; generate the key with a named curve such as P-256; allowed: ${policy.allowedKeyTypes.join(", ") || "none"})`
-    )
-  } else if (!policy.allowedKeyTypes.includes(keyType)) {
-    out.push(`public key type ${keyType} is not allowed (allowed: ${policy.allowedKeyTypes.join(", ") || "none"})`)
-  }
+  const out: Array<string> = [...signatureAndKeyViolations(csr, policy.allowedKeyTypes)]
   if (csr.subjectAttributes.length > 0) {
     out.push(`subject must be empty, got ${unique(csr.subjectAttributes.map(attributeName)).join(", ")}`)
   }
@@ -235,8 +183,6 @@ const csrViolations = (policy: SpiffePolicy, csr: ParsedCsr, rule: IdentityRule)
   if (csr.basicConstraintsCa === true) out.push("basic constraints must not mark a CA")
   return out
 }
-
-const shownUsername = (username: string | undefined): string => (username === undefined ? "none" : quote(username))
 
 /**
  * Default mode: the requester must be a ServiceAccount, and both the URI SAN and the annotation must
@@ -296,10 +242,10 @@ const evaluateSpiffe = (policy: SpiffePolicy, request: CR.CertificateRequest, fa
   } else {
     for (const message of csrViolations(policy, facts, identity.rule)) violations.push({ path: "spec.request", message })
   }
-  violations.push(...durationViolations(policy, request))
-  violations.push(...usagesViolations(request))
+  violations.push(...durationViolations(policy.certificateRequestDurationMs, request))
+  violations.push(...usagesViolations(CR.REQUIRED_USAGES, request))
   violations.push(...isCaViolations(request))
-  violations.push(...issuerViolations(policy, request))
+  violations.push(...issuerViolations(policy.issuer, request))
   violations.push(...identity.violations)
   return Decision.fromReasons(sorted(violations))
 }
@@ -327,10 +273,14 @@ const evaluateNonSpiffe = (policy: SpiffePolicy, request: CR.CertificateRequest,
 }
 
 /**
- * The decision for `request`, whose `spec.request` yielded `facts`. Requests without the identity
- * annotation are `Unprocessed` unless auto-approve is on.
+ * The decision for `request`, whose `spec.request` yielded `facts`. A request with the intermediate
+ * annotation is judged by `IntermediateRules`; requests without either annotation are `Unprocessed`
+ * unless auto-approve is on.
  */
 export const evaluate = (policy: SpiffePolicy, request: CR.CertificateRequest, facts: CsrFacts): Decision.Decision => {
+  if (request.metadata.annotations?.[CR.INTERMEDIATE_ANNOTATION] !== undefined) {
+    return IntermediateRules.evaluate(policy, request, facts)
+  }
   const annotation = request.metadata.annotations?.[CR.IDENTITY_ANNOTATION]
   if (annotation !== undefined) return evaluateSpiffe(policy, request, facts, annotation)
   if (!policy.autoApproveNonSpiffe) {

@@ -9,6 +9,7 @@
  */
 import { Context, Layer } from "effect"
 import type { DefaultedIssuerRef } from "../domain/IssuerRef.ts"
+import { DEFAULT_INTERMEDIATE_DURATION_MS } from "../domain/IntermediateRules.ts"
 import { DEFAULT_ALLOWED_KEY_TYPES } from "../domain/SpiffeRules.ts"
 
 export interface ApproverConfigShape {
@@ -31,6 +32,14 @@ export interface ApproverConfigShape {
    * username, the only requester allowed (see SpiffeRules). Undefined in the default mode.
    */
   readonly driverServiceAccount: string | undefined
+  /**
+   * `--signer-service-account` as a username (`system:serviceaccount:<ns>:<name>`): the Pod
+   * Certificate signer, the only requester whose intermediate CA may be approved (see
+   * IntermediateRules). Undefined: every intermediate request is denied.
+   */
+  readonly signerServiceAccount: string | undefined
+  /** `--signer-intermediate-duration` in milliseconds; the intermediate's `spec.duration` must equal it. */
+  readonly signerIntermediateDuration: number
 }
 
 export class ApproverConfig extends Context.Service<ApproverConfig, ApproverConfigShape>()(
@@ -46,7 +55,9 @@ export const defaults: ApproverConfigShape = {
   autoApproveNonSpiffe: false,
   leaderElectionNamespace: "cert-manager",
   allowedKeyTypes: DEFAULT_ALLOWED_KEY_TYPES,
-  driverServiceAccount: undefined
+  driverServiceAccount: undefined,
+  signerServiceAccount: undefined,
+  signerIntermediateDuration: DEFAULT_INTERMEDIATE_DURATION_MS
 }
 
 /** A fixed configuration: the defaults with `overrides` applied. */

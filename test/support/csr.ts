@@ -6,7 +6,12 @@
  */
 import type { webcrypto } from "node:crypto"
 import type { CertificateRequest } from "../../src/domain/CertificateRequest.ts"
-import { IDENTITY_ANNOTATION, REQUIRED_USAGES } from "../../src/domain/CertificateRequest.ts"
+import {
+  IDENTITY_ANNOTATION,
+  INTERMEDIATE_ANNOTATION,
+  INTERMEDIATE_USAGES,
+  REQUIRED_USAGES
+} from "../../src/domain/CertificateRequest.ts"
 import type { SpiffePolicy } from "../../src/domain/SpiffeRules.ts"
 import { x509 } from "../../src/x509.ts"
 
@@ -232,5 +237,95 @@ export const certificateRequest = (request: string, o: CrOptions = {}): Certific
       ...(username === null ? {} : { username })
     },
     ...(o.status === undefined ? {} : { status: o.status })
+  }
+}
+
+// --- The Pod Certificate signer's intermediate CA request (its contract with the approver) ---
+
+/** The signer's ServiceAccount in these fixtures, as `--signer-service-account` names it and as a username. */
+export const SIGNER_SERVICE_ACCOUNT_FLAG = "cert-manager:csi-driver-spiffe-signer"
+export const SIGNER_USERNAME = "system:serviceaccount:cert-manager:csi-driver-spiffe-signer"
+export const INTERMEDIATE_DURATION = "168h0m0s"
+
+/** TEST_POLICY with the signer configured, so the intermediate below passes it. */
+export const SIGNER_POLICY: SpiffePolicy = {
+  ...TEST_POLICY,
+  signerServiceAccount: SIGNER_USERNAME,
+  signerIntermediateDurationMs: 168 * 3_600_000
+}
+
+/** One GeneralSubtree: a base name (as RawSan) and optional minimum / maximum distances. */
+export interface Subtree {
+  readonly name: RawSan
+  readonly minimum?: number
+  readonly maximum?: number
+}
+
+const subtree = (t: Subtree): Uint8Array =>
+  der(
+    0x30,
+    generalName(t.name),
+    ...(t.minimum === undefined ? [] : [der(0x80, [t.minimum])]),
+    ...(t.maximum === undefined ? [] : [der(0x81, [t.maximum])])
+  )
+
+/** A nameConstraints extension with these permitted and excluded subtrees (a list left empty is left out). */
+export const nameConstraintsExtension = (
+  permitted: ReadonlyArray<Subtree>,
+  excluded: ReadonlyArray<Subtree> = [],
+  critical = true
+): x509.Extension =>
+  new x509.Extension(
+    "2.5.29.30",
+    critical,
+    der(
+      0x30,
+      ...(permitted.length === 0 ? [] : [der(0xa0, ...permitted.map(subtree))]),
+      ...(excluded.length === 0 ? [] : [der(0xa1, ...excluded.map(subtree))])
+    )
+  )
+
+/** basicConstraints with a path length (undefined: none, i.e. unlimited). */
+export const caConstraintsExtension = (ca: boolean, pathLength: number | undefined, critical = true): x509.Extension =>
+  new x509.BasicConstraintsExtension(ca, pathLength, critical)
+
+export const INTERMEDIATE_KEY_USAGE = x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign |
+  x509.KeyUsageFlags.cRLSign
+
+/** The extensions the contract fixes: CA pathlen 0, KU DS|certSign|cRLSign, one URI subtree; all critical. */
+export const intermediateExtensions = (trustDomain = TRUST_DOMAIN): ReadonlyArray<x509.Extension> => [
+  caConstraintsExtension(true, 0),
+  keyUsageExtension(INTERMEDIATE_KEY_USAGE),
+  nameConstraintsExtension([{ name: { type: "url", value: trustDomain } }])
+]
+
+/** `spec.request` of the signer's intermediate CSR; `options.extensions` replaces the contract's. */
+export const intermediateRequest = (options: CsrOptions = {}): Promise<string> =>
+  csrRequest("", {
+    subject: `CN=csi-driver-spiffe signer ${TRUST_DOMAIN}`,
+    extensions: intermediateExtensions(),
+    ...options
+  })
+
+export interface IntermediateCrOptions extends Omit<CrOptions, "annotation"> {
+  /** Replaces the annotations; defaults to the intermediate annotation valued with the trust domain. */
+  readonly annotations?: Readonly<Record<string, string>>
+}
+
+/** The signer's intermediate CertificateRequest around `request`, as the contract shapes it. */
+export const intermediateCertificateRequest = (request: string, o: IntermediateCrOptions = {}): CertificateRequest => {
+  const base = certificateRequest(request, {
+    name: "csi-driver-spiffe-signer-x7k2p",
+    namespace: "cert-manager",
+    username: SIGNER_USERNAME,
+    duration: INTERMEDIATE_DURATION,
+    usages: [...INTERMEDIATE_USAGES],
+    isCA: true,
+    ...o,
+    annotation: null
+  })
+  return {
+    ...base,
+    metadata: { ...base.metadata, annotations: { ...(o.annotations ?? { [INTERMEDIATE_ANNOTATION]: TRUST_DOMAIN }) } }
   }
 }

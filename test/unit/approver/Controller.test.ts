@@ -17,7 +17,16 @@ import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts
 import { layerAlwaysLeader, makeManual } from "../../../src/layers/LeaderElection.ts"
 import { LeaderElection } from "../../../src/services/LeaderElection.ts"
 import { KubeClient, KubeError } from "../../../src/services/KubeClient.ts"
-import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE } from "../../support/csr.ts"
+import {
+  certificateRequest,
+  type CrOptions,
+  csrRequest,
+  IDENTITY,
+  intermediateCertificateRequest,
+  intermediateRequest,
+  NAMESPACE,
+  SIGNER_USERNAME
+} from "../../support/csr.ts"
 import { advanceUntil, settle } from "../../support/clock.ts"
 
 const world = (leader: Layer.Layer<LeaderElection> = layerAlwaysLeader, config: Partial<ApproverConfig.ApproverConfigShape> = {}) =>
@@ -96,6 +105,25 @@ const refusingStatus = (refusing: Ref.Ref<boolean>, attempts: Ref.Ref<number>) =
   ).pipe(Layer.provide(layerMemory))
 
 describe("Controller", () => {
+  it.effect("considers the signer's intermediate requests: the signer's own is approved, the same from another requester denied", () =>
+    Effect.gen(function*() {
+      const program = Effect.gen(function*() {
+        const memory = yield* KubeClientMemory
+        const req = yield* Effect.promise(() => intermediateRequest())
+        yield* memory.client.create(CertificateRequests, "cert-manager", intermediateCertificateRequest(req, { name: "signer" }))
+        yield* memory.client.create(
+          CertificateRequests,
+          "cert-manager",
+          intermediateCertificateRequest(req, { name: "impostor", username: "system:serviceaccount:cert-manager:other" })
+        )
+        yield* start
+        assert.deepStrictEqual(yield* awaitDecisions, { approved: 1, denied: 1 })
+        const decided = Object.fromEntries((yield* memory.all(CertificateRequests)).map((cr) => [cr.metadata.name, decisionsOf(cr)[0]?.type]))
+        assert.deepStrictEqual(decided, { signer: "Approved", impostor: "Denied" })
+      })
+      yield* program.pipe(Effect.provide(world(layerAlwaysLeader, { signerServiceAccount: SIGNER_USERNAME })))
+    }))
+
   it.effect("a status write refused by admission gets one Warning Event and is retried every 15 minutes, not every minute", () =>
     Effect.gen(function*() {
       const refusing = yield* Ref.make(true)

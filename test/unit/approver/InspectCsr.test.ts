@@ -84,6 +84,8 @@ describe("InspectCsr.inspectCsr", () => {
         keyUsage: ["digitalSignature", "keyEncipherment"],
         extendedKeyUsage: ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"],
         basicConstraintsCa: undefined,
+        basicConstraintsPathLen: undefined,
+        nameConstraints: undefined,
         otherAttributes: []
       })
     }))
