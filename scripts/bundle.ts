@@ -11,7 +11,8 @@
  * each start (`@kubernetes/client-node`'s index loads every generated API model, `effect` ships
  * its whole module graph); the bundle holds only what the binaries reach, in one file per binary.
  *
- * Two module-relative paths of the sources are rebased for the bundle's layout: `src/csi/` finds
+ * Two module-relative paths of the sources are rebased for the bundle's layout (and one import of
+ * client-node is narrowed, see `KUBE_CONFIG_MODELS`): `src/csi/` finds
  * `../../proto/`, which from `dist/` is `./proto/`; `src/version.ts` reads `../package.json`,
  * which is inlined as the version string.
  */
@@ -24,6 +25,18 @@ const repo = fileURLToPath(new URL("..", import.meta.url))
 const out = path.join(repo, "dist")
 const pkg = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8")) as { name: string; version: string }
 const minify = process.argv.includes("--minify")
+// `--sourcemap` writes dist/*.mjs.map, to attribute a CPU or heap profile to source modules.
+const sourcemap = process.argv.includes("--sourcemap")
+
+/**
+ * client-node's `KubeConfig` (config.js) takes two names from `./gen/index.js`, the index of the
+ * generated client, which re-exports every API model and typed API (about 700 classes, half of
+ * the driver's bundle, all built at load); the two names come from the two small modules that
+ * define them instead. Nothing else of the generated client is reached (`src/layers/kube/Live.ts`
+ * imports client-node's sub-paths, never its index).
+ */
+const KUBE_CONFIG_MODELS = "import { createConfiguration, ServerConfiguration, } from './gen/index.js';"
+const KUBE_CONFIG_OWN = "import { createConfiguration } from './gen/configuration.js';\nimport { ServerConfiguration } from './gen/servers.js';"
 
 const rebase = {
   name: "csi-driver-spiffe:rebase",
@@ -33,6 +46,11 @@ const rebase = {
       const rebased = code.replaceAll(`"../../proto/`, `"./proto/`)
       if (rebased === code) throw new Error(`${id}: no "../../proto/" URL to rebase; scripts/bundle.ts must follow the source`)
       return rebased
+    }
+    if (id.endsWith(path.join("@kubernetes", "client-node", "dist", "config.js"))) {
+      const cut = code.replace(KUBE_CONFIG_MODELS, KUBE_CONFIG_OWN)
+      if (cut === code) throw new Error(`${id}: its import of "./gen/index.js" changed; scripts/bundle.ts must follow client-node`)
+      return cut
     }
     return undefined
   }
@@ -49,7 +67,7 @@ for (const name of ["csi", "approver"]) {
     plugins: [rebase],
     logLevel: "warn",
     // The composition root is a dynamic import (src/bin/*.ts): its own chunk, loaded only to run.
-    output: { dir: out, entryFileNames: `${name}.mjs`, chunkFileNames: `${name}-[name]-[hash].mjs`, format: "esm", minify }
+    output: { dir: out, entryFileNames: `${name}.mjs`, chunkFileNames: `${name}-[name]-[hash].mjs`, format: "esm", minify, sourcemap }
   })
 }
 fs.mkdirSync(path.join(out, "proto"))

@@ -15,7 +15,11 @@
  * before our schemas see the wire form, and they have no generic status subresource. client-node's
  * `Watch` is not used either: it drops unparsable lines silently and aborts after 30 s without data.
  */
-import * as k8s from "@kubernetes/client-node"
+// Sub-paths, not the package index: the index loads every module of client-node (typed APIs,
+// informers, exec, port-forward, …) and every generated API model; these three modules are all
+// this client uses (the bundle also cuts config.js's own import of the models, scripts/bundle.ts).
+import { KubeConfig } from "@kubernetes/client-node/dist/config.js"
+import { HttpMethod, IsomorphicFetchHttpLibrary, RequestContext } from "@kubernetes/client-node/dist/gen/http/http.js"
 import { Clock, Config, Duration, Effect, FiberSet, Option, Random, Redacted, Result, Schema, Stream } from "effect"
 import type { Resource } from "../../domain/KubeObjects.ts"
 import type {
@@ -50,7 +54,7 @@ export interface LiveOptions {
 const WATCH_TIMEOUT_SECONDS = { min: 240, max: 290 } as const
 
 /** What client-node's `loadFromDefault` falls back to when it finds nothing at all. */
-const isNothingFound = (kc: k8s.KubeConfig): boolean =>
+const isNothingFound = (kc: KubeConfig): boolean =>
   kc.getCurrentCluster()?.name === "cluster" &&
   kc.getCurrentCluster()?.server === "http://localhost:8080" &&
   kc.getCurrentUser()?.name === "user" &&
@@ -67,7 +71,7 @@ export const loadConfig = Effect.fn("KubeClient.loadConfig")(function*(options: 
   const inCluster = yield* Config.option(Config.String("KUBERNETES_SERVICE_HOST")).pipe(
     Effect.orElseSucceed(() => Option.none<string>())
   )
-  const kc = new k8s.KubeConfig()
+  const kc = new KubeConfig()
   const source = options.kubeconfig !== undefined
     ? `kubeconfig ${options.kubeconfig}`
     : Option.isSome(inCluster)
@@ -123,7 +127,7 @@ interface Reply {
   readonly text: string
 }
 
-const http = new k8s.IsomorphicFetchHttpLibrary()
+const http = new IsomorphicFetchHttpLibrary()
 
 const basePath = (r: Resource<unknown>): string => (r.group === "" ? `/api/${r.version}` : `/apis/${r.group}/${r.version}`)
 
@@ -154,7 +158,7 @@ const decodeJson = <A>(verb: Verb, schema: Schema.Decoder<A>, what: string, text
 /** One API call: the verb names it in errors. */
 interface Call {
   readonly verb: Verb
-  readonly method: k8s.HttpMethod
+  readonly method: HttpMethod
   readonly path: string
   readonly query?: Readonly<Record<string, string | undefined>>
   readonly body?: unknown
@@ -168,7 +172,7 @@ interface Call {
  */
 export const DEFAULT_POOL_REFRESH = Duration.minutes(5)
 
-type Dispatcher = NonNullable<ReturnType<k8s.RequestContext["getDispatcher"]>>
+type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>
 
 /** A connection pool shared by every short call with the same TLS identity. */
 interface PoolCache {
@@ -193,7 +197,7 @@ type Connection = "pooled" | "dedicated"
  * its in-flight calls (short ones only) have their replies; no caller waits for it.
  */
 const restClient = (
-  kc: k8s.KubeConfig,
+  kc: KubeConfig,
   pool: PoolCache,
   refreshMillis: number,
   retire: (old: Dispatcher) => Effect.Effect<void>
@@ -201,9 +205,9 @@ const restClient = (
   const server = kc.getCurrentCluster()?.server ?? ""
 
   /** The request with credentials and TLS settings applied, not yet sent. */
-  const prepare = (call: Call, connection: Connection = "pooled"): Effect.Effect<k8s.RequestContext, KubeError> =>
+  const prepare = (call: Call, connection: Connection = "pooled"): Effect.Effect<RequestContext, KubeError> =>
     Effect.gen(function*() {
-      const ctx = new k8s.RequestContext(server + call.path, call.method)
+      const ctx = new RequestContext(server + call.path, call.method)
       for (const [key, value] of Object.entries(call.query ?? {})) if (value !== undefined) ctx.setQueryParam(key, value)
       ctx.setHeaderParam("Accept", "application/json")
       if (call.body !== undefined) {
@@ -257,7 +261,7 @@ const restClient = (
 }
 
 /** The live KubeClient over an already loaded configuration. */
-export const make = Effect.fnUntraced(function*(kc: k8s.KubeConfig, options: LiveOptions = {}) {
+export const make = Effect.fnUntraced(function*(kc: KubeConfig, options: LiveOptions = {}) {
   const refreshMillis = Duration.toMillis(options.poolRefresh ?? DEFAULT_POOL_REFRESH)
   // Retired pools close in fibers of the layer's scope; closing the layer interrupts what is left.
   const closing = yield* FiberSet.make<void>()
@@ -269,13 +273,13 @@ export const make = Effect.fnUntraced(function*(kc: k8s.KubeConfig, options: Liv
 
   /** Same cluster, CA and TLS settings; the token is the only credential. */
   const asBearer = (token: Redacted.Redacted<string>) => {
-    const bearer = new k8s.KubeConfig()
+    const bearer = new KubeConfig()
     if (cluster !== null) bearer.loadFromClusterAndUser(cluster, { name: "call-bearer-token", token: Redacted.value(token) })
     return restClient(bearer, bearerPool, refreshMillis, retire)
   }
 
   const get = Effect.fn("KubeClient.get")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
-    const reply = yield* own.request({ verb: "get", method: k8s.HttpMethod.GET, path: itemPath(resource, namespace, name) })
+    const reply = yield* own.request({ verb: "get", method: HttpMethod.GET, path: itemPath(resource, namespace, name) })
     if (reply.status === 404) return undefined
     if (reply.status !== 200) return yield* failure("get", reply)
     return yield* decodeJson("get", resource.schema, `${resource.kind} ${namespace}/${name}`, reply.text)
@@ -284,7 +288,7 @@ export const make = Effect.fnUntraced(function*(kc: k8s.KubeConfig, options: Liv
   const list = Effect.fn("KubeClient.list")(function*<A>(resource: Resource<A>, options: ListOptions) {
     const reply = yield* own.request({
       verb: "list",
-      method: k8s.HttpMethod.GET,
+      method: HttpMethod.GET,
       path: collectionPath(resource, options.namespace),
       query: { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector }
     })
@@ -341,7 +345,7 @@ export const make = Effect.fnUntraced(function*(kc: k8s.KubeConfig, options: Liv
         const timeoutSeconds = yield* Random.nextIntBetween(WATCH_TIMEOUT_SECONDS.min, WATCH_TIMEOUT_SECONDS.max)
         const ctx = yield* own.prepare({
           verb: "watch",
-          method: k8s.HttpMethod.GET,
+          method: HttpMethod.GET,
           path: collectionPath(resource, options.namespace),
           query: {
             watch: "true",
@@ -390,20 +394,20 @@ export const make = Effect.fnUntraced(function*(kc: k8s.KubeConfig, options: Liv
     options?: CallOptions
   ) {
     const client = options?.bearerToken === undefined ? own : asBearer(options.bearerToken)
-    const reply = yield* client.request({ verb: "create", method: k8s.HttpMethod.POST, path: collectionPath(resource, namespace), body })
+    const reply = yield* client.request({ verb: "create", method: HttpMethod.POST, path: collectionPath(resource, namespace), body })
     if (reply.status !== 200 && reply.status !== 201 && reply.status !== 202) return yield* failure("create", reply)
     return yield* decodeJson("create", resource.schema, `created ${resource.kind}`, reply.text)
   })
 
   const delete_ = Effect.fn("KubeClient.delete")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
-    const reply = yield* own.request({ verb: "delete", method: k8s.HttpMethod.DELETE, path: itemPath(resource, namespace, name) })
+    const reply = yield* own.request({ verb: "delete", method: HttpMethod.DELETE, path: itemPath(resource, namespace, name) })
     if (reply.status === 404 || (reply.status >= 200 && reply.status < 300)) return
     return yield* failure("delete", reply)
   })
 
   const put = <A>(verb: "replace" | "replaceStatus", resource: Resource<A>, path: string, name: string, body: unknown) =>
     Effect.gen(function*() {
-      const reply = yield* own.request({ verb, method: k8s.HttpMethod.PUT, path, body })
+      const reply = yield* own.request({ verb, method: HttpMethod.PUT, path, body })
       if (reply.status !== 200 && reply.status !== 201) return yield* failure(verb, reply)
       return yield* decodeJson(verb, resource.schema, `${resource.kind} ${name}`, reply.text)
     })

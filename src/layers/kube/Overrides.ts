@@ -18,14 +18,17 @@
  * `impersonateUser`. Does not own: loading (`Live.ts`), `--request-timeout` (`KubeClient.ts` bounds
  * every request/reply call with it).
  */
-import * as k8s from "@kubernetes/client-node"
+// Sub-paths, not the package index (why: kube/Live.ts).
+import { KubeConfig } from "@kubernetes/client-node/dist/config.js"
+import type { Cluster, User } from "@kubernetes/client-node/dist/config_types.js"
+import type { RequestContext } from "@kubernetes/client-node/dist/gen/http/http.js"
 import { Redacted, Result } from "effect"
 import type { KubeClientFlags } from "../../services/KubeClient.ts"
 
 /** Where the configuration came from: client-go treats in-cluster configuration differently. */
 export type Source = "kubeconfig" | "in-cluster"
 
-type Dispatcher = NonNullable<ReturnType<k8s.RequestContext["getDispatcher"]>>
+type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>
 
 /**
  * A KubeConfig that adds headers after client-node applied its own credentials. The API server
@@ -33,7 +36,7 @@ type Dispatcher = NonNullable<ReturnType<k8s.RequestContext["getDispatcher"]>>
  * comma-separated line; so the groups are added below fetch, by a dispatcher that wraps the one
  * client-node chose (closing the wrapper closes it).
  */
-export class HeaderKubeConfig extends k8s.KubeConfig {
+export class HeaderKubeConfig extends KubeConfig {
   readonly extraHeaders: ReadonlyArray<readonly [string, string]>
   readonly impersonateGroups: ReadonlyArray<string>
 
@@ -43,7 +46,7 @@ export class HeaderKubeConfig extends k8s.KubeConfig {
     this.impersonateGroups = impersonateGroups
   }
 
-  override async applySecurityAuthentication(context: k8s.RequestContext): Promise<void> {
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
     await super.applySecurityAuthentication(context)
     for (const [name, value] of this.extraHeaders) context.setHeaderParam(name, value)
     if (this.impersonateGroups.length === 0) return
@@ -96,10 +99,10 @@ const pick = <A extends { readonly name: string }>(items: ReadonlyArray<A>, name
 
 /** The configuration with the flags applied; an error names the flag and never carries a credential. */
 export const applyKubeClientFlags = (
-  kc: k8s.KubeConfig,
+  kc: KubeConfig,
   flags: KubeClientFlags,
   source: Source
-): Result.Result<k8s.KubeConfig, string> => {
+): Result.Result<KubeConfig, string> => {
   const contextName = source === "in-cluster" ? kc.getCurrentContext() : (flags.context ?? kc.getCurrentContext())
   let context = pick(kc.contexts, contextName)
   if (context === undefined) {
@@ -117,8 +120,8 @@ export const applyKubeClientFlags = (
     }
     if (flags.namespace !== undefined) context = { ...context, namespace: flags.namespace }
   }
-  const baseCluster: k8s.Cluster = pick(kc.clusters, context.cluster) ?? { name: context.cluster || "flags", server: "", skipTLSVerify: false }
-  const baseUser: k8s.User = pick(kc.users, context.user) ?? { name: context.user || "flags" }
+  const baseCluster: Cluster = pick(kc.clusters, context.cluster) ?? { name: context.cluster || "flags", server: "", skipTLSVerify: false }
+  const baseUser: User = pick(kc.users, context.user) ?? { name: context.user || "flags" }
   const cluster = overrideCluster(baseCluster, flags, source)
   const user = overrideUser(baseUser, flags, source)
   context = { ...context, cluster: cluster.name, user: user.name }
@@ -142,8 +145,8 @@ export const applyKubeClientFlags = (
   return Result.succeed(out)
 }
 
-const overrideCluster = (c: k8s.Cluster, flags: KubeClientFlags, source: Source): k8s.Cluster => {
-  let out: k8s.Cluster = { ...c }
+const overrideCluster = (c: Cluster, flags: KubeClientFlags, source: Source): Cluster => {
+  let out: Cluster = { ...c }
   if (flags.server !== undefined) {
     out = { ...out, server: flags.server }
     if (source === "kubeconfig") out = withoutKey(out, "tlsServerName")
@@ -160,8 +163,8 @@ const overrideCluster = (c: k8s.Cluster, flags: KubeClientFlags, source: Source)
   return out
 }
 
-const overrideUser = (u: k8s.User, flags: KubeClientFlags, source: Source): k8s.User => {
-  let out: k8s.User = { ...u }
+const overrideUser = (u: User, flags: KubeClientFlags, source: Source): User => {
+  let out: User = { ...u }
   // client-node sends the user's token last, over any auth provider's: a --token always wins.
   if (flags.token !== undefined) out = { ...out, token: Redacted.value(flags.token) }
   if (source === "in-cluster") return out
