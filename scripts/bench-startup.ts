@@ -14,7 +14,10 @@
  *   its VmRSS 2 s later (leader election keeps failing against the closed port), and its CPU time
  *   at that answer
  *
- * Medians over the runs, printed and written to bench/results/startup.json.
+ * Medians over the runs with their spread (min–max), printed and written to
+ * bench/results/startup.json. `CSI_SPIFFE_BENCH_VARIANTS=bundle,image` keeps only the variants
+ * named (the sources take seconds per start); `CSI_SPIFFE_BENCH_BASELINE=<dir>` adds another
+ * build of dist/ as `baseline`, run like `image`.
  *
  *   node scripts/bench-startup.ts [runs=5]
  */
@@ -89,7 +92,7 @@ const services = Effect.runSync(loadCsiServices)
 
 const start = (v: Variant, script: string, args: ReadonlyArray<string>) => {
   const t0 = performance.now()
-  const proc = spawn(process.execPath, [path.join(repo, script), ...args], {
+  const proc = spawn(process.execPath, [path.resolve(repo, script), ...args], {
     cwd: tmp,
     env: { ...process.env, ...v.env },
     stdio: ["ignore", "ignore", "pipe"]
@@ -189,6 +192,19 @@ const approver = async (v: Variant) => {
   }
 }
 
+// Another build of dist/ (e.g. main's, copied away) run as the image runs it, to compare a change.
+const baseline = process.env["CSI_SPIFFE_BENCH_BASELINE"]
+if (baseline !== undefined && baseline !== "") {
+  variants.push({
+    name: "baseline",
+    driver: path.join(path.resolve(baseline), "csi.mjs"),
+    approver: path.join(path.resolve(baseline), "approver.mjs"),
+    env: { NODE_COMPILE_CACHE: path.join(tmp, "compile-cache-baseline"), NODE_OPTIONS: "--max-semi-space-size=2" }
+  })
+}
+const only = process.env["CSI_SPIFFE_BENCH_VARIANTS"]?.split(",").filter((n) => n !== "")
+if (only !== undefined && only.length > 0) variants.splice(0, variants.length, ...variants.filter((v) => only.includes(v.name)))
+
 // Runs interleave the variants, so that the load of a shared machine falls on each alike.
 const samples: Record<string, Record<string, Array<number>>> = {}
 try {
@@ -196,9 +212,9 @@ try {
     // Fills the compile cache (and the page cache) before the counted runs, as the Dockerfile
     // does: every module of the binary imported with `--help` as the only argument.
     for (const script of [v.driver, v.approver]) {
-      const dir = path.dirname(path.join(repo, script))
+      const dir = path.dirname(path.resolve(repo, script))
       const stem = path.basename(script).replace(/\.(mjs|ts)$/, "")
-      const files = [path.join(repo, script), ...fs.readdirSync(dir).filter((f) => f.startsWith(`${stem}-`) && f.endsWith(".mjs")).map((f) => path.join(dir, f))]
+      const files = [path.resolve(repo, script), ...fs.readdirSync(dir).filter((f) => f.startsWith(`${stem}-`) && f.endsWith(".mjs")).map((f) => path.join(dir, f))]
       const warm = 'const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) await import(f)'
       execFileSync(process.execPath, ["--input-type=module", "-e", warm, ...files], { env: { ...process.env, ...v.env }, stdio: "ignore" })
     }
@@ -227,10 +243,18 @@ const results = Object.fromEntries(Object.entries(samples).map(([name, m]) =>
   [name, Object.fromEntries(Object.entries(m).map(([k, xs]) => [k, Math.round(median(xs) * 10) / 10]))]
 ))
 
+const spread = Object.fromEntries(Object.entries(samples).map(([name, m]) =>
+  [name, Object.fromEntries(Object.entries(m).map(([k, xs]) => [k, `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`]))]
+))
+
 const keys = Object.keys(results[variants[0]!.name] ?? {})
-const header = `| metric (median of ${runs}) | ${variants.map((v) => v.name).join(" | ")} |`
-const lines = [header, `|---|${variants.map(() => "---").join("|")}|`, ...keys.map((k) => `| ${k} | ${variants.map((v) => results[v.name]?.[k] ?? "").join(" | ")} |`)]
+const header = `| metric (median of ${runs}, min–max) | ${variants.map((v) => v.name).join(" | ")} |`
+const lines = [
+  header,
+  `|---|${variants.map(() => "---").join("|")}|`,
+  ...keys.map((k) => `| ${k} | ${variants.map((v) => `${results[v.name]?.[k] ?? ""} (${spread[v.name]?.[k] ?? ""})`).join(" | ")} |`)
+]
 const when = `${new Date().toISOString()} on ${os.hostname()}, ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}, Node ${process.version}`
 console.log(`${when}\n${lines.join("\n")}`)
 fs.mkdirSync(path.join(repo, "bench/results"), { recursive: true })
-fs.writeFileSync(path.join(repo, "bench/results/startup.json"), JSON.stringify({ when, runs, results }, null, 2) + "\n")
+fs.writeFileSync(path.join(repo, "bench/results/startup.json"), JSON.stringify({ when, runs, results, spread }, null, 2) + "\n")
