@@ -1,12 +1,15 @@
 /**
  * CaBundle implementations: none (no CA file), a fixed bundle, or a watched file.
+ *
+ * Owns: reading and validating `--source-ca-bundle`, noticing when it changes, publishing a change
+ * only when the valid content differs. Does not own: writing `ca.crt` into volumes (VolumeManager).
  */
-import { Effect, Layer, Queue, Stream, SubscriptionRef } from "effect"
+import { Effect, FileSystem, Layer, Queue, Stream, SubscriptionRef } from "effect"
 import * as fsSync from "node:fs"
-import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { CaBundle } from "../services/CaBundle.ts"
 import { Crypto, CryptoError } from "../services/Crypto.ts"
+import { platformText } from "./PlatformText.ts"
 
 export const layerNone = Layer.succeed(CaBundle, CaBundle.of({ current: Effect.succeed(undefined), changes: Stream.empty }))
 
@@ -19,22 +22,24 @@ export const layerStatic = (pem: string) =>
  * `..data` symlink swap of a Secret or ConfigMap volume is seen; bursts of events are coalesced
  * (debounced by COALESCE) and a change is published only when the validated content differs.
  */
-export const layerFile = (file: string) =>
+export const layerFile = (file: string): Layer.Layer<CaBundle, CryptoError, Crypto | FileSystem.FileSystem> =>
   Layer.effect(
     CaBundle,
     Effect.gen(function*() {
       const crypto = yield* Crypto
-      const read = Effect.tryPromise({
-        try: () => fs.readFile(file, "utf8"),
-        catch: (e) => new CryptoError({ operation: `read CA bundle ${file}`, detail: e instanceof Error ? e.message : String(e) })
-      })
+      const fs = yield* FileSystem.FileSystem
+      const read = fs.readFileString(file).pipe(
+        Effect.mapError((e) => new CryptoError({ operation: `read CA bundle ${file}`, detail: platformText(e), cause: e }))
+      )
       const load = read.pipe(
         Effect.tap((pem) =>
           crypto.validateBundle(pem).pipe(Effect.mapError((e) => new CryptoError({ operation: `validate CA bundle ${file}`, detail: e.detail })))
         )
       )
       // Watch before the first read, so a change made while the driver starts is never missed.
-      // One pending event is enough: the reload reads the file as it is then.
+      // One pending event is enough: the reload reads the file as it is then. node:fs's watch, not
+      // FileSystem.watch: the latter stats the path first and starts watching only when its stream is
+      // pulled, with no signal for "watching now", so the first read could not be ordered after it.
       const events = yield* Queue.sliding<void>(1)
       yield* Effect.acquireRelease(
         Effect.try({
@@ -65,5 +70,7 @@ export const layerFile = (file: string) =>
 /** Bundle files change in bursts (a symlink swap is several events); 100 ms joins one burst. */
 export const COALESCE = "100 millis"
 
-export const layerFor = (config: { readonly sourceCaBundle: string | undefined }) =>
+export const layerFor = (
+  config: { readonly sourceCaBundle: string | undefined }
+): Layer.Layer<CaBundle, CryptoError, Crypto | FileSystem.FileSystem> =>
   config.sourceCaBundle === undefined ? layerNone : layerFile(config.sourceCaBundle)

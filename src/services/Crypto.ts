@@ -12,7 +12,9 @@ import type { Effect, Redacted } from "effect"
 
 export class CryptoError extends Schema.TaggedError<CryptoError>()("CryptoError", {
   operation: Schema.String,
-  detail: Schema.String
+  detail: Schema.String,
+  /** The failure behind it (e.g. the file-system error reading a bundle), when there is one. */
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     return `${this.operation}: ${this.detail}`

@@ -11,6 +11,7 @@
 import { DateTime, Effect, FileSystem, Path } from "effect"
 import type { PlatformError } from "effect"
 import { VolumeStoreError, type VolumeFile } from "../../services/VolumeStore.ts"
+import { platformText } from "../PlatformText.ts"
 import { contentOf, DATA_LINK, truncate, unsafeSegmentReason } from "./Front.ts"
 
 /** The bind-mount source: owner and fs-group may list it, nobody writes (root bypasses), as csi-lib. */
@@ -29,16 +30,11 @@ const DATA_LINK_TMP = "..data_tmp"
 // ---------------------------------------------------------------------------------------------
 // FileSystem errors → VolumeStoreError (shared with the live layer)
 
-/** The system's own text (`ENOENT: no such file or directory, open '…'`) when there is one. */
-const describe = (error: PlatformError.PlatformError): string => {
-  const cause = error.reason.cause
-  return truncate(cause instanceof Error ? cause.message : error.message)
-}
 
 /** Runs a FileSystem step; a failure becomes a VolumeStoreError naming the operation and volume. */
 export const io = (operation: string, volumeId: string) =>
 <A, R>(step: Effect.Effect<A, PlatformError.PlatformError, R>): Effect.Effect<A, VolumeStoreError, R> =>
-  Effect.mapError(step, (error) => new VolumeStoreError({ operation, volumeId, detail: describe(error), cause: error }))
+  Effect.mapError(step, (error) => new VolumeStoreError({ operation, volumeId, detail: truncate(platformText(error)), cause: error }))
 
 /** A missing path (ENOENT) is the value undefined instead of an error. */
 export const orMissing = <A, R>(

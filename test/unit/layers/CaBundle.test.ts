@@ -3,6 +3,7 @@
  * those tests are `it.live`: every wait is bounded and ends on an event (a published change, a log
  * line), never a fixed sleep.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, Stream, SubscriptionRef } from "effect"
 import * as fs from "node:fs"
@@ -73,7 +74,7 @@ const watch = (file: string) =>
       Effect.runSync(SubscriptionRef.update(errorLines, (xs) => [...xs, line]))
     })
     const ctx = yield* Layer.build(
-      CaBundleLayers.layerFile(file).pipe(Layer.provide(CryptoLayers.layer), Layer.provide(Logger.layer([logger])))
+      CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer]), Layer.provide(Logger.layer([logger])))
     )
     const bundle = Context.get(ctx, CaBundle)
     const changes = yield* SubscriptionRef.make<ReadonlyArray<string>>([])
@@ -122,7 +123,7 @@ describe("layerNone and layerStatic", () => {
   it.effect("layerFor without --source-ca-bundle is none", () =>
     Effect.gen(function*() {
       assert.strictEqual(yield* (yield* CaBundle).current, undefined)
-    }).pipe(Effect.provide(CaBundleLayers.layerFor({ sourceCaBundle: undefined }).pipe(Layer.provide(CryptoLayers.layer)))))
+    }).pipe(Effect.provide(CaBundleLayers.layerFor({ sourceCaBundle: undefined }).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer])))))
 
   it.live("layerFor with --source-ca-bundle reads that file", () =>
     Effect.gen(function*() {
@@ -130,7 +131,7 @@ describe("layerNone and layerStatic", () => {
       const dir = yield* tempDir
       const file = path.join(dir, "ca.crt")
       fs.writeFileSync(file, pems.AB)
-      const ctx = yield* Layer.build(CaBundleLayers.layerFor({ sourceCaBundle: file }).pipe(Layer.provide(CryptoLayers.layer)))
+      const ctx = yield* Layer.build(CaBundleLayers.layerFor({ sourceCaBundle: file }).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer])))
       assert.strictEqual(yield* Context.get(ctx, CaBundle).current, pems.AB)
     }))
 })
@@ -140,7 +141,7 @@ describe("layerFile", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const file = path.join(dir, "ca.crt")
-      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide(CryptoLayers.layer))))
+      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer]))))
       assert.strictEqual(e._tag, "CryptoError")
       assert.include(e.message, file)
       assert.include(e.message, "ENOENT")
@@ -150,7 +151,7 @@ describe("layerFile", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const file = path.join(dir, "absent", "ca.crt")
-      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide(CryptoLayers.layer))))
+      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer]))))
       assert.strictEqual(e._tag, "CryptoError")
       assert.include(e.message, path.join(dir, "absent"))
     }))
@@ -164,7 +165,7 @@ describe("layerFile", () => {
       const dir = yield* tempDir
       const file = path.join(dir, "ca.crt")
       fs.writeFileSync(file, content!)
-      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide(CryptoLayers.layer))))
+      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer]))))
       assert.strictEqual(e._tag, "CryptoError")
       assert.include(e.message, `validate CA bundle ${file}`)
     }))
