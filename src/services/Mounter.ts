@@ -15,7 +15,9 @@ import type { Effect } from "effect"
 export class MountError extends Schema.TaggedError<MountError>()("MountError", {
   operation: Schema.String,
   path: Schema.String,
-  detail: Schema.String
+  detail: Schema.String,
+  /** The file-system or process failure behind it, when there is one. */
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     return `${this.operation} ${this.path}: ${this.detail}`
