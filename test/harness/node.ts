@@ -638,8 +638,10 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
     // ---- kube-controller-manager and kube-scheduler
     start("kube-controller-manager", upstream.bin("kube-controller-manager"), [
       `--kubeconfig=${p.users["controllerManager"]!.kubeconfigPath}`,
-      // node-lifecycle-controller lifts the not-ready taint the kubelet registers the Node with
-      "--controllers=daemonset-controller,deployment-controller,replicaset-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,garbage-collector-controller,namespace-controller,node-lifecycle-controller",
+      // node-lifecycle-controller lifts the not-ready taint the kubelet registers the Node with;
+      // podcertificaterequest-cleaner-controller deletes PodCertificateRequests 15 minutes old, as
+      // in a real cluster (Pod Certificates are GA and on by default in 1.37)
+      "--controllers=daemonset-controller,deployment-controller,replicaset-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,garbage-collector-controller,namespace-controller,node-lifecycle-controller,podcertificaterequest-cleaner-controller",
       `--root-ca-file=${pki.ca.certFile}`,
       `--service-account-private-key-file=${pki.serviceAccount.keyFile}`,
       "--use-service-account-credentials=false",

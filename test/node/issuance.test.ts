@@ -8,6 +8,7 @@ import {
   certificateRequests,
   deleteNamespace,
   exec,
+  k,
   keyMatches,
   leaf,
   node,
@@ -28,6 +29,16 @@ describe("issuance on a real node", () => {
   })
   afterAll(async () => {
     await deleteNamespace(NS)
+  })
+
+  it("the Node is a kubelet of 1.37 or later on containerd 2.x", async () => {
+    // what the node harness is for since Kubernetes 1.37 ended kubelet support for containerd 1.x
+    const info = JSON.parse(await k(["get", "node", node.nodeName, "-o", "jsonpath={.status.nodeInfo}"])) as {
+      kubeletVersion: string
+      containerRuntimeVersion: string
+    }
+    expect(info.kubeletVersion).toMatch(/^v1\.(3[7-9]|[4-9]\d)\.\d+$/)
+    expect(info.containerRuntimeVersion).toMatch(/^containerd:\/\/2\.\d+\.\d+$/)
   })
 
   it("mounts ca.crt, tls.crt and tls.key; the key matches; the URI SAN is the pod's SPIFFE ID", async () => {
