@@ -726,7 +726,140 @@ const approverFlagCases: ReadonlyArray<RenderCase> = [
   }
 ]
 
-export const renderCases: ReadonlyArray<RenderCase> = [...defaults, ...matrix, ...imageCases, ...notesCases, ...approverFlagCases]
+// ------------------------------------------------------------ Pod Certificates (the signer)
+
+const SIGNER = `${BASE}-signer`
+const PC_ON = { app: { podCertificates: { enabled: true } } }
+const SIGNER_OBJECTS = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"].map((k) => `${k}/${SIGNER}`)
+const signerC = (r: Rendered, base = BASE) => container(find(r, "Deployment", `${base}-signer`), `${base}-signer`)
+const signerClusterRules = (signerName: string) => [
+  { apiGroups: ["certificates.k8s.io"], resources: ["podcertificaterequests"], verbs: ["get", "list", "watch"] },
+  { apiGroups: ["certificates.k8s.io"], resources: ["podcertificaterequests/status"], verbs: ["update"] },
+  { apiGroups: ["certificates.k8s.io"], resources: ["signers"], verbs: ["sign", "attest"], resourceNames: [signerName] },
+  { apiGroups: ["certificates.k8s.io"], resources: ["clustertrustbundles"], verbs: ["get", "list", "watch", "create", "update"] },
+  EVENTS_RULE
+]
+const signerArgs = (o: { signerName?: string; intermediate?: string; maxLeaf?: string; refresh?: string } = {}) => [
+  "--log-level=1",
+  "--logging-format=text",
+  `--signer-name=${o.signerName ?? "spiffe.csi.cert-manager.io/svid"}`,
+  "--trust-domain=cluster.local",
+  "--issuer-name=spiffe-ca",
+  "--issuer-kind=ClusterIssuer",
+  "--issuer-group=cert-manager.io",
+  "--certificate-namespace=$(POD_NAMESPACE)",
+  `--intermediate-duration=${o.intermediate ?? "168h"}`,
+  `--max-leaf-duration=${o.maxLeaf ?? "24h"}`,
+  ...(o.refresh === undefined ? [] : [`--begin-refresh-after=${o.refresh}`]),
+  "--leader-election-namespace=$(POD_NAMESPACE)",
+  "--metrics-bind-address=:9402",
+  "--readiness-probe-bind-address=:6060"
+]
+
+const podCertificateCases: ReadonlyArray<RenderCase> = [
+  {
+    name: "pod certificates off (default): identical to a chart without the section, approver without --signer-*",
+    values: { app: { podCertificates: { enabled: false, signerName: "example.com/other", maxLeafDuration: "2h" } } },
+    expect: (r) => {
+      eq(names(r), [...ORIGINAL_OBJECTS, `Service/${BASE}-driver-metrics`].sort(), "objects")
+      eq(approverC(r).args, DEFAULT_APPROVER_ARGS, "approver args")
+      eq(approverConfig(approverC(r)).signerServiceAccount, undefined, "decoded signer ServiceAccount")
+    }
+  },
+  {
+    name: "pod certificates on: the signer's own ServiceAccount, Deployment, RBAC and bindings; the original objects unchanged",
+    values: PC_ON,
+    expect: (r) => {
+      eq(names(r), [...ORIGINAL_OBJECTS, `Service/${BASE}-driver-metrics`, ...SIGNER_OBJECTS].sort(), "objects")
+      eq(rules(r, "ClusterRole", APPROVER), approverClusterRules(), "approver ClusterRole unchanged")
+      eq(rules(r, "Role", APPROVER), [LEASE_RULE], "approver Role unchanged")
+      eq(rules(r, "ClusterRole", SIGNER), signerClusterRules("spiffe.csi.cert-manager.io/svid"), "signer ClusterRole")
+      eq(rules(r, "Role", SIGNER), [
+        { apiGroups: ["cert-manager.io"], resources: ["certificaterequests"], verbs: ["create", "get", "list", "watch", "delete"] },
+        LEASE_RULE
+      ], "signer Role")
+      for (const kind of ["ClusterRoleBinding", "RoleBinding"]) {
+        const b = find(r, kind, SIGNER)
+        eq(at(b, "roleRef.name"), SIGNER, `${kind} roleRef`)
+        eq(at(b, "subjects"), [{ kind: "ServiceAccount", name: SIGNER, namespace: NS }], `${kind} subjects`)
+      }
+      for (const kind of ["ServiceAccount", "Role", "RoleBinding", "Deployment"]) eq(find(r, kind, SIGNER).metadata.namespace, NS, `${kind} namespace`)
+    }
+  },
+  {
+    name: "pod certificates on: signer flags exactly, the approver image, its own ServiceAccount, non-root, read-only root",
+    values: PC_ON,
+    expect: (r) => {
+      const d = find(r, "Deployment", SIGNER)
+      const c = signerC(r)
+      eq(c.command, ["csi-driver-spiffe-signer"], "signer command")
+      eq(c.args, signerArgs(), "signer args")
+      eq(c.image, approverC(r).image, "signer image is the approver's")
+      eq(podSpec(d)["serviceAccountName"], SIGNER, "signer ServiceAccount")
+      eq(at(d, "spec.replicas"), 1, "replicas")
+      eq(at(podSpec(d), "securityContext.runAsNonRoot"), true, "runAsNonRoot")
+      eq(at(c, "securityContext.readOnlyRootFilesystem"), true, "readOnlyRootFilesystem")
+      eq(at(c, "readinessProbe.httpGet"), { path: "/readyz", port: 6060 }, "readiness probe")
+      eq(at(envValue(c, "POD_NAMESPACE"), "valueFrom.fieldRef.fieldPath"), "metadata.namespace", "POD_NAMESPACE")
+    }
+  },
+  {
+    name: "pod certificates on: the approver gets --signer-service-account (the signer's ServiceAccount) and the same intermediate duration",
+    values: { app: { podCertificates: { enabled: true, intermediateDuration: "72h" } } },
+    expect: (r) => {
+      const args = approverC(r).args ?? []
+      eq(args, [...DEFAULT_APPROVER_ARGS, `--signer-service-account=${NS}:${SIGNER}`, "--signer-intermediate-duration=72h"], "approver args")
+      const config = approverConfig(approverC(r))
+      eq([config.signerServiceAccount, config.signerIntermediateDuration], [`system:serviceaccount:${NS}:${SIGNER}`, 72 * 3_600_000], "decoded by the approver")
+      eq(flag(signerC(r).args, "intermediate-duration"), "72h", "signer intermediate duration")
+    }
+  },
+  {
+    name: "pod certificates: signer name, leaf duration, refresh point, replicas, log level and resources pass through",
+    values: {
+      app: {
+        logFormat: "json",
+        podCertificates: {
+          enabled: true,
+          signerName: "example.com/spiffe",
+          maxLeafDuration: "1h",
+          beginRefreshAfter: "20m",
+          replicaCount: 2,
+          logLevel: 4,
+          resources: { requests: { memory: "64Mi" } }
+        }
+      }
+    },
+    expect: (r) => {
+      const c = signerC(r)
+      eq(c.args, signerArgs({ signerName: "example.com/spiffe", maxLeaf: "1h", refresh: "20m" }).map((a) =>
+        a.replace("--log-level=1", "--log-level=4").replace("--logging-format=text", "--logging-format=json")), "signer args")
+      eq(at(find(r, "Deployment", SIGNER), "spec.replicas"), 2, "replicas")
+      eq(c["resources"], { requests: { memory: "64Mi" } }, "resources")
+      eq(rules(r, "ClusterRole", SIGNER), signerClusterRules("example.com/spiffe"), "sign/attest limited to the signer name")
+    }
+  },
+  {
+    name: "pod certificates: nameOverride, trust domain and issuer reach the signer; the approver names the renamed ServiceAccount",
+    values: { nameOverride: "spiffe", app: { trustDomain: "example.org", issuer: { name: "corp-ca", kind: "Issuer", group: "example.io" }, podCertificates: { enabled: true } } },
+    options: { namespace: "security" },
+    expect: (r) => {
+      const c = signerC(r, "spiffe")
+      eq(["trust-domain", "issuer-name", "issuer-kind", "issuer-group"].map((f) => flag(c.args, f)), ["example.org", "corp-ca", "Issuer", "example.io"], "signer flags")
+      eq(flag(approverC(r, "spiffe").args, "signer-service-account"), "security:spiffe-signer", "approver flag")
+      eq(find(r, "ServiceAccount", "spiffe-signer").metadata.namespace, "security", "ServiceAccount namespace")
+    }
+  }
+]
+
+export const renderCases: ReadonlyArray<RenderCase> = [
+  ...defaults,
+  ...matrix,
+  ...imageCases,
+  ...notesCases,
+  ...approverFlagCases,
+  ...podCertificateCases
+]
 
 export const rejectCases: ReadonlyArray<RejectCase> = [
   { name: "schema: an unknown top-level key is refused", values: { imageRegistri: "typo.io" }, error: /additional properties|imageRegistri/i },
@@ -736,7 +869,10 @@ export const rejectCases: ReadonlyArray<RejectCase> = [
   { name: "schema: a relative kubeletRootDir is refused", values: { kubeletRootDir: "var/lib/kubelet" }, error: /kubeletRootDir/ },
   { name: "schema: openshift enabled must be a bool or \"detect\"", values: { openshift: { securityContextConstraint: { enabled: "yes" } } }, error: /enabled/ },
   { name: "schema: a sidecar switch must be a bool", values: { app: { driver: { sidecars: { nodeDriverRegistrar: { enabled: "yes" } } } } }, error: /enabled/ },
-  { name: "schema: an unknown sidecar is refused", values: { app: { driver: { sidecars: { csiProvisioner: { enabled: true } } } } }, error: /additional properties|csiProvisioner/i }
+  { name: "schema: an unknown sidecar is refused", values: { app: { driver: { sidecars: { csiProvisioner: { enabled: true } } } } }, error: /additional properties|csiProvisioner/i },
+  { name: "schema: an unknown podCertificates key is refused", values: { app: { podCertificates: { keyType: "RSA3072" } } }, error: /additional properties|keyType/i },
+  { name: "schema: a signer name without a domain and path is refused", values: { app: { podCertificates: { signerName: "svid" } } }, error: /signerName/ },
+  { name: "schema: podCertificates.enabled must be a bool", values: { app: { podCertificates: { enabled: "yes" } } }, error: /enabled/ }
 ]
 
 /** Values sets `helm lint --strict` must pass (defaults plus the heavier combinations). */
@@ -744,5 +880,6 @@ export const lintValues: ReadonlyArray<unknown> = [
   {},
   { nameOverride: "spiffe", kubeletRootDir: "/var/lib/k0s/kubelet", app: { runtimeIssuanceConfigMap: "rt", driver: { useOwnServiceAccount: true, sourceCABundle: "/ca/ca.pem" } } },
   { image: { registry: "quay.io", repository: { driver: "a/b", approver: "a/c" }, tag: "v1" }, app: { approver: { podDisruptionBudget: { enabled: true }, metrics: { service: { servicemonitor: { enabled: true } } } } } },
-  { kubeletRootDir: "/var/lib/k0s/kubelet", app: { driver: { ...SIDECARS_ON.app.driver, metrics: { enabled: false } } } }
+  { kubeletRootDir: "/var/lib/k0s/kubelet", app: { driver: { ...SIDECARS_ON.app.driver, metrics: { enabled: false } } } },
+  { app: { podCertificates: { enabled: true, beginRefreshAfter: "20m", resources: { limits: { memory: "128Mi" } } } } }
 ]

@@ -16,6 +16,11 @@ or nameOverride.
 {{- printf "%s-approver" (include "csi-spiffe.name" .) -}}
 {{- end -}}
 
+{{/* ServiceAccount, roles, Deployment and container of the Pod Certificate signer. */}}
+{{- define "csi-spiffe.signerName" -}}
+{{- printf "%s-signer" (include "csi-spiffe.name" .) -}}
+{{- end -}}
+
 {{/* helm.sh/chart label value. */}}
 {{- define "csi-spiffe.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
