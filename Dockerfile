@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# One image for both binaries of csi-driver-spiffe:
+# One image for the three binaries of csi-driver-spiffe:
 #   csi-driver-spiffe           the CSI node driver (DaemonSet; runs as root, privileged)
 #   csi-driver-spiffe-approver  the CertificateRequest approver (Deployment; non-root)
-# Both are on PATH; the Helm chart sets `command:` to one of them. The build stage bundles the
+#   csi-driver-spiffe-signer    the PodCertificateRequest signer (Deployment; non-root)
+# All are on PATH; the Helm chart sets `command:` to one of them. The build stage bundles the
 # TypeScript sources with what they use of their dependencies (scripts/bundle.ts: one ESM file per
 # binary plus the .proto files); the runtime stage holds only Node, that bundle, mount(8) and
 # umount(8), and the shared libraries these load: no node_modules, no shell, no package manager.
@@ -32,20 +33,20 @@ RUN --mount=type=secret,id=npm-ca \
 COPY proto ./proto
 COPY src ./src
 COPY scripts/bundle.ts ./scripts/
-# dist/: csi.mjs, approver.mjs, proto/, package.json. Fails the build if a module does not
+# dist/: csi.mjs, approver.mjs, signer.mjs, proto/, package.json. Fails the build if a module does not
 # resolve or a binary does not start as far as its --help.
 RUN node scripts/bundle.ts \
- && for bin in dist/csi.mjs dist/approver.mjs; do node "$bin" --help >/dev/null || exit 1; done
+ && for bin in dist/csi.mjs dist/approver.mjs dist/signer.mjs; do node "$bin" --help >/dev/null || exit 1; done
 
 # V8's compile cache of every module of the bundle (NODE_COMPILE_CACHE, read at each start): code
 # compiled here is not compiled again at start-up, which also saves the heap the compiler needs.
-# Node keeps one cache directory per uid: filled for root (the driver) and 65532 (the approver).
+# Node keeps one cache directory per uid: filled for root (the driver) and 65532 (approver, signer).
 # The modules are imported with `--help` as the only argument, so they load but run nothing.
 # V8 keys the cache by its flags too: NODE_OPTIONS here is the runtime stage's (see there).
 ENV NODE_COMPILE_CACHE=/app/compile-cache NODE_OPTIONS=--max-semi-space-size=2
 RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) await import(f)'; \
     mkdir -m 1777 /app/compile-cache; \
-    for bin in csi approver; do \
+    for bin in csi approver signer; do \
       node --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
       setpriv --reuid=65532 --regid=65532 --clear-groups node --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
     done; \
@@ -67,8 +68,10 @@ RUN set -eu; r=/rootfs; \
     done; \
     ln -s /app/dist/csi.mjs "$r/usr/local/bin/csi-driver-spiffe"; \
     ln -s /app/dist/approver.mjs "$r/usr/local/bin/csi-driver-spiffe-approver"; \
+    ln -s /app/dist/signer.mjs "$r/usr/local/bin/csi-driver-spiffe-signer"; \
     chroot "$r" /usr/local/bin/csi-driver-spiffe --help >/dev/null; \
     chroot "$r" /usr/local/bin/csi-driver-spiffe-approver --help >/dev/null; \
+    chroot "$r" /usr/local/bin/csi-driver-spiffe-signer --help >/dev/null; \
     chroot "$r" mount --version; chroot "$r" umount --version
 
 # ---------------------------------------------------------------- runtime

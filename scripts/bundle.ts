@@ -1,6 +1,6 @@
 /**
  * The production bundle of both binaries, for the image and the benchmark (tests keep running the
- * sources): `dist/csi.mjs` and `dist/approver.mjs`, ESM for Node 24, every dependency inlined and
+ * sources): `dist/csi.mjs`, `dist/approver.mjs` and `dist/signer.mjs`, ESM for Node 24, every dependency inlined and
  * tree-shaken by rolldown, plus `dist/proto/` (@grpc/proto-loader parses the .proto files at run time)
  * and `dist/package.json` (`"type": "module"` and the version). `dist/` is self-contained: copy it
  * anywhere next to a `node` binary.
@@ -60,7 +60,7 @@ fs.rmSync(out, { recursive: true, force: true })
 const t0 = performance.now()
 // One build per binary, so that its files hold only what that binary reaches (no chunk shared
 // between the two).
-for (const name of ["csi", "approver"]) {
+for (const name of ["csi", "approver", "signer"]) {
   await build({
     input: path.join(repo, `src/bin/${name}.ts`),
     platform: "node",
@@ -75,6 +75,6 @@ for (const f of fs.readdirSync(path.join(repo, "proto")).filter((f) => f.endsWit
   fs.copyFileSync(path.join(repo, "proto", f), path.join(out, "proto", f))
 }
 fs.writeFileSync(path.join(out, "package.json"), JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2) + "\n")
-for (const f of ["csi.mjs", "approver.mjs"]) fs.chmodSync(path.join(out, f), 0o755)
+for (const f of ["csi.mjs", "approver.mjs", "signer.mjs"]) fs.chmodSync(path.join(out, f), 0o755)
 const sizes = fs.readdirSync(out).filter((f) => f.endsWith(".mjs")).map((f) => `${f} ${(fs.statSync(path.join(out, f)).size / 1024).toFixed(0)} KiB`)
 console.log(`dist/ in ${(performance.now() - t0).toFixed(0)} ms${minify ? " (minified)" : ""}: ${sizes.join(", ")}`)

@@ -4,6 +4,9 @@
  */
 import * as path from "node:path"
 import type { ApproverSettings } from "../config/ApproverFlags.ts"
+import type { SignerSettings } from "../config/SignerFlags.ts"
+import { formatGoDuration } from "../domain/CertificateRequest.ts"
+import { LEASE_NAME } from "../services/SignerConfig.ts"
 import type { DriverConfigShape } from "../services/DriverConfig.ts"
 import { RESERVED_ANNOTATION_PREFIX } from "../config/DriverFlags.ts"
 import type { Startup } from "./main.ts"
@@ -40,5 +43,21 @@ export const approverStartup = (s: ApproverSettings): Startup => ({
     issuer: s.staticIssuer ? `${s.config.issuer.kind}.${s.config.issuer.group}/${s.config.issuer.name}` : "none (runtime ConfigMap only)",
     runtimeIssuanceConfigMap: s.runtimeIssuanceConfigMap === undefined ? "none" : `${s.runtimeIssuanceConfigMap.namespace}/${s.runtimeIssuanceConfigMap.name}`,
     leaderElection: `${s.config.leaderElectionNamespace}/${s.config.csiDriverName}`
+  }
+})
+
+/** What the signer's start-up line says it runs with. */
+export const signerStartup = (s: SignerSettings): Startup => ({
+  verbosity: s.logLevel,
+  format: s.logFormat,
+  fields: {
+    signerName: s.config.signerName,
+    trustDomain: s.config.trustDomain,
+    issuer: `${s.config.issuer.kind}.${s.config.issuer.group}/${s.config.issuer.name}`,
+    certificateNamespace: s.config.certificateNamespace,
+    intermediateDuration: formatGoDuration(s.config.intermediateMillis),
+    maxLeafDuration: formatGoDuration(s.config.maxLeafMillis),
+    beginRefreshAfter: s.config.beginRefreshAfterMillis === undefined ? "2/3 of the lifetime" : formatGoDuration(s.config.beginRefreshAfterMillis),
+    leaderElection: `${s.config.leaderElectionNamespace}/${LEASE_NAME}`
   }
 })

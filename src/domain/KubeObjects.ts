@@ -4,6 +4,7 @@
  */
 import { Schema } from "effect"
 import * as CR from "./CertificateRequest.ts"
+import * as PC from "./PodCertificate.ts"
 
 /** The Kubernetes timestamp format (`metav1.Time`: RFC 3339 in whole seconds, as the API server writes it). */
 export const rfc3339 = (millis: number): string => new Date(millis).toISOString().replace(/\.\d{3}Z$/, "Z")
@@ -15,6 +16,8 @@ export interface Resource<A> {
   readonly kind: string
   readonly plural: string
   readonly schema: Schema.Decoder<A>
+  /** Cluster-scoped kinds (ClusterTrustBundle): the namespace argument of every call is ignored. */
+  readonly clusterScoped?: boolean
 }
 
 export const ConfigMap = Schema.Struct({
@@ -77,5 +80,21 @@ export const CertificateRequests: Resource<CR.CertificateRequest> = {
 export const ConfigMaps: Resource<ConfigMap> = { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", schema: ConfigMap }
 export const Leases: Resource<Lease> = { group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases", schema: Lease }
 export const Events: Resource<Event> = { group: "", version: "v1", kind: "Event", plural: "events", schema: Event }
+
+export const PodCertificateRequests: Resource<PC.PodCertificateRequest> = {
+  group: PC.GROUP,
+  version: PC.VERSION,
+  kind: "PodCertificateRequest",
+  plural: "podcertificaterequests",
+  schema: PC.PodCertificateRequest
+}
+export const ClusterTrustBundles: Resource<PC.ClusterTrustBundle> = {
+  group: PC.GROUP,
+  version: PC.VERSION,
+  kind: "ClusterTrustBundle",
+  plural: "clustertrustbundles",
+  schema: PC.ClusterTrustBundle,
+  clusterScoped: true
+}
 
 export const apiVersionOf = (r: Resource<unknown>): string => (r.group === "" ? r.version : `${r.group}/${r.version}`)

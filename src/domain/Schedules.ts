@@ -84,3 +84,24 @@ export const renewalRetry = (policy: RenewalPolicy): Schedule.Schedule<Duration.
         return [delay, delay] as [Duration.Duration, Duration.Duration]
       })
   }))
+
+/**
+ * Retrying the signer's intermediate CA request after it failed (API error, denial, issuer failure,
+ * no answer in time): cert-manager and the approver answer in seconds, so the first retry comes after
+ * a second; the one-minute cap keeps a recovered issuer in use within a minute, well inside the
+ * bound after which waiting PodCertificateRequests are failed (`PodCertificate` signer, 5 min).
+ */
+export const intermediateRetry: Schedule.Schedule<Duration.Duration> = Schedule.min([
+  Schedule.exponential("1 second", 2),
+  Schedule.spaced("60 seconds")
+])
+
+/**
+ * Retrying one PodCertificateRequest whose status write failed (a conflict with another writer, a
+ * 5xx): quick, since every request must be answered long before the kube-controller-manager's
+ * 15-minute cleanup; capped at 30 s.
+ */
+export const podCertificateRetry: Schedule.Schedule<Duration.Duration> = Schedule.min([
+  Schedule.exponential("100 millis", 2),
+  Schedule.spaced("30 seconds")
+])

@@ -142,7 +142,10 @@ export interface KubeClientShape {
    * an expired resourceVersion fails with reason `Gone` (the caller relists).
    */
   readonly watch: <A>(resource: Resource<A>, options: WatchOptions) => Stream.Stream<WatchEvent<A>, KubeError>
-  /** Creates a namespaced object; `metadata.generateName` is not used, names are ours. */
+  /**
+   * Creates an object (namespace ignored for cluster-scoped kinds); without `metadata.name`, the
+   * server completes `metadata.generateName` into a unique name, returned in the created object.
+   */
   readonly create: <A>(resource: Resource<A>, namespace: string, body: unknown, options?: CallOptions) => Effect.Effect<A, KubeError>
   /** Deletes; a missing object is success. */
   readonly delete: <A>(resource: Resource<A>, namespace: string, name: string) => Effect.Effect<void, KubeError>

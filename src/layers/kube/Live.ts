@@ -132,7 +132,7 @@ const http = new IsomorphicFetchHttpLibrary()
 const basePath = (r: Resource<unknown>): string => (r.group === "" ? `/api/${r.version}` : `/apis/${r.group}/${r.version}`)
 
 const collectionPath = (r: Resource<unknown>, namespace: string | undefined): string =>
-  `${basePath(r)}${namespace === undefined ? "" : `/namespaces/${encodeURIComponent(namespace)}`}/${r.plural}`
+  `${basePath(r)}${namespace === undefined || r.clusterScoped === true ? "" : `/namespaces/${encodeURIComponent(namespace)}`}/${r.plural}`
 
 const itemPath = (r: Resource<unknown>, namespace: string, name: string): string =>
   `${collectionPath(r, namespace)}/${encodeURIComponent(name)}`

@@ -22,7 +22,9 @@
  * - A filtered watch sees an object that stops matching as DELETED and one that starts matching as
  *   ADDED, as the API server's watch cache does.
  * - `replace` and `replaceStatus` require `metadata.resourceVersion` (as for custom resources);
- *   `create` rejects one. No `generateName`, no finalizers, no owner-reference garbage collection,
+ *   `create` rejects one. `generateName` appends five characters drawn from the resourceVersion
+ *   counter (unique, not random). Cluster-scoped kinds are stored under namespace "" and their
+ *   objects carry no namespace. No finalizers, no owner-reference garbage collection,
  *   no `metadata.generation`, no subresource distinction per kind (`replaceStatus` works for all).
  */
 import { Clock, Context, Effect, Layer, Predicate, PubSub, Schema, Stream } from "effect"
@@ -115,6 +117,7 @@ type Message = { readonly _tag: "Change"; readonly change: Change } | { readonly
 const Envelope = Schema.Struct({
   metadata: Schema.Struct({
     name: Schema.optional(Schema.String),
+    generateName: Schema.optional(Schema.String),
     namespace: Schema.optional(Schema.String),
     resourceVersion: Schema.optional(Schema.String),
     labels: Schema.optional(Schema.Record(Schema.String, Schema.String))
@@ -124,6 +127,8 @@ const decodeEnvelope = Schema.decodeUnknownOption(Envelope)
 
 const kindKey = (r: Resource<unknown>): string => (r.group === "" ? r.plural : `${r.plural}.${r.group}`)
 const objectKey = (namespace: string, name: string): string => `${namespace}/${name}`
+/** The namespace a kind's objects are stored under: "" for cluster-scoped kinds. */
+const scope = (r: Resource<unknown>, namespace: string): string => (r.clusterScoped === true ? "" : namespace)
 
 const metaOf = (o: Json): Json => (o["metadata"] ?? {}) as Json
 
@@ -214,7 +219,7 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
 
   const get = Effect.fn("KubeClient.get")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
     yield* injected("get")
-    const found = store(kindKey(resource)).get(objectKey(namespace, name))
+    const found = store(kindKey(resource)).get(objectKey(scope(resource, namespace), name))
     return found === undefined ? undefined : yield* decodeAs("get", resource, found)
   })
 
@@ -283,23 +288,27 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
 
   const create = Effect.fn("KubeClient.create")(function*<A>(
     resource: Resource<A>,
-    namespace: string,
+    requestedNamespace: string,
     body: unknown,
     options?: CallOptions
   ) {
     yield* injected("create")
     const { json, metadata } = yield* readBody("create", body)
     const kind = kindKey(resource)
-    if (metadata.name === undefined || metadata.name === "") {
+    const namespace = scope(resource, requestedNamespace)
+    const generated = metadata.generateName === undefined || metadata.generateName === ""
+      ? undefined
+      : `${metadata.generateName}${(counter + 1).toString(36).padStart(5, "0").slice(-5)}`
+    const name = metadata.name === undefined || metadata.name === "" ? generated : metadata.name
+    if (name === undefined) {
       return yield* kubeError("create", "Invalid", "metadata.name: Required value", 422)
     }
-    if (metadata.namespace !== undefined && metadata.namespace !== namespace) {
+    if (resource.clusterScoped !== true && metadata.namespace !== undefined && metadata.namespace !== namespace) {
       return yield* kubeError("create", "Invalid", "the namespace of the provided object does not match the namespace sent on the request", 400)
     }
     if (metadata.resourceVersion !== undefined && metadata.resourceVersion !== "") {
       return yield* kubeError("create", "Invalid", "resourceVersion should not be set on objects to be created", 500)
     }
-    const name = metadata.name
     if (store(kind).has(objectKey(namespace, name))) {
       return yield* kubeError("create", "AlreadyExists", `${kind} "${name}" already exists`)
     }
@@ -314,7 +323,13 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
         ...json,
         apiVersion: apiVersionOf(resource),
         kind: resource.kind,
-        metadata: { ...metaOf(json), name, namespace, uid, creationTimestamp: rfc3339(now) }
+        metadata: {
+          ...metaOf(json),
+          name,
+          ...(resource.clusterScoped === true ? {} : { namespace }),
+          uid,
+          creationTimestamp: rfc3339(now)
+        }
       },
       undefined
     )
@@ -324,7 +339,7 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
   const delete_ = Effect.fn("KubeClient.delete")(function*<A>(resource: Resource<A>, namespace: string, name: string) {
     yield* injected("delete")
     const kind = kindKey(resource)
-    const existing = store(kind).get(objectKey(namespace, name))
+    const existing = store(kind).get(objectKey(scope(resource, namespace), name))
     if (existing !== undefined) commit(kind, "DELETED", existing, undefined)
   })
 
@@ -344,7 +359,7 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
       if (metadata.name !== undefined && metadata.name !== name) {
         return yield* kubeError(verb, "Invalid", `the name of the object (${metadata.name}) does not match the name on the URL (${name})`, 400)
       }
-      const current = store(kind).get(objectKey(namespace, name))
+      const current = store(kind).get(objectKey(scope(resource, namespace), name))
       if (current === undefined) return yield* notFound(verb, resource, name)
       if (metadata.resourceVersion === undefined || metadata.resourceVersion === "") {
         return yield* kubeError(verb, "Invalid", "metadata.resourceVersion: Invalid value: 0: must be specified for an update", 422)
@@ -370,7 +385,13 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
         ...(current["status"] === undefined ? {} : { status: current["status"] }),
         apiVersion: apiVersionOf(resource),
         kind: resource.kind,
-        metadata: { ...metaOf(incoming), name, namespace, uid: cm["uid"], creationTimestamp: cm["creationTimestamp"] }
+        metadata: {
+          ...metaOf(incoming),
+          name,
+          ...(resource.clusterScoped === true ? {} : { namespace }),
+          uid: cm["uid"],
+          creationTimestamp: cm["creationTimestamp"]
+        }
       }
     })
   })
@@ -391,11 +412,12 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
 
   const upsert = Effect.fn("KubeClientMemory.upsert")(function*<A>(resource: Resource<A>, object: unknown) {
     const { json, metadata } = yield* readBody("replace", object)
-    if (metadata.name === undefined || metadata.namespace === undefined) {
+    const namespace = resource.clusterScoped === true ? "" : metadata.namespace
+    if (metadata.name === undefined || namespace === undefined) {
       return yield* kubeError("replace", "Invalid", "upsert needs metadata.name and metadata.namespace", 422)
     }
     const kind = kindKey(resource)
-    const current = store(kind).get(objectKey(metadata.namespace, metadata.name))
+    const current = store(kind).get(objectKey(namespace, metadata.name))
     const now = yield* Clock.currentTimeMillis
     const cm = current === undefined ? {} : metaOf(current)
     const stored = commit(
@@ -422,7 +444,7 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
     name: string,
     f: (current: A) => A
   ) {
-    const current = store(kindKey(resource)).get(objectKey(namespace, name))
+    const current = store(kindKey(resource)).get(objectKey(scope(resource, namespace), name))
     if (current === undefined) return yield* notFound("replace", resource, name)
     const decoded = yield* decodeAs("get", resource, current)
     return yield* upsert(resource, f(decoded))
@@ -438,7 +460,7 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
     all,
     createdWith: (resource, namespace, name) =>
       Effect.sync(() =>
-        creations.findLast((c) => c.resource === kindKey(resource) && c.namespace === namespace && c.name === name)
+        creations.findLast((c) => c.resource === kindKey(resource) && c.namespace === scope(resource, namespace) && c.name === name)
       ),
     creations: Effect.sync(() => [...creations]),
     // A create is recorded before its commit publishes, so the recount after each message sees it;
