@@ -3,7 +3,11 @@
  * a unix socket, a real tmpfs and read-only bind mounts, the memory API server and the test signer
  * in the same process, real clock. Needs root (mount). Prints and writes bench/results/driver.json.
  *
- *   node scripts/bench-driver.ts [publishes=100] [volumes=110]
+ *   node scripts/bench-driver.ts [publishes=100] [volumes=110] [workload-api=off|on]
+ *
+ * With `on`, every volume also serves the SPIFFE Workload API on its socket (the live grpc-js
+ * server), so two runs give the socket's added memory per volume; the result is written to
+ * bench/results/driver-workload-api.json instead.
  */
 import { NodeServices } from "@effect/platform-node"
 import { Context, Effect, Layer } from "effect"
@@ -22,6 +26,8 @@ import * as MounterLayers from "../src/layers/Mounter.ts"
 import * as VolumeManagerLayers from "../src/layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../src/layers/VolumeStore.ts"
 import * as Logging from "../src/layers/Logging.ts"
+import * as WorkloadApiLayers from "../src/layers/WorkloadApi.ts"
+import * as WorkloadApiServer from "../src/csi/WorkloadApiServer.ts"
 import { DriverConfig } from "../src/services/DriverConfig.ts"
 import { Mounter } from "../src/services/Mounter.ts"
 import { testConfig } from "../test/support/DriverStack.ts"
@@ -31,6 +37,7 @@ import * as TestSigner from "../test/support/TestSigner.ts"
 
 const publishes = Number(process.argv[2] ?? 100)
 const volumes = Number(process.argv[3] ?? 110)
+const workloadApi = (process.argv[4] ?? "off") === "on"
 
 const percentile = (xs: ReadonlyArray<number>, p: number) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -41,14 +48,19 @@ const program = Effect.gen(function*() {
   const tmp = yield* Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "csi-spiffe-bench-")))
   const dataRoot = path.join(tmp, "data")
   const socket = path.join(tmp, "csi.sock")
-  const config = testConfig({ endpoint: `unix://${socket}`, dataRoot, renewal: { ...testConfig().renewal, jitter: 0.05 } })
+  const config = testConfig({
+    endpoint: `unix://${socket}`,
+    dataRoot,
+    renewal: { ...testConfig().renewal, jitter: 0.05 },
+    workloadApi: workloadApi ? { socketName: "spiffe.sock", byDefault: true } : undefined
+  })
   const node = yield* Layer.build(Layer.merge(TestSigner.layer, EventRecorderLayers.layerMemory).pipe(Layer.provideMerge(KubeLayers.layerMemory)))
   const signer = Context.get(node, TestSigner.TestSigner)
   const ConfigLive = DriverConfig.layer(config)
   const IssuerLive = IssuerConfigLayers.layerStatic(config.issuer)
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, CryptoLayers.layer, IssuerLive]))
   const ManagerLive = VolumeManagerLayers.layer.pipe(
-    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(signer.ca.certPem)])
+    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(signer.ca.certPem), workloadApi ? WorkloadApiServer.layer : WorkloadApiLayers.layerNone])
   )
   const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
   yield* Layer.build(
@@ -90,6 +102,7 @@ const program = Effect.gen(function*() {
   const rss = process.memoryUsage().rss / (1024 * 1024)
   const result = {
     setting: "in-process: real gRPC unix socket, tmpfs, bind mounts; memory API server and test signer",
+    workload_api: workloadApi ? "on: a grpc-js Workload API server per volume" : "off",
     publishes,
     publish_p50_ms: Number(percentile(times, 50).toFixed(2)),
     publish_p99_ms: Number(percentile(times, 99).toFixed(2)),
@@ -101,7 +114,7 @@ const program = Effect.gen(function*() {
   }
   console.log(JSON.stringify(result, null, 2))
   yield* Effect.promise(() => fs.mkdir("bench/results", { recursive: true }))
-  yield* Effect.promise(() => fs.writeFile("bench/results/driver.json", JSON.stringify(result, null, 2) + "\n"))
+  yield* Effect.promise(() => fs.writeFile(workloadApi ? "bench/results/driver-workload-api.json" : "bench/results/driver.json", JSON.stringify(result, null, 2) + "\n"))
 })
 
 Effect.runPromise(Effect.scoped(program).pipe(Effect.provide(Logging.layer(0)))).then(

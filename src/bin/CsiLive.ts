@@ -20,6 +20,7 @@ import * as Logging from "../layers/Logging.ts"
 import * as MounterLayers from "../layers/Mounter.ts"
 import * as VolumeManagerLayers from "../layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../layers/VolumeStore.ts"
+import * as WorkloadApiServer from "../csi/WorkloadApiServer.ts"
 
 /**
  * The kubelet's plugin registration on `<kubeletRootDir>/plugins_registry/`; nothing at all with
@@ -48,7 +49,7 @@ export const CsiLive = (config: DriverConfigShape) => {
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, KubeLive, CryptoLayers.layer, IssuerLive]))
   const StoreLive = VolumeStoreLayers.layerFileSystem(path.resolve(config.dataRoot, "inmemfs"))
   const ManagerLive = VolumeManagerLayers.layer.pipe(
-    Layer.provide([ConfigLive, IssuanceLive, StoreLive, MounterLayers.layerLinux, CaBundleLive, EventsLive])
+    Layer.provide([ConfigLive, IssuanceLive, StoreLive, MounterLayers.layerLinux, CaBundleLive, EventsLive, WorkloadApiServer.layer])
   )
   const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
   const ServerLive = GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]))

@@ -39,7 +39,9 @@ export const driverFlags: ReadonlyArray<FlagSpec> = [
   { section: "Volume", name: "file-name-certificate", kind: "string", default: "tls.crt", usage: "File name of the certificate chain in the volume." },
   { section: "Volume", name: "file-name-key", kind: "string", default: "tls.key", usage: "File name of the private key in the volume." },
   { section: "Volume", name: "file-name-ca", kind: "string", default: "ca.crt", usage: "File name of the CA bundle in the volume." },
-  { section: "Volume", name: "source-ca-bundle", kind: "string", default: "", usage: "File of PEM CA certificates copied into every volume; empty writes no CA file." }
+  { section: "Volume", name: "source-ca-bundle", kind: "string", default: "", usage: "File of PEM CA certificates copied into every volume; empty writes no CA file." },
+  { section: "Volume", name: "workload-api", kind: "bool", default: "true", usage: "Serve the SPIFFE Workload API on a unix socket in every volume; a volume's spiffe.csi.cert-manager.io/workload-api attribute (\"true\" or \"false\") overrides it." },
+  { section: "Volume", name: "workload-api-socket-name", kind: "string", default: "spiffe.sock", usage: "File name of the SPIFFE Workload API socket in the volume." }
 ]
 
 const fileNameViolation = (flag: string, v: string): string | undefined =>
@@ -172,6 +174,10 @@ export const decodeDriverConfig = (
     if (e !== undefined) errors.push(e)
   }
   if (new Set(Object.values(fileNames)).size !== 3) errors.push("--file-name-certificate, --file-name-key and --file-name-ca must differ")
+  const socketName = v("workload-api-socket-name")
+  const socketError = fileNameViolation("workload-api-socket-name", socketName)
+  if (socketError !== undefined) errors.push(socketError)
+  else if (Object.values(fileNames).includes(socketName)) errors.push("--workload-api-socket-name must differ from the --file-name-* flags")
   const cmName = v("runtime-issuance-config-map-name")
   const cmNamespace = v("runtime-issuance-config-map-namespace")
   if (cmName !== "" && cmNamespace === "") errors.push("--runtime-issuance-config-map-namespace is required with --runtime-issuance-config-map-name")
@@ -202,6 +208,7 @@ export const decodeDriverConfig = (
     ...(reserved.length === 0 ? {} : { droppedAnnotationKeys: reserved }),
     issuer: v("issuer-name") === "" ? undefined : { name: v("issuer-name"), kind: v("issuer-kind"), group: v("issuer-group") },
     fileNames,
+    workloadApi: { socketName, byDefault: v("workload-api") === "true" },
     sourceCaBundle: v("source-ca-bundle") === "" ? undefined : v("source-ca-bundle"),
     metricsBindAddress: metrics,
     renewal: defaultPolicy,

@@ -18,6 +18,8 @@ export const POD_NAMESPACE_KEY = "csi.storage.k8s.io/pod.namespace"
 export const POD_UID_KEY = "csi.storage.k8s.io/pod.uid"
 export const SERVICE_ACCOUNT_KEY = "csi.storage.k8s.io/serviceAccount.name"
 export const FS_GROUP_KEY = "spiffe.csi.cert-manager.io/fs-group"
+/** `"true"` or `"false"`: serve the SPIFFE Workload API socket in this volume, whatever the driver's `--workload-api` says. */
+export const WORKLOAD_API_KEY = "spiffe.csi.cert-manager.io/workload-api"
 
 /**
  * Linux gids are 32-bit, and chown(2) reads 4294967295 ((gid_t)-1) as "leave unchanged", so the
@@ -72,6 +74,8 @@ export interface PublishRequest {
   readonly token: PodToken
   /** From the fs-group attribute, else the CSI volume_mount_group; undefined leaves files root-only. */
   readonly fsGroup: number | undefined
+  /** From the workload-api attribute; undefined leaves it to the driver's default. */
+  readonly workloadApi?: boolean | undefined
 }
 
 export interface UnpublishRequest {
@@ -227,6 +231,11 @@ export const decodePublish = (input: unknown, rules: TargetRules): Result.Result
     else fsGroup = g.success
   }
 
+  const workloadApiAttr = ctx[WORKLOAD_API_KEY]
+  if (workloadApiAttr !== undefined && workloadApiAttr !== "true" && workloadApiAttr !== "false") {
+    v.push(`volume_context["${WORKLOAD_API_KEY}"] must be "true" or "false", got ${JSON.stringify(workloadApiAttr)}`)
+  }
+
   if (v.length > 0 || Result.isFailure(token)) return Result.fail(summary(v))
   return Result.succeed({
     volumeId: r.volume_id!,
@@ -236,7 +245,8 @@ export const decodePublish = (input: unknown, rules: TargetRules): Result.Result
     podUid,
     serviceAccount,
     token: token.success,
-    fsGroup
+    fsGroup,
+    ...(workloadApiAttr === undefined ? {} : { workloadApi: workloadApiAttr === "true" })
   })
 }
 

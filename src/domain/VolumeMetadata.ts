@@ -16,6 +16,8 @@ export class VolumeMetadata extends Schema.Class<VolumeMetadata>("csi-driver-spi
   spiffeId: Schema.String,
   /** gid the files belong to (the fs-group attribute, else the CSI volume_mount_group). */
   fsGroup: Schema.optional(Schema.Int),
+  /** The volume serves the SPIFFE Workload API on this socket name in its data directory; absent: no socket. */
+  workloadApiSocket: Schema.optional(Schema.String),
   /** Epoch milliseconds of the next renewal; absent until the first certificate was written. */
   nextIssuanceAt: Schema.optional(Schema.Int),
   /** Epoch milliseconds of the current leaf's NotAfter. */

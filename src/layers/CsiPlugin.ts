@@ -48,6 +48,7 @@ export const toCsiError = (e: PublishError | UnpublishError): CsiError => {
       return new CsiError({ code: "Aborted", detail: e.message })
     case "MountError":
     case "VolumeStoreError":
+    case "WorkloadApiError":
       return new CsiError({ code: "Internal", detail: e.message })
   }
 }

@@ -1,8 +1,11 @@
 /**
- * `VolumeManager` over Issuance, VolumeStore, Mounter and CaBundle, with one renewal fiber per volume
- * in a FiberMap owned by the layer's scope.
+ * `VolumeManager` over Issuance, VolumeStore, Mounter, CaBundle and WorkloadApi, with one renewal
+ * fiber per volume in a FiberMap owned by the layer's scope, and for each volume that serves the
+ * SPIFFE Workload API its own SVID state (a SubscriptionRef only that volume's socket is given) and
+ * the scope its socket lives in.
  */
-import { Clock, Deferred, Duration, Effect, Fiber, FiberMap, FiberSet, Layer, Random, Redacted, Schedule, Semaphore, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberSet, Layer, Predicate, Random, Redacted, Schedule, Scope, Semaphore, Stream, SubscriptionRef } from "effect"
+import { pemToConcatenatedDer } from "../domain/Pem.ts"
 import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
 import { renewalInstant } from "../domain/Renewal.ts"
 import { renewalRetry } from "../domain/Schedules.ts"
@@ -19,6 +22,8 @@ import { VolumeStore } from "../services/VolumeStore.ts"
 import { PublishAbortedError, TargetPathError, VolumeConflictError, VolumeManager } from "../services/VolumeManager.ts"
 import type { VolumeStatus } from "../services/VolumeManager.ts"
 import { EventRecorder } from "../services/EventRecorder.ts"
+import { WorkloadApi } from "../services/WorkloadApi.ts"
+import type { VolumeSvid } from "../services/WorkloadApi.ts"
 import * as DriverMetrics from "./DriverMetrics.ts"
 
 /** File modes: readable by the owner (root) and the fs-group only; the pod sees them through a read-only bind. */
@@ -48,6 +53,10 @@ interface VolumeState {
   readonly unpublished: Deferred.Deferred<void>
   /** Publishes of this volume holding or waiting for the lock. */
   publishes: number
+  /** The volume's SVID as its Workload API socket serves it; undefined until one is known. */
+  readonly svid: SubscriptionRef.SubscriptionRef<VolumeSvid | undefined>
+  /** The scope of the volume's Workload API socket while it is served; closing it removes the socket. */
+  socket: Scope.Closeable | undefined
 }
 
 /** Ends the volume's current backoff wait, if any; the next wait takes a fresh signal. */
@@ -91,6 +100,9 @@ export const layer = Layer.effect(
     const mounter = yield* Mounter
     const caBundle = yield* CaBundle
     const events = yield* EventRecorder
+    const workloadApi = yield* WorkloadApi
+    // Every volume's socket scope is a child of the layer's: a stopping driver closes them all.
+    const layerScope = yield* Effect.scope
     const policy = config.renewal
     const volumes = new Map<string, VolumeState>()
     const renewals = yield* FiberMap.make<string>()
@@ -101,14 +113,70 @@ export const layer = Layer.effect(
     const forgetting = new Map<string, Fiber.Fiber<void>>()
     let resumed = false
 
-    const stateFor = (volumeId: string, meta: VolumeMetadata): VolumeState => {
-      let s = volumes.get(volumeId)
-      if (s === undefined) {
-        s = { meta, token: undefined, retryAt: undefined, wake: Deferred.makeUnsafe<void>(), lock: Semaphore.makeUnsafe(1), unpublished: Deferred.makeUnsafe<void>(), publishes: 0 }
-        volumes.set(volumeId, s)
-      }
-      return s
-    }
+    const stateFor = (volumeId: string, meta: VolumeMetadata) =>
+      Effect.flatMap(SubscriptionRef.make<VolumeSvid | undefined>(undefined), (svid) =>
+        Effect.sync((): VolumeState => {
+          let s = volumes.get(volumeId)
+          if (s === undefined) {
+            s = {
+              meta,
+              token: undefined,
+              retryAt: undefined,
+              wake: Deferred.makeUnsafe<void>(),
+              lock: Semaphore.makeUnsafe(1),
+              unpublished: Deferred.makeUnsafe<void>(),
+              publishes: 0,
+              svid,
+              socket: undefined
+            }
+            volumes.set(volumeId, s)
+          }
+          return s
+        }))
+
+    /** The SVID state the volume's socket serves, from the PEM texts the volume holds. */
+    const svidOf = (m: VolumeMetadata, chainPem: string, keyPem: string, caPem: string | undefined): VolumeSvid => ({
+      spiffeId: m.spiffeId,
+      trustDomainId: `spiffe://${config.trustDomain}`,
+      chainDer: pemToConcatenatedDer(chainPem, "CERTIFICATE"),
+      keyDer: Redacted.make(pemToConcatenatedDer(keyPem, "PRIVATE KEY"), { label: "PrivateKey" }),
+      bundleDer: pemToConcatenatedDer(caPem ?? "", "CERTIFICATE")
+    })
+
+    const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
+
+    /** Publishes the volume's new SVID state to its socket; an identical state is not pushed again. */
+    const setSvid = (state: VolumeState, next: VolumeSvid) =>
+      Effect.flatMap(SubscriptionRef.get(state.svid), (old) =>
+        old !== undefined && old.spiffeId === next.spiffeId && sameBytes(old.chainDer, next.chainDer) &&
+          sameBytes(Redacted.value(old.keyDer), Redacted.value(next.keyDer)) && sameBytes(old.bundleDer, next.bundleDer)
+          ? Effect.void
+          : SubscriptionRef.set(state.svid, next))
+
+    /**
+     * Opens the volume's Workload API socket in its data directory, when the volume has one and it is
+     * not open yet. Its scope is the volume's: closed by unpublish (or the driver stopping).
+     */
+    const openSocket = Effect.fnUntraced(function*(state: VolumeState) {
+      const name = state.meta.workloadApiSocket
+      if (name === undefined || state.socket !== undefined) return
+      const scope = yield* Scope.fork(layerScope, "sequential")
+      const svid = SubscriptionRef.changes(state.svid).pipe(Stream.filter(Predicate.isNotUndefined))
+      const endpoint = { volumeId: state.meta.volumeId, socketPath: `${store.dataDir(state.meta.volumeId)}/${name}`, gid: state.meta.fsGroup }
+      yield* workloadApi.serve(endpoint, svid).pipe(
+        Scope.provide(scope),
+        Effect.onError(() => Scope.close(scope, Exit.void))
+      )
+      state.socket = scope
+    })
+
+    /** Stops the volume's Workload API and removes its socket, if it has one open. */
+    const closeSocket = (state: VolumeState) =>
+      Effect.suspend(() => {
+        const scope = state.socket
+        state.socket = undefined
+        return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+      })
 
     const filesFor = Effect.fnUntraced(function*(chainPem: string, keyPem: VolumeFile["content"]) {
       const ca = yield* caBundle.current
@@ -119,6 +187,12 @@ export const layer = Layer.effect(
       if (ca !== undefined) files.push({ name: config.fileNames.ca, content: ca, mode: FILE_MODE })
       return files
     })
+
+    /** The CA bundle among a volume's files, if one is written. */
+    const caOf = (files: ReadonlyArray<VolumeFile>): string | undefined => {
+      const ca = files.find((f) => f.name === config.fileNames.ca)?.content
+      return ca === undefined || !Predicate.isString(ca) ? undefined : ca
+    }
 
     /** Tells the pod's owner why its SVID did not arrive (`kubectl describe pod`). */
     const recordFailure = (m: VolumeMetadata, e: IssuanceError) => {
@@ -150,7 +224,9 @@ export const layer = Layer.effect(
         spiffeId: m.spiffeId,
         token: state.token?.token
       })
-      yield* store.writeFiles(m.volumeId, yield* filesFor(issued.chainPem, issued.keyPem), m.fsGroup)
+      const files = yield* filesFor(issued.chainPem, issued.keyPem)
+      yield* store.writeFiles(m.volumeId, files, m.fsGroup)
+      yield* setSvid(state, svidOf(m, issued.chainPem, Redacted.value(issued.keyPem), caOf(files)))
       const sample = yield* Random.next
       const next = new VolumeMetadata({
         ...m,
@@ -277,6 +353,7 @@ export const layer = Layer.effect(
     const undoFirstPublish = (state: VolumeState, unissued: VolumeMetadata) =>
       Effect.gen(function*() {
         yield* FiberMap.remove(renewals, unissued.volumeId)
+        yield* closeSocket(state)
         yield* store.remove(unissued.volumeId).pipe(Effect.ignore)
         // In the background: this runs uninterruptibly (an unpublish may be waiting to cancel it).
         yield* forgetInBackground(unissued.volumeId, unissued.podNamespace)
@@ -294,7 +371,8 @@ export const layer = Layer.effect(
         podUid: req.podUid,
         serviceAccount: req.serviceAccount,
         spiffeId,
-        fsGroup: req.fsGroup
+        fsGroup: req.fsGroup,
+        workloadApiSocket: config.workloadApi !== undefined && (req.workloadApi ?? config.workloadApi.byDefault) ? config.workloadApi.socketName : undefined
       })
       const refuse = (detail: string) => new TargetPathError({ volumeId: req.volumeId, targetPath: req.targetPath, detail })
       // Everything that can refuse the request is checked before anything is created.
@@ -312,7 +390,7 @@ export const layer = Layer.effect(
         if (forget === undefined) break
         if ((yield* Fiber.await(forget).pipe(Effect.timeoutOption(FORGET_WAIT)))._tag === "None") break
       }
-      const state = stateFor(req.volumeId, fresh)
+      const state = yield* stateFor(req.volumeId, fresh)
       state.publishes += 1
       const work = state.lock.withPermit(
         Effect.gen(function*() {
@@ -331,6 +409,8 @@ export const layer = Layer.effect(
           const freshToken = state.token === undefined || Redacted.value(state.token.token) !== Redacted.value(req.token.token)
           state.token = req.token
           if (known) {
+            // A socket that could not be opened when a restarted driver resumed the volume gets another chance.
+            yield* openSocket(state).pipe(Effect.catch((e) => Effect.logWarning("Workload API socket not opened", { volume: req.volumeId, error: e.message })))
             yield* ensureMounted(req.volumeId, req.targetPath)
             yield* startRenewal(state)
             // A renewal waiting on a backoff (perhaps for want of a token) tries with this one now.
@@ -346,7 +426,9 @@ export const layer = Layer.effect(
           )
           // The issuance can take a while: look at the target again right before the mount, so what
           // appeared there meanwhile (a file, a symlink) is refused like it would have been at first.
+          // The socket is open before the mount, so it is there when the pod's containers start.
           yield* Effect.gen(function*() {
+            yield* openSocket(state)
             const now = yield* mounter.inspectTarget(config.kubeletRootDir, req.targetPath)
             if (now._tag === "Refused") return yield* refuse(`not mounted onto: ${now.reason}`)
             if (now._tag === "MountPoint") return yield* refuse("something the driver did not mount is mounted there")
@@ -391,6 +473,7 @@ export const layer = Layer.effect(
       if (state !== undefined) yield* Deferred.succeed(state.unpublished, undefined)
       yield* FiberMap.remove(renewals, req.volumeId)
       const run = Effect.gen(function*() {
+        if (state !== undefined) yield* closeSocket(state)
         yield* mounter.unmount(meta.targetPath)
         yield* store.remove(req.volumeId)
         // Registered before the volume leaves the map, so a publish that comes next sees it.
@@ -417,7 +500,9 @@ export const layer = Layer.effect(
             const cert = yield* store.readFile(state.meta.volumeId, config.fileNames.certificate)
             const key = yield* store.readFile(state.meta.volumeId, config.fileNames.key)
             if (cert === undefined || key === undefined) return
-            yield* store.writeFiles(state.meta.volumeId, yield* filesFor(cert, key), state.meta.fsGroup)
+            const files = yield* filesFor(cert, key)
+            yield* store.writeFiles(state.meta.volumeId, files, state.meta.fsGroup)
+            yield* setSvid(state, svidOf(state.meta, cert, key, caOf(files)))
           })
         ).pipe(Effect.catch((e) => Effect.logWarning("could not refresh the CA file", { volume: state.meta.volumeId, error: e.message }))),
       { concurrency: "unbounded", discard: true }
@@ -432,7 +517,20 @@ export const layer = Layer.effect(
         yield* store.remove(meta.volumeId)
         continue
       }
-      yield* startRenewal(stateFor(meta.volumeId, meta))
+      const state = yield* stateFor(meta.volumeId, meta)
+      // The socket serves the volume's files as they are (refreshCaFiles below brings the CA up to
+      // date); a socket that cannot be opened is logged and retried by the volume's next republish.
+      if (meta.workloadApiSocket !== undefined) {
+        yield* Effect.gen(function*() {
+          const cert = yield* store.readFile(meta.volumeId, config.fileNames.certificate)
+          const key = yield* store.readFile(meta.volumeId, config.fileNames.key)
+          if (cert !== undefined && key !== undefined) {
+            yield* setSvid(state, svidOf(meta, cert, key, yield* store.readFile(meta.volumeId, config.fileNames.ca)))
+          }
+          yield* openSocket(state)
+        }).pipe(Effect.catch((e) => Effect.logWarning("Workload API socket not resumed", { volume: meta.volumeId, error: e.message })))
+      }
+      yield* startRenewal(state)
     }
     // The API server answers again after an outage: renewals waiting on a backoff try at once.
     yield* issuance.reconnected.pipe(

@@ -49,6 +49,12 @@ export interface DriverConfigShape {
   /** The static issuer; undefined when `--issuer-name` is empty (runtime ConfigMap only). */
   readonly issuer: IssuerRef | undefined
   readonly fileNames: { readonly certificate: string; readonly key: string; readonly ca: string }
+  /**
+   * The SPIFFE Workload API socket in each volume (`--workload-api-socket-name`, `--workload-api`):
+   * its file name, and whether a volume without the `spiffe.csi.cert-manager.io/workload-api`
+   * attribute gets one. Undefined: no volume ever gets a socket.
+   */
+  readonly workloadApi?: { readonly socketName: string; readonly byDefault: boolean } | undefined
   readonly sourceCaBundle: string | undefined
   /** `host:port` for /metrics, /healthz and /readyz; undefined disables the server. */
   readonly metricsBindAddress: string | undefined

@@ -18,6 +18,7 @@ import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.
 import type { IssuanceError } from "./Issuance.ts"
 import type { MountError } from "./Mounter.ts"
 import type { VolumeStoreError } from "./VolumeStore.ts"
+import type { WorkloadApiError } from "./WorkloadApi.ts"
 
 /** The volume id is already published for another pod or with other parameters. */
 export class VolumeConflictError extends Schema.TaggedError<VolumeConflictError>()("VolumeConflictError", {
@@ -54,7 +55,7 @@ export class PublishAbortedError extends Schema.TaggedError<PublishAbortedError>
   }
 }
 
-export type PublishError = IssuanceError | VolumeStoreError | MountError | VolumeConflictError | TargetPathError | PublishAbortedError
+export type PublishError = IssuanceError | VolumeStoreError | MountError | VolumeConflictError | TargetPathError | PublishAbortedError | WorkloadApiError
 export type UnpublishError = VolumeStoreError | MountError
 
 export interface VolumeStatus {

@@ -44,7 +44,8 @@ export interface VolumeStoreShape {
   readonly write: (metadata: VolumeMetadata) => Effect.Effect<void, VolumeStoreError>
   /**
    * Publishes exactly these files into the volume's data directory in one atomic swap; names not in
-   * the set disappear. Files and the data directory get group `gid` when given.
+   * the set disappear, except unix sockets (the volume's Workload API endpoint, which its server
+   * owns). Files and the data directory get group `gid` when given.
    */
   readonly writeFiles: (
     volumeId: string,

@@ -378,6 +378,11 @@ const matrix: ReadonlyArray<RenderCase> = [
     expect: (r) => eq(driverConfig(driverC(r)).fileNames, { certificate: "svid.pem", key: "svid_key.pem", ca: "bundle.pem" }, "file names")
   },
   {
+    name: "workloadApi: --workload-api and --workload-api-socket-name passed",
+    values: { app: { driver: { workloadApi: { enabled: false, socketName: "agent.sock" } } } },
+    expect: (r) => eq(driverConfig(driverC(r)).workloadApi, { socketName: "agent.sock", byDefault: false }, "workload API settings")
+  },
+  {
     name: "useOwnServiceAccount: driver flag; approver flag + driver ServiceAccount username",
     values: { app: { driver: { useOwnServiceAccount: true } } },
     options: { namespace: "csi-ns" },

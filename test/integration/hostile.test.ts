@@ -25,6 +25,7 @@ import * as KubeLayers from "../../src/layers/KubeClient.ts"
 import * as MounterLayers from "../../src/layers/Mounter.ts"
 import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
+import * as WorkloadApiLayers from "../../src/layers/WorkloadApi.ts"
 import { DriverConfig } from "../../src/services/DriverConfig.ts"
 import type { DriverConfigShape } from "../../src/services/DriverConfig.ts"
 import type { EventRecorder } from "../../src/services/EventRecorder.ts"
@@ -52,7 +53,7 @@ const driverLayer = (config: DriverConfigShape, caPem: string) => {
   const IssuerLive = IssuerConfigLayers.layerStatic(config.issuer)
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, CryptoLayers.layer, IssuerLive]))
   const ManagerLive = VolumeManagerLayers.layer.pipe(
-    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(config.dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(caPem)])
+    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(config.dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(caPem), WorkloadApiLayers.layerNone])
   )
   const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, IssuanceLive, IssuerLive]), Layer.provideMerge(ManagerLive))
   return GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provideMerge(PluginLive), Layer.provide(NodeServices.layer))

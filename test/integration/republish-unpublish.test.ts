@@ -24,6 +24,7 @@ import * as KubeLayers from "../../src/layers/KubeClient.ts"
 import * as MounterLayers from "../../src/layers/Mounter.ts"
 import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
+import * as WorkloadApiLayers from "../../src/layers/WorkloadApi.ts"
 import { DriverConfig } from "../../src/services/DriverConfig.ts"
 import { KubeClient } from "../../src/services/KubeClient.ts"
 import type { CallOptions } from "../../src/services/KubeClient.ts"
@@ -76,7 +77,7 @@ const setup = Effect.gen(function*() {
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, CryptoLayers.layer, IssuerLive, gatedKube(gate)]))
   const signer = Context.get(node, TestSigner.TestSigner)
   const ManagerLive = VolumeManagerLayers.layer.pipe(
-    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(signer.ca.certPem)])
+    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(signer.ca.certPem), WorkloadApiLayers.layerNone])
   )
   const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, IssuanceLive, IssuerLive]), Layer.provideMerge(ManagerLive))
   const scope = yield* Effect.scope

@@ -16,6 +16,7 @@ import * as KubeLayers from "../../src/layers/KubeClient.ts"
 import * as MounterLayers from "../../src/layers/Mounter.ts"
 import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
+import * as WorkloadApiLayers from "../../src/layers/WorkloadApi.ts"
 import type { CaBundle } from "../../src/services/CaBundle.ts"
 import type { DriverConfigShape } from "../../src/services/DriverConfig.ts"
 import type { IssuerConfig } from "../../src/services/IssuerConfig.ts"
@@ -50,8 +51,11 @@ export const testConfig = (overrides: Partial<DriverConfigShape> = {}): DriverCo
   ...overrides
 })
 
-/** What stays when the driver process restarts: API server, tmpfs contents, mount table, signer. */
-export const nodeLayer = Layer.mergeAll(VolumeStoreLayers.layerMemory("data/inmemfs"), MounterLayers.layerMemory, EventRecorderLayers.layerMemory).pipe(
+/**
+ * What stays when the driver process restarts: API server, tmpfs contents, mount table, signer, and
+ * the Workload API twin (it records which volumes a driver serves; a stopping driver closes them).
+ */
+export const nodeLayer = Layer.mergeAll(VolumeStoreLayers.layerMemory("data/inmemfs"), MounterLayers.layerMemory, EventRecorderLayers.layerMemory, WorkloadApiLayers.layerMemory).pipe(
   Layer.provideMerge(TestSigner.layer.pipe(Layer.provideMerge(KubeLayers.layerMemory)))
 )
 

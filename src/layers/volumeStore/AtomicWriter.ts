@@ -134,7 +134,10 @@ export const publish = Effect.fnUntraced(function*(
       yield* fs.symlink(target, at)
     }
     for (const name of entries) {
-      if (!name.startsWith("..") && !wanted.has(name)) yield* removeAll(path.join(dir, name))
+      if (name.startsWith("..") || wanted.has(name)) continue
+      // A unix socket is the volume's Workload API endpoint (its server owns it), not a file of the set.
+      const isSocket = yield* fs.stat(path.join(dir, name)).pipe(Effect.map((info) => info.type === "Socket"), Effect.orElseSucceed(() => false))
+      if (!isSocket) yield* removeAll(path.join(dir, name))
     }
     if (!upToDate && current !== undefined) yield* removeAll(path.join(dir, current))
   }))

@@ -54,11 +54,17 @@ describe("parseDriverArgs defaults", () => {
       extraCertificateRequestAnnotations: {},
       issuer: { name: "my-spiffe-ca", kind: "ClusterIssuer", group: "cert-manager.io" },
       fileNames: { certificate: "tls.crt", key: "tls.key", ca: "ca.crt" },
+      // Not in the original: the SPIFFE Workload API socket in every volume.
+      workloadApi: { socketName: "spiffe.sock", byDefault: true },
       sourceCaBundle: undefined,
       metricsBindAddress: undefined,
       renewal: defaultPolicy,
       issuanceTimeoutMillis: 60_000
     })
+  })
+
+  it("--workload-api=false and --workload-api-socket-name set the Workload API socket", () => {
+    assert.deepStrictEqual(config("--workload-api=false", "--workload-api-socket-name=agent.sock").workloadApi, { socketName: "agent.sock", byDefault: false })
   })
 
   it("--kube-client-pool-refresh takes a duration of at least a second", () => {
@@ -291,6 +297,9 @@ describe("parseDriverArgs errors: one line naming the flag", () => {
     { name: "file name in a sub-directory", argv: [...REQUIRED, "--file-name-key=keys/tls.key"], flag: "--file-name-key" },
     { name: "file name starting with ..", argv: [...REQUIRED, "--file-name-key=..data"], flag: "--file-name-key" },
     { name: "two files with one name", argv: [...REQUIRED, "--file-name-key=tls.crt"], flag: "--file-name-key" },
+    { name: "socket name with a slash", argv: [...REQUIRED, "--workload-api-socket-name=run/spiffe.sock"], flag: "--workload-api-socket-name" },
+    { name: "socket name of a file", argv: [...REQUIRED, "--workload-api-socket-name=tls.key"], flag: "--workload-api-socket-name" },
+    { name: "bad --workload-api bool", argv: [...REQUIRED, "--workload-api=off"], flag: "--workload-api" },
     {
       name: "ConfigMap name without namespace",
       argv: [...REQUIRED, "--runtime-issuance-config-map-name=cm"],

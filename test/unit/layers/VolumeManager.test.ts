@@ -14,6 +14,7 @@ import * as EventRecorderLayers from "../../../src/layers/EventRecorder.ts"
 import * as MounterLayers from "../../../src/layers/Mounter.ts"
 import * as VolumeManagerLayers from "../../../src/layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../../../src/layers/VolumeStore.ts"
+import * as WorkloadApiLayers from "../../../src/layers/WorkloadApi.ts"
 import { DriverConfig } from "../../../src/services/DriverConfig.ts"
 import { Issuance, IssuanceError } from "../../../src/services/Issuance.ts"
 import type { IssuanceFailure } from "../../../src/services/Issuance.ts"
@@ -69,6 +70,7 @@ const stack = VolumeManagerLayers.layer.pipe(
     MounterLayers.layerMemory,
     CaBundleLayers.layerNone,
     EventRecorderLayers.layerMemory,
+    WorkloadApiLayers.layerNone,
     scripted
   ))
 )

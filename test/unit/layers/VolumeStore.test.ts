@@ -5,6 +5,7 @@
  */
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
+import * as net from "node:net"
 import * as nodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted, Ref } from "effect"
@@ -89,6 +90,21 @@ describe.skipIf(!isRoot)("layerFileSystem on disk (needs root)", () => {
     const third = yield* published
     assert.notStrictEqual(third, second)
     assert.deepStrictEqual(yield* payloadDirs(dataDir), [third])
+  }))
+
+  fsTest("a unix socket in data/ (the Workload API's) survives every swap; a stray file does not", Effect.gen(function*() {
+    const store = yield* VolumeStore
+    yield* store.writeFiles("vol-a", pair("1"), undefined)
+    const dataDir = store.dataDir("vol-a")
+    const socket = nodePath.join(dataDir, "spiffe.sock")
+    yield* Effect.acquireRelease(
+      promise(() => new Promise<net.Server>((resolve) => { const server = net.createServer().listen(socket, () => resolve(server)) })),
+      (server) => promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    )
+    yield* promise(() => fsp.writeFile(nodePath.join(dataDir, "stray"), "x"))
+    yield* store.writeFiles("vol-a", pair("2"), undefined)
+    assert.deepStrictEqual((yield* sortedEntries(dataDir)).filter((name) => !name.startsWith("..")), ["spiffe.sock", "tls.crt", "tls.key"])
+    assert.isTrue((yield* promise(() => fsp.lstat(socket))).isSocket())
   }))
 
   it.effect.skipIf(!isRoot)("chowns data/, the payload directory and files to the gid; a gid change republishes", () =>
