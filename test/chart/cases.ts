@@ -12,6 +12,7 @@ import { deepStrictEqual } from "node:assert/strict"
 import { Result } from "effect"
 import { parseApproverArgs } from "../../src/config/ApproverFlags.ts"
 import { parseDriverArgs } from "../../src/config/DriverFlags.ts"
+import { parseSignerArgs } from "../../src/config/SignerFlags.ts"
 import type { Container, K8sObject, RenderOptions, Rendered } from "./render.ts"
 import { at, container, containers, envValue, expandEnv, find, flag, names, podSpec } from "./render.ts"
 
@@ -761,6 +762,14 @@ const signerArgs = (o: { signerName?: string; intermediate?: string; maxLeaf?: s
   "--readiness-probe-bind-address=:6060"
 ]
 
+/** The signer's arguments, decoded by the signer's own flag parser (POD_NAMESPACE filled in). */
+const signerSettings = (c: Container) => {
+  const parsed = parseSignerArgs(expandEnv(c.args ?? [], { POD_NAMESPACE: "cert-manager" }))
+  if (Result.isFailure(parsed)) throw new Error(`the signer refuses the chart's flags: ${parsed.failure}`)
+  if (parsed.success._tag !== "Settings") throw new Error("the signer printed help")
+  return parsed.success.settings
+}
+
 const podCertificateCases: ReadonlyArray<RenderCase> = [
   {
     name: "pod certificates off (default): identical to a chart without the section, approver without --signer-*",
@@ -799,6 +808,13 @@ const podCertificateCases: ReadonlyArray<RenderCase> = [
       const c = signerC(r)
       eq(c.command, ["csi-driver-spiffe-signer"], "signer command")
       eq(c.args, signerArgs(), "signer args")
+      const { config, readinessBindAddress, metricsBindAddress } = signerSettings(c)
+      eq(
+        [config.signerName, config.trustDomain, config.issuer, config.certificateNamespace, config.intermediateMillis, config.maxLeafMillis, config.beginRefreshAfterMillis, config.leaderElectionNamespace],
+        ["spiffe.csi.cert-manager.io/svid", "cluster.local", { name: "spiffe-ca", kind: "ClusterIssuer", group: "cert-manager.io" }, NS, 168 * 3_600_000, 24 * 3_600_000, undefined, NS],
+        "decoded by the signer"
+      )
+      eq([readinessBindAddress, metricsBindAddress], [":6060", ":9402"], "signer endpoints")
       eq(c.image, approverC(r).image, "signer image is the approver's")
       eq(podSpec(d)["serviceAccountName"], SIGNER, "signer ServiceAccount")
       eq(at(d, "spec.replicas"), 1, "replicas")
@@ -839,6 +855,7 @@ const podCertificateCases: ReadonlyArray<RenderCase> = [
       const c = signerC(r)
       eq(c.args, signerArgs({ signerName: "example.com/spiffe", maxLeaf: "1h", refresh: "20m" }).map((a) =>
         a.replace("--log-level=1", "--log-level=4").replace("--logging-format=text", "--logging-format=json")), "signer args")
+      eq([signerSettings(c).config.maxLeafMillis, signerSettings(c).config.beginRefreshAfterMillis, signerSettings(c).logFormat], [3_600_000, 20 * 60_000, "json"], "decoded by the signer")
       eq(at(find(r, "Deployment", SIGNER), "spec.replicas"), 2, "replicas")
       eq(c["resources"], { requests: { memory: "64Mi" } }, "resources")
       eq(rules(r, "ClusterRole", SIGNER), signerClusterRules("example.com/spiffe"), "sign/attest limited to the signer name")
