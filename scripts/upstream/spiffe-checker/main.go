@@ -10,12 +10,31 @@
 //	    the client with tlsconfig.AuthorizeID (default: B's ID), the client presents
 //	    SVID B and authorizes the server (default: A's ID).
 //
+//	spiffe-checker x509source --socket unix:///PATH [--updates N] [--timeout D]
+//	    workloadapi.NewX509Source on the Workload API socket: prints the SVID's ID and
+//	    serial once it has one, then a line on every update, until N updates were seen.
+//	spiffe-checker x509stream --socket unix:///PATH [--updates N] [--timeout D]
+//	    One FetchX509SVID stream with the generated go-spiffe client (header set):
+//	    prints every message's ID and serial; fails if the stream ends before N updates,
+//	    which shows that the updates arrive on one stream, without reconnecting.
+//	spiffe-checker noheader --socket unix:///PATH
+//	    FetchX509SVID with the generated client and no workload.spiffe.io header; succeeds
+//	    only if the server answers InvalidArgument.
+//	spiffe-checker mtls-server --socket unix:///PATH --listen ADDR --authorize-id ID [--timeout D]
+//	    spiffetls.ListenWithMode(MTLSServerWithSourceOptions) with tlsconfig.AuthorizeID:
+//	    answers each authorized client "pong"; prints the peer's ID per connection.
+//	spiffe-checker mtls-client --socket unix:///PATH --connect ADDR --authorize-id ID [--timeout D]
+//	    spiffetls.DialWithMode(MTLSClientWithSourceOptions) with tlsconfig.AuthorizeID:
+//	    sends "ping", expects "pong".
+//
 // A directory holds tls.crt and tls.key, as a csi-driver-spiffe volume does.
 // Exit status: 0 success, 1 check failed (the message says why), 2 usage error.
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,12 +42,21 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 func main() {
@@ -41,6 +69,16 @@ func main() {
 		err = verify(os.Args[2:])
 	case "mtls":
 		err = mtls(os.Args[2:])
+	case "x509source":
+		err = x509source(os.Args[2:])
+	case "x509stream":
+		err = x509stream(os.Args[2:])
+	case "noheader":
+		err = noheader(os.Args[2:])
+	case "mtls-server":
+		err = mtlsServer(os.Args[2:])
+	case "mtls-client":
+		err = mtlsClient(os.Args[2:])
 	case "-h", "--help", "help":
 		usage()
 	default:
@@ -62,6 +100,11 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   spiffe-checker verify (--dir DIR | --cert FILE --key FILE) --bundle CA.pem [--expect-id ID]
   spiffe-checker mtls --server-dir A --client-dir B --bundle CA.pem [--server-authorize-id ID] [--client-authorize-id ID]
+  spiffe-checker x509source --socket unix:///PATH [--updates N] [--timeout D]
+  spiffe-checker x509stream --socket unix:///PATH [--updates N] [--timeout D]
+  spiffe-checker noheader --socket unix:///PATH
+  spiffe-checker mtls-server --socket unix:///PATH --listen ADDR --authorize-id ID [--timeout D]
+  spiffe-checker mtls-client --socket unix:///PATH --connect ADDR --authorize-id ID [--timeout D]
 `)
 	os.Exit(2)
 }
@@ -237,5 +280,245 @@ func mtls(args []string) error {
 			a.ID, serverWants, b.ID, clientWants, clientErr, sErr)
 	}
 	fmt.Printf("OK mtls: server=%s client=%s\n", a.ID, b.ID)
+	return nil
+}
+
+// ------------------------------------------------------------------ Workload API modes
+
+func serialOf(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
+
+func socketFlag(fs *flag.FlagSet) *string {
+	return fs.String("socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API address, unix:///path (default $SPIFFE_ENDPOINT_SOCKET)")
+}
+
+func needSocket(socket string) error {
+	if !strings.HasPrefix(socket, "unix://") {
+		return usageError{"--socket must be unix:///path"}
+	}
+	return nil
+}
+
+func x509source(args []string) error {
+	fs := flag.NewFlagSet("x509source", flag.ContinueOnError)
+	socket := socketFlag(fs)
+	updates := fs.Int("updates", 0, "exit after this many updates after the first SVID (0: after the first SVID)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "overall timeout")
+	parseFlags(fs, args)
+	if err := needSocket(*socket); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	start := time.Now()
+	source, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(*socket)))
+	if err != nil {
+		return fmt.Errorf("NewX509Source(%s): %w", *socket, err)
+	}
+	defer source.Close()
+	svid, err := source.GetX509SVID()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("SVID id=%s serial=%s notAfter=%s firstAfterMs=%d\n", svid.ID, serialOf(svid.Certificates[0]),
+		svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339), time.Since(start).Milliseconds())
+	last := serialOf(svid.Certificates[0])
+	for seen := 0; seen < *updates; {
+		select {
+		case <-source.Updated():
+		case <-ctx.Done():
+			return fmt.Errorf("only %d of %d updates before the timeout", seen, *updates)
+		}
+		svid, err := source.GetX509SVID()
+		if err != nil {
+			return err
+		}
+		serial := serialOf(svid.Certificates[0])
+		kind := "bundle"
+		if serial != last {
+			kind = "svid"
+		}
+		last = serial
+		seen++
+		fmt.Printf("UPDATE %d kind=%s id=%s serial=%s notAfter=%s\n", seen, kind, svid.ID, serial,
+			svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
+	}
+	fmt.Println("OK x509source")
+	return nil
+}
+
+func dialWorkloadAPI(socket string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+func withHeader(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "workload.spiffe.io", "true")
+}
+
+func x509stream(args []string) error {
+	fs := flag.NewFlagSet("x509stream", flag.ContinueOnError)
+	socket := socketFlag(fs)
+	updates := fs.Int("updates", 1, "messages to receive after the first")
+	timeout := fs.Duration("timeout", 5*time.Minute, "overall timeout")
+	parseFlags(fs, args)
+	if err := needSocket(*socket); err != nil {
+		return err
+	}
+	conn, err := dialWorkloadAPI(*socket)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	stream, err := workload.NewSpiffeWorkloadAPIClient(conn).FetchX509SVID(withHeader(ctx), &workload.X509SVIDRequest{})
+	if err != nil {
+		return err
+	}
+	for i := 0; i <= *updates; i++ {
+		resp, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("the stream ended after %d messages: %w", i, err)
+		}
+		if len(resp.Svids) == 0 {
+			return fmt.Errorf("message %d carries no SVID", i)
+		}
+		certs, err := x509.ParseCertificates(resp.Svids[0].X509Svid)
+		if err != nil || len(certs) == 0 {
+			return fmt.Errorf("message %d: x509_svid does not parse: %v", i, err)
+		}
+		fmt.Printf("MESSAGE %d id=%s serial=%s svids=%d bundleBytes=%d\n", i, resp.Svids[0].SpiffeId, serialOf(certs[0]), len(resp.Svids), len(resp.Svids[0].Bundle))
+	}
+	fmt.Println("OK x509stream: every message on one stream")
+	return nil
+}
+
+func noheader(args []string) error {
+	fs := flag.NewFlagSet("noheader", flag.ContinueOnError)
+	socket := socketFlag(fs)
+	parseFlags(fs, args)
+	if err := needSocket(*socket); err != nil {
+		return err
+	}
+	conn, err := dialWorkloadAPI(*socket)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := workload.NewSpiffeWorkloadAPIClient(conn).FetchX509SVID(ctx, &workload.X509SVIDRequest{})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if err == nil {
+		return errors.New("the server sent an SVID to a call without the workload.spiffe.io header")
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		return fmt.Errorf("expected InvalidArgument, got %v", err)
+	}
+	fmt.Printf("OK noheader: %s %q\n", status.Code(err), status.Convert(err).Message())
+	return nil
+}
+
+func sourceOf(socket string) workloadapi.SourceOption {
+	return workloadapi.WithClientOptions(workloadapi.WithAddr(socket))
+}
+
+func mtlsServer(args []string) error {
+	fs := flag.NewFlagSet("mtls-server", flag.ContinueOnError)
+	socket := socketFlag(fs)
+	listen := fs.String("listen", ":8443", "TCP address to listen on")
+	authz := fs.String("authorize-id", "", "SPIFFE ID a client must present (required)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long to serve")
+	parseFlags(fs, args)
+	if err := needSocket(*socket); err != nil {
+		return err
+	}
+	id, err := spiffeid.FromString(*authz)
+	if err != nil {
+		return usageError{fmt.Sprintf("--authorize-id: %v", err)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	ln, err := spiffetls.ListenWithMode(ctx, "tcp", *listen,
+		spiffetls.MTLSServerWithSourceOptions(tlsconfig.AuthorizeID(id), sourceOf(*socket)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	go func() { <-ctx.Done(); ln.Close() }()
+	fmt.Printf("LISTENING %s authorizing %s\n", ln.Addr(), id)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Println("OK mtls-server: timeout reached")
+				return nil
+			}
+			return err
+		}
+		go func(c net.Conn) {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			// The TLS 1.3 handshake (and so the client's authorization) completes here, not in Accept.
+			if hs, ok := c.(interface{ Handshake() error }); ok {
+				if err := hs.Handshake(); err != nil {
+					fmt.Printf("REFUSED %s: %v\n", c.RemoteAddr(), err)
+					return
+				}
+			}
+			peer, err := spiffetls.PeerIDFromConn(c)
+			if err != nil {
+				fmt.Printf("REFUSED %s: %v\n", c.RemoteAddr(), err)
+				return
+			}
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(c, buf); err != nil {
+				fmt.Printf("REFUSED %s: %v\n", c.RemoteAddr(), err)
+				return
+			}
+			_, _ = c.Write([]byte("pong"))
+			fmt.Printf("SERVED %s\n", peer)
+		}(c)
+	}
+}
+
+func mtlsClient(args []string) error {
+	fs := flag.NewFlagSet("mtls-client", flag.ContinueOnError)
+	socket := socketFlag(fs)
+	connect := fs.String("connect", "", "TCP address of the server (required)")
+	authz := fs.String("authorize-id", "", "SPIFFE ID the server must present (required)")
+	timeout := fs.Duration("timeout", 30*time.Second, "overall timeout")
+	parseFlags(fs, args)
+	if err := needSocket(*socket); err != nil {
+		return err
+	}
+	if *connect == "" {
+		return usageError{"--connect is required"}
+	}
+	id, err := spiffeid.FromString(*authz)
+	if err != nil {
+		return usageError{fmt.Sprintf("--authorize-id: %v", err)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	c, err := spiffetls.DialWithMode(ctx, "tcp", *connect,
+		spiffetls.MTLSClientWithSourceOptions(tlsconfig.AuthorizeID(id), sourceOf(*socket)))
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", *connect, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(*timeout))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("the server closed the connection (refused us?): %w", err)
+	}
+	if string(buf) != "pong" {
+		return fmt.Errorf("unexpected reply %q", buf)
+	}
+	fmt.Printf("OK mtls-client: server %s\n", id)
 	return nil
 }
