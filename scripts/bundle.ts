@@ -11,10 +11,10 @@
  * each start (`@kubernetes/client-node`'s index loads every generated API model, `effect` ships
  * its whole module graph); the bundle holds only what the binaries reach, in one file per binary.
  *
- * Two module-relative paths of the sources are rebased for the bundle's layout (and one import of
- * client-node is narrowed, see `KUBE_CONFIG_MODELS`): `src/csi/` finds
- * `../../proto/`, which from `dist/` is `./proto/`; `src/version.ts` reads `../package.json`,
- * which is inlined as the version string.
+ * Module-relative paths of the sources are rebased for the bundle's layout (and one import of
+ * client-node is narrowed, see `KUBE_CONFIG_MODELS`): modules under `src/` find the .proto files
+ * at `../../proto/`, which from `dist/` is `./proto/` (every such URL, checked after the build);
+ * `src/version.ts` reads `../package.json`, which is inlined as the version string.
  */
 import { build } from "rolldown"
 import * as fs from "node:fs"
@@ -38,14 +38,22 @@ const sourcemap = process.argv.includes("--sourcemap")
 const KUBE_CONFIG_MODELS = "import { createConfiguration, ServerConfiguration, } from './gen/index.js';"
 const KUBE_CONFIG_OWN = "import { createConfiguration } from './gen/configuration.js';\nimport { ServerConfiguration } from './gen/servers.js';"
 
+/** A module-relative URL of a file in proto/: `new URL("../../proto/csi.proto", import.meta.url)`. */
+const PROTO_URL = /new URL\("((?:\.\.\/)+)proto\//g
+
 const rebase = {
   name: "csi-driver-spiffe:rebase",
   transform(code: string, id: string) {
     if (id === path.join(repo, "src/version.ts")) return `export const version = ${JSON.stringify(pkg.version)}\n`
-    if (id === path.join(repo, "src/csi/CsiProto.ts")) {
-      const rebased = code.replaceAll(`"../../proto/`, `"./proto/`)
-      if (rebased === code) throw new Error(`${id}: no "../../proto/" URL to rebase; scripts/bundle.ts must follow the source`)
-      return rebased
+    if (id.startsWith(path.join(repo, "src") + path.sep)) {
+      // Every `new URL("<../…>/proto/<file>", import.meta.url)` of a source module that reaches the
+      // repository's proto/ becomes `./proto/<file>`, next to the bundle.
+      const rebased = code.replace(PROTO_URL, (whole: string, up: string) =>
+        path.resolve(path.dirname(id), up) === path.resolve(repo) ? `new URL("./proto/` : whole)
+      if (id === path.join(repo, "src/csi/CsiProto.ts") && rebased === code) {
+        throw new Error(`${id}: no proto URL to rebase; scripts/bundle.ts must follow the source`)
+      }
+      return rebased === code ? undefined : rebased
     }
     if (id.endsWith(path.join("@kubernetes", "client-node", "dist", "config.js"))) {
       const cut = code.replace(KUBE_CONFIG_MODELS, KUBE_CONFIG_OWN)
@@ -69,6 +77,12 @@ for (const name of ["csi", "approver", "signer"]) {
     // The composition root is a dynamic import (src/bin/*.ts): its own chunk, loaded only to run.
     output: { dir: out, entryFileNames: `${name}.mjs`, chunkFileNames: `${name}-[name]-[hash].mjs`, format: "esm", minify, sourcemap }
   })
+}
+// A proto URL left pointing outside dist/ would fail only when that code runs (a volume's Workload
+// API server, say), so the build fails instead.
+for (const f of fs.readdirSync(out).filter((f) => f.endsWith(".mjs"))) {
+  const left = /new URL\("(?:\.\.\/)+proto\/[^"]*"/.exec(fs.readFileSync(path.join(out, f), "utf8"))
+  if (left !== null) throw new Error(`dist/${f}: ${left[0]} points outside dist/; the rebase in scripts/bundle.ts missed it`)
 }
 fs.mkdirSync(path.join(out, "proto"))
 for (const f of fs.readdirSync(path.join(repo, "proto")).filter((f) => f.endsWith(".proto"))) {
