@@ -155,6 +155,8 @@ export const layer: Layer.Layer<Intermediate, never, KubeClient | SignerConfig> 
     const obtain = Effect.gen(function*() {
       const key = yield* createRequest(config.trustDomain)
       const created = yield* kube.create(CertificateRequests, ns, {
+        apiVersion: CR.API_VERSION,
+        kind: "CertificateRequest",
         metadata: { generateName: GENERATE_NAME, namespace: ns, annotations: { [INTERMEDIATE_ANNOTATION]: config.trustDomain } },
         spec: {
           request: Buffer.from(key.csrPem).toString("base64"),
