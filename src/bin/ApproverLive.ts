@@ -9,6 +9,7 @@ import * as ControllerLayers from "../approver/Controller.ts"
 import { Controller } from "../approver/Controller.ts"
 import * as HttpEndpoint from "../services/HttpEndpoint.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
+import type { KubeClient } from "../services/KubeClient.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import * as EvaluatorLayers from "../approver/Evaluator.ts"
 import * as EventRecorderLayers from "../layers/EventRecorder.ts"
@@ -60,13 +61,12 @@ const issuerLoaded = Layer.effectDiscard(
   })
 )
 
-export const ApproverLive = (settings: ApproverSettings) => {
+/**
+ * The approver's layers over a given KubeClient: the real one in `ApproverLive`, the memory twin in
+ * tests of the whole graph (start-up and shutdown order, the Lease released on scope close).
+ */
+export const approverWith = <E>(settings: ApproverSettings, KubeLive: Layer.Layer<KubeClient, E>) => {
   const ConfigLive = ApproverConfigLayers.layer(settings.config)
-  const KubeLive = KubeClientLayers.layer({
-    kubeconfig: settings.kubeconfig,
-    poolRefresh: settings.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(settings.kubeClientPoolRefreshMillis),
-    kubeClientFlags: settings.kubeClient
-  })
   // The component name on the approver's Events, as `kubectl describe` shows it under "From".
   const EventsLive = EventRecorderLayers.layer("csi-driver-spiffe-approver").pipe(Layer.provide(KubeLive))
   const IssuerLive = IssuerConfigLayers.layerFor({
@@ -89,3 +89,13 @@ export const ApproverLive = (settings: ApproverSettings) => {
     : HttpEndpointLayers.layer(settings.metricsBindAddress, metricsRoutes(settings.config.csiDriverName)).pipe(Layer.provide(LeaderLive))
   return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel, settings.logFormat)))
 }
+
+export const ApproverLive = (settings: ApproverSettings) =>
+  approverWith(
+    settings,
+    KubeClientLayers.layer({
+      kubeconfig: settings.kubeconfig,
+      poolRefresh: settings.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(settings.kubeClientPoolRefreshMillis),
+      kubeClientFlags: settings.kubeClient
+    })
+  )

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
-import { Clock, Duration, Effect, Layer, Stream, SubscriptionRef } from "effect"
+import { Clock, Duration, Effect, Layer, Ref, Stream, SubscriptionRef } from "effect"
 import { ApproverConfig } from "../services/ApproverConfig.ts"
 import { type Lease, Leases } from "../domain/KubeObjects.ts"
 import * as Schedules from "../domain/Schedules.ts"
@@ -88,15 +88,21 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
   const leaseSeconds = Math.ceil(leaseMillis / 1000)
   const renewDeadlineMillis = Duration.toMillis(timings.renewDeadline)
   const leading = yield* SubscriptionRef.make(false)
+  /**
+   * Whether our last write made us the holder. Set the moment the write succeeds, before `leading`:
+   * a scope closed between the two (a fast shutdown after start-up) must still release the lease.
+   */
+  const held = yield* Ref.make(false)
   const { namespace, name, identity } = options
 
-  /** The last lease spec we saw and when it changed, on our clock. */
-  let observed: { readonly record: string; readonly at: number } | undefined
-
-  const observe = (spec: Lease["spec"], now: number) => {
-    const record = JSON.stringify(spec ?? {})
-    if (observed?.record !== record) observed = { record, at: now }
-  }
+  /** The last lease spec we saw and when it changed, on our clock; `at` of the returned value. */
+  const observed = yield* Ref.make<{ readonly record: string; readonly at: number } | undefined>(undefined)
+  const observe = (spec: Lease["spec"], now: number): Effect.Effect<number> =>
+    Ref.modify(observed, (last) => {
+      const record = JSON.stringify(spec ?? {})
+      const next = last?.record === record ? last : { record, at: now }
+      return [next.at, next] as const
+    })
 
   /** One attempt (client-go `tryAcquireOrRenew`): true when we hold the lease afterwards. */
   const tryAcquireOrRenew: Effect.Effect<boolean, KubeError> = Effect.gen(function*() {
@@ -115,15 +121,16 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
           leaseTransitions: 0
         }
       })
-      observe(created.spec, now)
+      yield* Ref.set(held, true)
+      yield* observe(created.spec, now)
       return true
     }
     const spec = lease.spec ?? {}
-    observe(spec, now)
+    const unchangedSince = yield* observe(spec, now)
     const holder = spec.holderIdentity ?? ""
     const mine = holder === identity
     const validFor = (spec.leaseDurationSeconds ?? leaseSeconds) * 1000
-    if (!mine && holder !== "" && observed!.at + validFor > now) return false
+    if (!mine && holder !== "" && unchangedSince + validFor > now) return false
     const transitions = spec.leaseTransitions ?? 0
     const updated = yield* kube.replace(Leases, namespace, name, {
       ...lease,
@@ -135,7 +142,8 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
         leaseTransitions: mine ? transitions : transitions + 1
       }
     })
-    observe(updated.spec, now)
+    yield* Ref.set(held, true)
+    yield* observe(updated.spec, now)
     return true
   })
 
@@ -212,14 +220,19 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
     yield* Effect.logInfo("leader election: became leader").pipe(Effect.annotateLogs({ lease: `${namespace}/${name}` }))
     yield* SubscriptionRef.set(leading, true)
     const cause = yield* renew
+    // Stepped down: after renewDeadline without a renewal another replica may hold it by now, so
+    // shutdown must not write to it (client-go releases only a lease it still leads with).
+    yield* Ref.set(held, false)
     yield* SubscriptionRef.set(leading, false)
     yield* Effect.logWarning("leader election: lost the lease", { cause }).pipe(Effect.annotateLogs({ lease: `${namespace}/${name}` }))
   })
 
+  // Registered before the election fiber is forked, so it runs after that fiber is interrupted.
+  // `held`, not `leading`: the lease may be ours although `leading` was not set yet.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
-      const wasLeading = yield* SubscriptionRef.getAndSet(leading, false)
-      if (wasLeading) yield* release
+      yield* SubscriptionRef.set(leading, false)
+      if (yield* Ref.getAndSet(held, false)) yield* release
     })
   )
   yield* Effect.forkScoped(Effect.forever(term))
