@@ -2,7 +2,7 @@
  * IssuerConfig implementations. `layerStatic` serves the `--issuer-*` flags (or none) and is also
  * what tests use to switch issuers.
  */
-import { Deferred, Effect, Layer, Result, Schema, Stream, SubscriptionRef } from "effect"
+import { Deferred, Effect, Layer, Ref, Result, Schema, Stream, SubscriptionRef } from "effect"
 import type { IssuerRef } from "../domain/IssuerRef.ts"
 import * as Issuer from "../domain/IssuerRef.ts"
 import type { ConfigMap } from "../domain/KubeObjects.ts"
@@ -65,7 +65,7 @@ export const layerConfigMap = (
 
       // The resourceVersion of the invalid ConfigMap last reported, so that a relist (every watch
       // reconnect) neither republishes an unchanged issuer nor repeats the error and its Event.
-      let reportedInvalid: string | undefined
+      const reportedInvalid = yield* Ref.make<string | undefined>(undefined)
 
       /** Publishes `next` only when it differs from the current issuer; true when it did. */
       const setIssuer = (next: IssuerRef | undefined) =>
@@ -76,7 +76,7 @@ export const layerConfigMap = (
 
       const apply = Effect.fnUntraced(function*(cm: ConfigMap | undefined) {
         if (cm === undefined) {
-          reportedInvalid = undefined
+          yield* Ref.set(reportedInvalid, undefined)
           if ((yield* setIssuer(fallback)) || !(yield* Deferred.isDone(firstRead))) {
             yield* Effect.logInfo("runtime issuance ConfigMap absent; using the static issuer", { issuer: fallback === undefined ? "none" : Issuer.format(fallback) })
           }
@@ -84,13 +84,12 @@ export const layerConfigMap = (
         }
         const issuer = issuerFromConfigMap(cm)
         if (Result.isSuccess(issuer)) {
-          reportedInvalid = undefined
+          yield* Ref.set(reportedInvalid, undefined)
           if ((yield* setIssuer(issuer.success)) || !(yield* Deferred.isDone(firstRead))) yield* Effect.logInfo("runtime issuer configured", { issuer: Issuer.format(issuer.success) })
           return
         }
         yield* setIssuer(fallback)
-        if (reportedInvalid === cm.metadata.resourceVersion) return
-        reportedInvalid = cm.metadata.resourceVersion
+        if ((yield* Ref.getAndSet(reportedInvalid, cm.metadata.resourceVersion)) === cm.metadata.resourceVersion) return
         yield* Effect.logError("invalid runtime issuance ConfigMap; using the static issuer", { configMap: `${source.namespace}/${source.name}`, error: issuer.failure })
         yield* recordInvalid(cm, issuer.failure)
       })
