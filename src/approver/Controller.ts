@@ -10,7 +10,7 @@
  *
  * Memory: keys only. Watch events are filtered and dropped as they arrive; no object is cached.
  */
-import { Clock, Context, Duration, Effect, Layer, Ref, Schedule } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Pull } from "effect"
 import * as CR from "../domain/CertificateRequest.ts"
 import { CertificateRequests } from "../domain/KubeObjects.ts"
@@ -28,6 +28,8 @@ import * as WorkQueue from "../layers/WorkQueue.ts"
 export interface ControllerShape {
   /** True once this leadership term's first list has been queued; false while standing by. */
   readonly synced: Effect.Effect<boolean>
+  /** Completes once `synced` is true: now, or when a leadership term's first list is queued (a signal, never a poll). */
+  readonly awaitSynced: Effect.Effect<void>
   /** For readiness: standing by, or leading and synced. */
   readonly ready: Effect.Effect<boolean>
   /** Completes once no key is queued, being reconciled or waiting for a retry (tests, shutdown). */
@@ -70,7 +72,7 @@ export const wantsDecision = (cr: CR.CertificateRequest, autoApproveNonSpiffe: b
 /** One leadership term: a fresh queue, its workers, and the list+watch loop feeding it. Never returns. */
 const runTerm = (
   options: ControllerOptions,
-  synced: Ref.Ref<boolean>,
+  synced: SubscriptionRef.SubscriptionRef<boolean>,
   current: Ref.Ref<WorkQueue.WorkQueue | undefined>
 ) =>
   Effect.gen(function*() {
@@ -81,35 +83,54 @@ const runTerm = (
     const queue = yield* WorkQueue.makeNamed(ApproverMetrics.CONTROLLER_NAME)
     yield* Ref.set(current, queue)
 
-    /** Per failing key, the step of its retry schedule. */
-    const failures = new Map<string, (now: number, input: unknown) => Pull.Pull<[unknown, Duration.Duration], never, unknown>>()
+    /** Per failing key, the step of its retry schedule (one key is never reconciled twice at once). */
+    type Step = (now: number, input: unknown) => Pull.Pull<[unknown, Duration.Duration], never, unknown>
+    const failures = yield* Ref.make<ReadonlyMap<string, Step>>(new Map())
+    const forget = (key: string) =>
+      Ref.update(failures, (map) => {
+        if (!map.has(key)) return map
+        const next = new Map(map)
+        next.delete(key)
+        return next
+      })
     const retryDelay = (key: string) =>
       Effect.gen(function*() {
-        let step = failures.get(key)
+        let step = (yield* Ref.get(failures)).get(key)
         if (step === undefined) {
-          step = yield* Schedule.toStep(options.retry)
-          failures.set(key, step)
+          const fresh = yield* Schedule.toStep(options.retry)
+          step = fresh
+          yield* Ref.update(failures, (map) => new Map(map).set(key, fresh))
         }
         const [, delay] = yield* Effect.orDie(step(yield* Clock.currentTimeMillis, undefined))
         return delay
       })
     /** Keys whose status write admission refused; each gets one Warning Event and WARN line. */
-    const refused = new Set<string>()
+    const refused = yield* Ref.make<ReadonlySet<string>>(new Set())
+    const setRefused = (key: string, on: boolean) =>
+      Ref.modify(refused, (set): readonly [boolean, ReadonlySet<string>] => {
+        const was = set.has(key)
+        if (was === on) return [was, set]
+        const next = new Set(set)
+        if (on) next.add(key)
+        else next.delete(key)
+        return [was, next]
+      })
     const handle = (key: string): Effect.Effect<void> =>
       reconcile(parseKey(key)).pipe(
         ApproverMetrics.timeReconcile,
         Effect.provideService(KubeClient, kube),
         Effect.provideService(Evaluator, evaluator),
         Effect.provideService(EventRecorder, events),
-        Effect.tap((result) => {
-          failures.delete(key)
-          refused.delete(key)
-          return result._tag === "Skipped"
-            ? Effect.logDebug("skipped", result.why)
-            : result._tag === "Approved"
-            ? Effect.logInfo("approved")
-            : Effect.logInfo("denied", { reasons: result.reasons })
-        }),
+        Effect.tap((result) =>
+          Effect.andThen(
+            Effect.andThen(forget(key), setRefused(key, false)),
+            result._tag === "Skipped"
+              ? Effect.logDebug("skipped", result.why)
+              : result._tag === "Approved"
+              ? Effect.logInfo("approved")
+              : Effect.logInfo("denied", { reasons: result.reasons })
+          )
+        ),
         Effect.catchTag("KubeError", (e) =>
           Effect.gen(function*() {
             const delay = yield* retryDelay(key)
@@ -118,11 +139,10 @@ const runTerm = (
           })),
         Effect.catchTag("StatusRefusedError", (e) =>
           Effect.gen(function*() {
-            failures.delete(key)
+            yield* forget(key)
             const retryIn = Duration.format(Schedules.statusRefusedRequeue)
-            if (refused.has(key)) yield* Effect.logDebug("status write still refused; will retry", { err: e.detail, retryIn })
+            if (yield* setRefused(key, true)) yield* Effect.logDebug("status write still refused; will retry", { err: e.detail, retryIn })
             else {
-              refused.add(key)
               yield* Effect.logWarning("status write refused by admission; will retry at a long interval", { err: e.detail, retryIn })
               yield* emitRefused(e, retryIn).pipe(Effect.provideService(EventRecorder, events))
             }
@@ -138,13 +158,13 @@ const runTerm = (
         : Effect.void
 
     return yield* ListWatch.run(kube, CertificateRequests, { name: "certificaterequest watch", reconnect: options.reconnect }, {
-      onList: (items) => Effect.andThen(Effect.forEach(items, offer, { discard: true }), Ref.set(synced, true)),
+      onList: (items) => Effect.andThen(Effect.forEach(items, offer, { discard: true }), SubscriptionRef.set(synced, true)),
       onEvent: (event) => (event.type === "DELETED" ? Effect.void : offer(event.object)),
       onWatchEnd: ApproverMetrics.countWatchRestart
     })
   }).pipe(
     Effect.scoped,
-    Effect.ensuring(Effect.andThen(Ref.set(synced, false), Ref.set(current, undefined)))
+    Effect.ensuring(Effect.andThen(SubscriptionRef.set(synced, false), Ref.set(current, undefined)))
   )
 
 /** The controller with `options`; it runs (in the layer's scope) only while this replica leads. */
@@ -155,13 +175,14 @@ export const layerWith = (
     Controller,
     Effect.gen(function*() {
       const leader = yield* LeaderElection
-      const synced = yield* Ref.make(false)
+      const synced = yield* SubscriptionRef.make(false)
       const current = yield* Ref.make<WorkQueue.WorkQueue | undefined>(undefined)
       yield* Effect.forkScoped(leader.whileLeader(runTerm(options, synced, current)))
       return Controller.of({
-        synced: Ref.get(synced),
+        synced: SubscriptionRef.get(synced),
+        awaitSynced: SubscriptionRef.changes(synced).pipe(Stream.filter((done) => done), Stream.take(1), Stream.runDrain),
         ready: Effect.gen(function*() {
-          return !(yield* leader.isLeader) || (yield* Ref.get(synced))
+          return !(yield* leader.isLeader) || (yield* SubscriptionRef.get(synced))
         }),
         drain: Effect.flatMap(Ref.get(current), (queue) => queue?.drain ?? Effect.void)
       })

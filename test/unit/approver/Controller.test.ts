@@ -4,7 +4,7 @@
  * this replica leads.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Ref } from "effect"
+import { Context, Effect, Layer, Ref, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import * as ApproverConfig from "../../../src/services/ApproverConfig.ts"
 import { Controller, layerWith as controllerWith, DEFAULT_OPTIONS } from "../../../src/approver/Controller.ts"
@@ -27,7 +27,7 @@ import {
   NAMESPACE,
   SIGNER_USERNAME
 } from "../../support/csr.ts"
-import { advanceUntil, settle } from "../../support/clock.ts"
+import { settle, whileAdvancing } from "../../support/clock.ts"
 
 const world = (leader: Layer.Layer<LeaderElection> = layerAlwaysLeader, config: Partial<ApproverConfig.ApproverConfigShape> = {}) =>
   Layer.mergeAll(
@@ -66,10 +66,10 @@ const allDecided = Effect.gen(function*() {
   return all.every((cr) => decisionsOf(cr).length > 0)
 })
 
-/** Every request decided, each exactly once; returns the counts. */
+/** Every request decided, each exactly once; returns the counts. Waits on the store's change feed. */
 const awaitDecisions = Effect.gen(function*() {
-  assert.isTrue(yield* advanceUntil(allDecided), "every request decided")
   const memory = yield* KubeClientMemory
+  yield* memory.until(allDecided)
   const all = yield* memory.all(CertificateRequests)
   for (const cr of all) assert.strictEqual(decisionsOf(cr).length, 1, `${cr.metadata.name} decided once`)
   const count = (type: string) => all.filter((cr) => decisionsOf(cr)[0]?.type === type).length
@@ -80,7 +80,7 @@ const awaitDecisions = Effect.gen(function*() {
  * The memory API server whose status writes an admission webhook refuses while `refusing` holds,
  * with the wording the API server uses (counted in `attempts`).
  */
-const refusingStatus = (refusing: Ref.Ref<boolean>, attempts: Ref.Ref<number>) =>
+const refusingStatus = (refusing: Ref.Ref<boolean>, attempts: SubscriptionRef.SubscriptionRef<number>) =>
   Layer.effect(
     KubeClient,
     Effect.gen(function*() {
@@ -89,7 +89,7 @@ const refusingStatus = (refusing: Ref.Ref<boolean>, attempts: Ref.Ref<number>) =
         ...memory.client,
         replaceStatus: (resource, namespace, name, body) =>
           Effect.gen(function*() {
-            yield* Ref.update(attempts, (n) => n + 1)
+            yield* SubscriptionRef.update(attempts, (n) => n + 1)
             if (yield* Ref.get(refusing)) {
               return yield* new KubeError({
                 operation: "replaceStatus",
@@ -127,21 +127,26 @@ describe("Controller", () => {
   it.effect("a status write refused by admission gets one Warning Event and is retried every 15 minutes, not every minute", () =>
     Effect.gen(function*() {
       const refusing = yield* Ref.make(true)
-      const attempts = yield* Ref.make(0)
+      const attempts = yield* SubscriptionRef.make(0)
+      /** Completes once `count` status writes were attempted (a signal from the refusing API server). */
+      const attempted = (count: number) =>
+        SubscriptionRef.changes(attempts).pipe(Stream.filter((n) => n >= count), Stream.take(1), Stream.runDrain)
       const program = Effect.gen(function*() {
         const memory = yield* KubeClientMemory
         yield* createMany("refused", 1)
         yield* start
-        assert.isTrue(yield* advanceUntil(Effect.map(Ref.get(attempts), (n) => n === 1)), "first attempt")
+        yield* attempted(1)
+        assert.strictEqual(yield* SubscriptionRef.get(attempts), 1, "first attempt")
         // Fourteen minutes: the reconcile retry schedule (capped at one minute) would have tried 14 more times.
         for (let i = 0; i < 14; i++) {
           yield* settle()
           yield* TestClock.adjust("1 minute")
         }
         yield* settle()
-        assert.strictEqual(yield* Ref.get(attempts), 1)
+        assert.strictEqual(yield* SubscriptionRef.get(attempts), 1)
         yield* TestClock.adjust("1 minute")
-        assert.isTrue(yield* advanceUntil(Effect.map(Ref.get(attempts), (n) => n === 2)), "retried after 15 minutes")
+        yield* attempted(2)
+        assert.strictEqual(yield* SubscriptionRef.get(attempts), 2, "retried after 15 minutes")
         const events = yield* memory.all(Events)
         assert.strictEqual(events.length, 1, "one Warning Event, not one per attempt")
         assert.strictEqual(events[0]!.reason, "ApprovalRefused")
@@ -159,7 +164,8 @@ describe("Controller", () => {
   it.effect("decides a burst of requests, each exactly once, with an Event per denial", () =>
     Effect.gen(function*() {
       const controller = yield* start
-      assert.isTrue(yield* advanceUntil(controller.synced))
+      yield* controller.awaitSynced
+      assert.isTrue(yield* controller.synced)
       yield* createMany("ok", 40)
       yield* createMany("long", 20, { duration: "3h" })
       assert.deepStrictEqual(yield* awaitDecisions, { approved: 40, denied: 20 })
@@ -192,7 +198,8 @@ describe("Controller", () => {
     Effect.gen(function*() {
       const memory = yield* KubeClientMemory
       const controller = yield* start
-      assert.isTrue(yield* advanceUntil(controller.synced))
+      yield* controller.awaitSynced
+      assert.isTrue(yield* controller.synced)
       yield* createMany("a", 30)
       yield* memory.dropWatches
       yield* createMany("b", 30)
@@ -206,7 +213,7 @@ describe("Controller", () => {
     Effect.gen(function*() {
       const memory = yield* KubeClientMemory
       const controller = yield* start
-      assert.isTrue(yield* advanceUntil(controller.synced))
+      yield* controller.awaitSynced
       // The next watch fails, so the controller pauses 800 ms; while it does, requests arrive and
       // the history they were written in is compacted away: only a relist can find them.
       yield* memory.failNext("watch", "Unavailable", 1)
@@ -214,6 +221,8 @@ describe("Controller", () => {
       yield* settle()
       yield* createMany("late", 10)
       yield* memory.expireHistory
+      // The reconnect pause is over: the relist runs and finds them.
+      yield* TestClock.adjust("800 millis")
       assert.deepStrictEqual(yield* awaitDecisions, { approved: 10, denied: 0 })
     }).pipe(Effect.provide(world())))
 
@@ -227,21 +236,22 @@ describe("Controller", () => {
       const controller = yield* start
       yield* settle()
       assert.isFalse(yield* controller.synced)
-      assert.deepStrictEqual(yield* awaitDecisions, { approved: 3, denied: 0 })
+      assert.deepStrictEqual(yield* whileAdvancing(awaitDecisions), { approved: 3, denied: 0 })
       yield* memory.failNext("watch", "Unavailable", 5)
       yield* memory.dropWatches
       yield* createMany("later", 2)
-      assert.deepStrictEqual(yield* awaitDecisions, { approved: 5, denied: 0 })
+      assert.deepStrictEqual(yield* whileAdvancing(awaitDecisions), { approved: 5, denied: 0 })
     }).pipe(Effect.provide(world())))
 
   it.effect("requests without the identity annotation are ignored when auto-approve is off", () =>
     Effect.gen(function*() {
       const memory = yield* KubeClientMemory
       const controller = yield* start
-      assert.isTrue(yield* advanceUntil(controller.synced))
+      yield* controller.awaitSynced
+      assert.isTrue(yield* controller.synced)
       yield* createMany("plain", 3, { annotation: null })
       yield* createMany("spiffe", 1)
-      assert.isTrue(yield* advanceUntil(Effect.map(memory.client.get(CertificateRequests, NAMESPACE, "spiffe-0"), (cr) => cr !== undefined && decisionsOf(cr).length === 1)))
+      yield* memory.until(Effect.map(memory.client.get(CertificateRequests, NAMESPACE, "spiffe-0"), (cr) => cr !== undefined && decisionsOf(cr).length === 1))
       yield* settle()
       yield* controller.drain
       for (const cr of yield* memory.all(CertificateRequests)) {
@@ -252,7 +262,8 @@ describe("Controller", () => {
   it.effect("with auto-approve, unannotated requests for other issuers are approved", () =>
     Effect.gen(function*() {
       const controller = yield* start
-      assert.isTrue(yield* advanceUntil(controller.synced))
+      yield* controller.awaitSynced
+      assert.isTrue(yield* controller.synced)
       const memory = yield* KubeClientMemory
       const web = yield* Effect.promise(() => csrRequest("https://example.com/web"))
       yield* memory.client.create(
