@@ -9,7 +9,7 @@
  * nameConstraints permitting only URIs in the trust domain, all critical), the CertificateRequest
  * (annotation `spiffe.csi.cert-manager.io/intermediate`, isCA, exact duration, the three CA usages),
  * waiting for its outcome on a watch, checking the returned certificate (our key, a CA, still valid),
- * and deleting the previous request once its successor is in force.
+ * and deleting every older intermediate request of the trust domain once a new CA is in force.
  * Does not own: approval (the approver), signing leaves, the trust bundle.
  *
  * cert-manager v1.21.2's CA issuer (pkg/util/pki/certificatetemplate.go) copies nameConstraints
@@ -181,6 +181,21 @@ export const layer: Layer.Layer<Intermediate, never, KubeClient | SignerConfig> 
       return yield* readIssued(phase, key, name, yield* Clock.currentTimeMillis)
     })
 
+    /**
+     * Every other intermediate request of this trust domain goes once a new CA is in force: the
+     * predecessor, and those a previous process left (a restart requests a new CA, its key being gone).
+     */
+    const deleteOthers = (keep: string) =>
+      kube.list(CertificateRequests, { namespace: ns }).pipe(
+        Effect.flatMap(({ items }) =>
+          Effect.forEach(
+            items.filter((cr) => cr.metadata.name !== keep && cr.metadata.annotations?.[INTERMEDIATE_ANNOTATION] === config.trustDomain),
+            (cr) => kube.delete(CertificateRequests, ns, cr.metadata.name),
+            { discard: true }
+          )),
+        Effect.catch((e) => Effect.logWarning("old intermediate CertificateRequests not deleted", { err: e.message }))
+      )
+
     const obtainWithRetry = obtain.pipe(
       Effect.tapError((e) => Effect.logWarning("intermediate CA not obtained; retrying", { err: e.message })),
       Effect.retry(Schedules.intermediateRetry)
@@ -189,9 +204,8 @@ export const layer: Layer.Layer<Intermediate, never, KubeClient | SignerConfig> 
     const run: Effect.Effect<never> = Effect.gen(function*() {
       while (true) {
         const ca = yield* Effect.orDie(obtainWithRetry)
-        const previous = yield* SubscriptionRef.get(ref)
         yield* SubscriptionRef.set(ref, ca)
-        if (previous !== undefined) yield* Effect.ignore(kube.delete(CertificateRequests, ns, previous.requestName))
+        yield* deleteOthers(ca.requestName)
         const renewAt = intermediateRenewAt(ca.notBefore, ca.notAfter, config.maxLeafMillis)
         yield* Effect.logInfo("intermediate CA in force", {
           certificateRequest: `${ns}/${ca.requestName}`,

@@ -17,7 +17,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { toInfo } from "../harness/globalSetup.ts"
 import type { KubeClient } from "../harness/kube.ts"
-import { type ControlPlane, startControlPlane } from "../harness/plane.ts"
+import { type ControlPlane, freePort, startControlPlane } from "../harness/plane.ts"
 import { type ManagedProcess, startProcess, waitFor } from "../harness/process.ts"
 import { findHelm, makeRenderer } from "../chart/render.ts"
 import { type Stack, startStack } from "./stack.ts"
@@ -38,6 +38,8 @@ let admin: KubeClient
 let asNode: KubeClient
 let signer: ManagedProcess | undefined
 let nodeUid = ""
+let metricsPort = 0
+let readyPort = 0
 const repo = path.resolve(import.meta.dirname, "../..")
 
 interface Pcr {
@@ -67,8 +69,8 @@ const startSigner = (dir: string): ManagedProcess =>
       `--leader-election-namespace=${plane.clusterResourceNamespace}`,
       "--intermediate-duration=168h",
       "--max-leaf-duration=24h",
-      "--readiness-probe-bind-address=0",
-      "--metrics-bind-address=0",
+      `--readiness-probe-bind-address=127.0.0.1:${readyPort}`,
+      `--metrics-bind-address=127.0.0.1:${metricsPort}`,
       "--log-level=4"
     ],
     logFile: path.join(dir, `signer-${Date.now()}.log`),
@@ -218,6 +220,8 @@ beforeAll(async () => {
     // No CertificateRequest permission: the pod's identity comes from the node's request alone.
     workloads.push(await createPod(`pc-pod-${i}`, i === 0 ? "web" : `app-${i}`, i === 1 ? "ED25519" : "ECDSAP256"))
   }
+  metricsPort = await freePort()
+  readyPort = await freePort()
   signer = startSigner(stack.dir)
 }, 240_000)
 
@@ -283,6 +287,13 @@ describe("Pod Certificate signer on the real plane", () => {
     const rss = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${signer!.pid}/status`, "utf8"))?.[1]
     console.log(`[pod-certificates] 100 PodCertificateRequests create → Issued (client side, 50 ms polling): p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${latencies.at(-1)} ms; signer RSS after the burst ${rss} kB (sources, not the bundle)`)
     expect(latencies.length).toBe(100)
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    const issuedTotal = /csi_spiffe_signer_requests_total\{[^}]*result="issued"[^}]*\} (\d+)/.exec(metrics)?.[1]
+    expect(Number(issuedTotal)).toBe(101)
+    expect(metrics).toMatch(/csi_spiffe_signer_requests_total\{[^}]*reason="UnsupportedKeyType"[^}]*result="denied"[^}]*\} 1|csi_spiffe_signer_requests_total\{[^}]*result="denied"[^}]*reason="UnsupportedKeyType"[^}]*\} 1/)
+    expect(metrics).toContain("csi_spiffe_signer_issue_latency_seconds_bucket")
+    expect(metrics).toContain('leader_election_master_status{name="csi-driver-spiffe-signer"} 1')
+    expect((await fetch(`http://127.0.0.1:${readyPort}/readyz`)).status).toBe(200)
   }, 180_000)
 
   it("after a restart: a new intermediate, the bundle keeps its root, old leaves still verify, new ones issue", async () => {
@@ -295,6 +306,11 @@ describe("Pod Certificate signer on the real plane", () => {
     const p = await answered("after-restart")
     expect(terminal(p)?.type).toBe("Issued")
     expect(await bundle()).toBe(rootsBefore)
+    // The previous process's request (its key is gone) is deleted once the new CA is in force.
+    await waitFor("only the new intermediate request left", async () => {
+      const names = (await intermediateRequests()).map((c) => c.metadata.name)
+      return names.length === 1 && !before.includes(names[0]!) ? true : undefined
+    }, { timeoutMs: 30_000, intervalMs: 200, proc: signer! })
     expect(verify(stack.dir, fs.readFileSync(path.join(stack.dir, "first-leaf-chain.pem"), "utf8"), await bundle())).toContain("OK")
     expect(verify(stack.dir, p.status!.certificateChain!, await bundle())).toContain("OK")
     expect(blocks(p.status!.certificateChain!)[1]).not.toBe(blocks(fs.readFileSync(path.join(stack.dir, "first-leaf-chain.pem"), "utf8"))[1])

@@ -76,8 +76,15 @@ describe("Intermediate", () => {
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
       const intermediate = yield* Intermediate
+      // A request a previous process left behind (its key died with it), and another trust domain's;
+      // both already answered, so the test issuer leaves them alone.
+      const stale = { spec: { request: "", issuerRef: { name: "x" } }, status: { conditions: [{ type: "Ready", status: "True" }] } }
+      yield* kube.upsert(CertificateRequests, { ...stale, metadata: { name: "left-over", namespace: "signer-ns", annotations: { [IntermediateLayers.INTERMEDIATE_ANNOTATION]: "example.org" } } })
+      yield* kube.upsert(CertificateRequests, { ...stale, metadata: { name: "other-td", namespace: "signer-ns", annotations: { [IntermediateLayers.INTERMEDIATE_ANNOTATION]: "other.org" } } })
       yield* Effect.forkScoped(intermediate.run)
       const first = yield* awaitCurrent
+      yield* kube.until(Effect.map(kube.client.get(CertificateRequests, "signer-ns", "left-over"), (cr) => cr === undefined).pipe(Effect.orDie))
+      assert.isDefined(yield* kube.client.get(CertificateRequests, "signer-ns", "other-td"))
       assert.strictEqual(first.notAfter - first.notBefore, 6 * HOUR)
       assert.strictEqual(first.rootsPem.length, 1)
       assert.strictEqual(String(first.signingKey), "<redacted:IntermediateKey>")
