@@ -4,7 +4,6 @@
  * for kube-apiserver and cert-manager. The driver is stopped and started again over the same node
  * state (tmpfs, mounts, API objects), as a DaemonSet pod restart does.
  */
-import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Scope } from "effect"
 import { TestClock } from "effect/testing"
@@ -12,44 +11,24 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { x509 } from "../../src/x509.ts"
-import { GrpcServer } from "../../src/csi/GrpcServer.ts"
-import * as CaBundleLayers from "../../src/layers/CaBundle.ts"
-import * as CryptoLayers from "../../src/layers/Crypto.ts"
 import * as EventRecorderLayers from "../../src/layers/EventRecorder.ts"
-import * as CsiPluginLayers from "../../src/layers/CsiPlugin.ts"
-import * as IssuanceLayers from "../../src/layers/Issuance.ts"
-import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
 import * as KubeLayers from "../../src/layers/KubeClient.ts"
 import * as MounterLayers from "../../src/layers/Mounter.ts"
-import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
-import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
-import * as WorkloadApiLayers from "../../src/layers/WorkloadApi.ts"
-import { DriverConfig } from "../../src/services/DriverConfig.ts"
 import type { DriverConfigShape } from "../../src/services/DriverConfig.ts"
 import { Mounter } from "../../src/services/Mounter.ts"
 import { eventually, testConfig } from "../support/DriverStack.ts"
 import { makeCsiClient } from "../support/grpcClient.ts"
+import { realDriverLayer } from "../support/RealDriver.ts"
 import { publishRequest, unpublishRequest } from "../support/publish.ts"
 import * as TestSigner from "../support/TestSigner.ts"
 
 const isRoot = process.getuid?.() === 0
 const HOUR = 3_600_000
 
-const driver = (config: DriverConfigShape, caPem: string) => {
-  const ConfigLive = DriverConfig.layer(config)
-  const IssuerLive = IssuerConfigLayers.layerStatic(config.issuer)
-  const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, CryptoLayers.layer, IssuerLive]))
-  const ManagerLive = VolumeManagerLayers.layer.pipe(
-    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(config.dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(caPem), WorkloadApiLayers.layerNone])
-  )
-  const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
-  return GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]))
-}
-
 const start = <N>(node: Context.Context<N>, config: DriverConfigShape, caPem: string) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    yield* Layer.buildWithScope(driver(config, caPem).pipe(Layer.provide(Layer.succeedContext(node))), scope)
+    yield* Layer.buildWithScope(realDriverLayer(config, caPem).pipe(Layer.provide(Layer.succeedContext(node))), scope)
     return Scope.close(scope, undefined as never)
   })
 

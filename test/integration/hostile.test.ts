@@ -6,32 +6,21 @@
  * request could have changed, and no volume in the driver's state (the source of every per-volume
  * metric series).
  */
-import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Fiber, Layer, Scope, Stream } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { promisify } from "node:util"
-import { GrpcServer } from "../../src/csi/GrpcServer.ts"
 import { CertificateRequests } from "../../src/domain/KubeObjects.ts"
-import * as CaBundleLayers from "../../src/layers/CaBundle.ts"
-import * as CryptoLayers from "../../src/layers/Crypto.ts"
-import * as CsiPluginLayers from "../../src/layers/CsiPlugin.ts"
 import * as EventRecorderLayers from "../../src/layers/EventRecorder.ts"
-import * as IssuanceLayers from "../../src/layers/Issuance.ts"
-import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
 import * as KubeLayers from "../../src/layers/KubeClient.ts"
-import * as MounterLayers from "../../src/layers/Mounter.ts"
-import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
-import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
-import * as WorkloadApiLayers from "../../src/layers/WorkloadApi.ts"
-import { DriverConfig } from "../../src/services/DriverConfig.ts"
 import type { DriverConfigShape } from "../../src/services/DriverConfig.ts"
 import type { EventRecorder } from "../../src/services/EventRecorder.ts"
 import type { KubeClient } from "../../src/services/KubeClient.ts"
 import { VolumeManager } from "../../src/services/VolumeManager.ts"
 import { testConfig } from "../support/DriverStack.ts"
+import { realDriverLayer } from "../support/RealDriver.ts"
 import { mountsUnder, scratchDir } from "../support/scratch.ts"
 import { GrpcCallError, makeCsiClient } from "../support/grpcClient.ts"
 import { fakeToken, publishRequest } from "../support/publish.ts"
@@ -46,18 +35,6 @@ const INVALID_ARGUMENT = 3
 const FAILED_PRECONDITION = 9
 
 const POD_UID = "0b8c8a1e-3c1f-4a52-9d39-5f1d2e6b7a10"
-
-/** The driver (gRPC server over the real edges) with its VolumeManager visible for state checks. */
-const driverLayer = (config: DriverConfigShape, caPem: string) => {
-  const ConfigLive = DriverConfig.layer(config)
-  const IssuerLive = IssuerConfigLayers.layerStatic(config.issuer)
-  const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, CryptoLayers.layer, IssuerLive]))
-  const ManagerLive = VolumeManagerLayers.layer.pipe(
-    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(config.dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(caPem), WorkloadApiLayers.layerNone])
-  )
-  const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, IssuanceLive, IssuerLive]), Layer.provideMerge(ManagerLive))
-  return GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provideMerge(PluginLive), Layer.provide(NodeServices.layer))
-}
 
 interface Node {
   readonly tmp: string
@@ -95,7 +72,7 @@ const makeNode = Effect.gen(function*() {
 const startDriver = (node: Node) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const ctx = yield* Layer.buildWithScope(driverLayer(node.config, node.signer.ca.certPem).pipe(Layer.provide(Layer.succeedContext(node.ctx))), scope)
+    const ctx = yield* Layer.buildWithScope(realDriverLayer(node.config, node.signer.ca.certPem).pipe(Layer.provide(Layer.succeedContext(node.ctx))), scope)
     const client = yield* makeCsiClient(node.config.endpoint)
     return { manager: Context.get(ctx, VolumeManager), client, stop: Scope.close(scope, undefined as never) }
   })

@@ -4,45 +4,27 @@
  * needs CAP_SYS_ADMIN); every mount under the scratch directory is undone by a finalizer, also when
  * a test fails.
  */
-import { execFile } from "node:child_process"
 import * as fsp from "node:fs/promises"
-import * as os from "node:os"
 import * as nodePath from "node:path"
-import { promisify } from "node:util"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Ref } from "effect"
 import { VolumeMetadata } from "../../src/domain/VolumeMetadata.ts"
-import { layerLinux, parseMountInfo, TMPFS_SIZE } from "../../src/layers/Mounter.ts"
+import { layerLinux, TMPFS_SIZE } from "../../src/layers/Mounter.ts"
 import { layerFileSystem } from "../../src/layers/VolumeStore.ts"
 import { Mounter } from "../../src/services/Mounter.ts"
 import { VolumeStore } from "../../src/services/VolumeStore.ts"
+import { mountsUnder, scratchDir } from "../support/scratch.ts"
 
 const isRoot = process.getuid?.() === 0
 /** A group other than root's, so the chown is observable through the bind mount. */
 const GID = 4242
 const VOLUME_ID = "csi-0123456789abcdef"
 
-const execFileAsync = promisify(execFile)
-
-const mountsUnder = async (dir: string) =>
-  parseMountInfo(await fsp.readFile("/proc/self/mountinfo", "utf8")).filter((entry) =>
-    entry.mountPoint === dir || entry.mountPoint.startsWith(`${dir}/`)
-  )
-
 /**
  * A scratch directory whose finalizer lazily unmounts everything below it (newest first) and then
  * deletes it. Lazy unmount is for this clean-up only: it detaches even a mount a failed test left busy.
  */
-const scratchWithMounts = Effect.acquireRelease(
-  Effect.promise(async () => fsp.realpath(await fsp.mkdtemp(nodePath.join(os.tmpdir(), "mounts-")))),
-  (dir) =>
-    Effect.promise(async () => {
-      for (const entry of (await mountsUnder(dir)).reverse()) {
-        await execFileAsync("umount", ["-l", entry.mountPoint]).catch(() => undefined)
-      }
-      await fsp.rm(dir, { recursive: true, force: true })
-    })
-)
+const scratchWithMounts = scratchDir("mounts-")
 
 const mountInfoAt = (path: string) =>
   Effect.promise(async () => (await mountsUnder(path)).findLast((entry) => entry.mountPoint === path))

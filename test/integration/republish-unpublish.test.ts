@@ -5,33 +5,22 @@
  * cert-manager would run into that deadline. The API server is the memory one behind a gate that
  * can hold every `create` (a stalled API server), and the test signer can hold signing.
  */
-import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Fiber, Layer, Ref, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { GrpcServer } from "../../src/csi/GrpcServer.ts"
 import { CertificateRequests } from "../../src/domain/KubeObjects.ts"
 import type { Resource } from "../../src/domain/KubeObjects.ts"
-import * as CaBundleLayers from "../../src/layers/CaBundle.ts"
-import * as CryptoLayers from "../../src/layers/Crypto.ts"
-import * as CsiPluginLayers from "../../src/layers/CsiPlugin.ts"
 import * as EventRecorderLayers from "../../src/layers/EventRecorder.ts"
-import * as IssuanceLayers from "../../src/layers/Issuance.ts"
-import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
 import * as KubeLayers from "../../src/layers/KubeClient.ts"
-import * as MounterLayers from "../../src/layers/Mounter.ts"
-import * as VolumeManagerLayers from "../../src/layers/VolumeManager.ts"
-import * as VolumeStoreLayers from "../../src/layers/VolumeStore.ts"
-import * as WorkloadApiLayers from "../../src/layers/WorkloadApi.ts"
-import { DriverConfig } from "../../src/services/DriverConfig.ts"
 import { KubeClient } from "../../src/services/KubeClient.ts"
 import type { CallOptions } from "../../src/services/KubeClient.ts"
 import { VolumeManager } from "../../src/services/VolumeManager.ts"
 import { testConfig } from "../support/DriverStack.ts"
 import { mountsUnder, scratchDir } from "../support/scratch.ts"
 import { type GrpcCallError, makeCsiClient } from "../support/grpcClient.ts"
+import { realDriverLayer } from "../support/RealDriver.ts"
 import { publishRequest } from "../support/publish.ts"
 import * as TestSigner from "../support/TestSigner.ts"
 
@@ -72,17 +61,10 @@ const setup = Effect.gen(function*() {
   const config = testConfig({ endpoint: `unix://${path.join(tmp, "csi.sock")}`, dataRoot, kubeletRootDir: root })
   const gate: Gate = { closed: yield* Ref.make<Gate["closed"] extends Ref.Ref<infer X> ? X : never>(undefined) }
   const node = yield* Layer.build(Layer.merge(TestSigner.layer, EventRecorderLayers.layerMemory).pipe(Layer.provideMerge(KubeLayers.layerMemory)))
-  const ConfigLive = DriverConfig.layer(config)
-  const IssuerLive = IssuerConfigLayers.layerStatic(config.issuer)
-  const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, CryptoLayers.layer, IssuerLive, gatedKube(gate)]))
   const signer = Context.get(node, TestSigner.TestSigner)
-  const ManagerLive = VolumeManagerLayers.layer.pipe(
-    Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(signer.ca.certPem), WorkloadApiLayers.layerNone])
-  )
-  const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, IssuanceLive, IssuerLive]), Layer.provideMerge(ManagerLive))
   const scope = yield* Effect.scope
   const ctx = yield* Layer.buildWithScope(
-    GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provideMerge(PluginLive), Layer.provide(NodeServices.layer), Layer.provide(Layer.succeedContext(node))),
+    realDriverLayer(config, signer.ca.certPem, { issuanceKube: gatedKube(gate) }).pipe(Layer.provide(Layer.succeedContext(node))),
     scope
   )
   const client = yield* makeCsiClient(config.endpoint)
