@@ -16,9 +16,10 @@ import * as KubeLayers from "../../src/layers/KubeClient.ts"
 import * as MounterLayers from "../../src/layers/Mounter.ts"
 import type { DriverConfigShape } from "../../src/services/DriverConfig.ts"
 import { Mounter } from "../../src/services/Mounter.ts"
-import { eventually, testConfig } from "../support/DriverStack.ts"
+import { testConfig } from "../support/DriverStack.ts"
 import { makeCsiClient } from "../support/grpcClient.ts"
 import { realDriverLayer } from "../support/RealDriver.ts"
+import { untilChanged } from "../support/scratch.ts"
 import { publishRequest, unpublishRequest } from "../support/publish.ts"
 import * as TestSigner from "../support/TestSigner.ts"
 
@@ -99,10 +100,8 @@ describe.skipIf(!isRoot)("driver over real gRPC, tmpfs and bind mounts (needs ro
       const { token: _t2, ...republish } = publishRequest({ serial: 3, targetPath: target })
       yield* client2.call("Node", "NodePublishVolume", republish)
       yield* TestClock.adjust(10_000)
-      yield* eventually(
-        Effect.promise(() => fs.readFile(path.join(target, "tls.crt"), "utf8").then((c) => c !== crt)),
-        "renewed certificate visible in the pod"
-      )
+      // The renewed certificate becomes visible in the pod with the `..data` swap in the target.
+      yield* untilChanged(target, Effect.promise(() => fs.readFile(path.join(target, "tls.crt"), "utf8").then((c) => c !== crt)))
       const renewed = new x509.X509Certificate(yield* read(path.join(target, "tls.crt")))
       assert.notStrictEqual(renewed.serialNumber, leaf.serialNumber)
 
