@@ -1,13 +1,14 @@
 /**
  * Composition root of the PodCertificateRequest signer: KubeClient, the Lease-based leader election
- * (Lease `csi-driver-spiffe-signer`), the intermediate CA over cert-manager, the controller, and the
- * readiness and metrics endpoints.
+ * (Lease `csi-driver-spiffe-signer`), the intermediate CA over cert-manager, Events (component
+ * `csi-driver-spiffe-signer`), the controller, and the readiness and metrics endpoints.
  */
 import { Duration, Effect, Layer } from "effect"
 import type { SignerSettings } from "../config/SignerFlags.ts"
 import * as HttpEndpoint from "../services/HttpEndpoint.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
 import * as SignerConfigLayers from "../services/SignerConfig.ts"
+import * as EventRecorderLayers from "../layers/EventRecorder.ts"
 import * as HttpEndpointLayers from "../layers/HttpEndpoint.ts"
 import * as IntermediateLayers from "../layers/Intermediate.ts"
 import * as KubeClientLayers from "../layers/KubeClient.ts"
@@ -56,7 +57,9 @@ export const SignerLive = (settings: SignerSettings) => {
       Layer.provide(KubeLive)
     )
   const IntermediateLive = IntermediateLayers.layer.pipe(Layer.provide([KubeLive, ConfigLive]))
-  const ControllerLive = Controller.layer.pipe(Layer.provide([KubeLive, ConfigLive, IntermediateLive, LeaderLive]))
+  // The component name on the signer's Events, as `kubectl describe pod` shows it under "From".
+  const EventsLive = EventRecorderLayers.layer("csi-driver-spiffe-signer").pipe(Layer.provide(KubeLive))
+  const ControllerLive = Controller.layer.pipe(Layer.provide([KubeLive, EventsLive, ConfigLive, IntermediateLive, LeaderLive]))
   const ReadinessLive = settings.readinessBindAddress === undefined
     ? Layer.empty
     : HttpEndpointLayers.layer(settings.readinessBindAddress, readiness).pipe(Layer.provide(ControllerLive))

@@ -19,6 +19,8 @@ import * as PC from "../domain/PodCertificate.ts"
 import * as Schedules from "../domain/Schedules.ts"
 import * as ListWatch from "../layers/ListWatch.ts"
 import * as WorkQueue from "../layers/WorkQueue.ts"
+import { EventRecorder } from "../services/EventRecorder.ts"
+import type { EventRecorderShape } from "../services/EventRecorder.ts"
 import { Intermediate } from "../services/Intermediate.ts"
 import type { IntermediateCA } from "../services/Intermediate.ts"
 import { KubeClient } from "../services/KubeClient.ts"
@@ -75,6 +77,7 @@ type Reconciled = { readonly outcome: SignerMetrics.Outcome; readonly waitMillis
 /** One request: a fresh read, the rules, the status write (retried on conflict against a fresh read). */
 export const reconcile = (
   kube: KubeClientShape,
+  events: EventRecorderShape,
   config: SignerConfigShape,
   intermediate: Effect.Effect<IntermediateCA | undefined>,
   key: string
@@ -86,11 +89,20 @@ export const reconcile = (
     const now = yield* Clock.currentTimeMillis
     const write = (status: unknown) => kube.replaceStatus(PodCertificateRequests, namespace, name, { ...pcr, status })
     const latency = ageMillis(pcr, now) / 1000
+    // `kubectl describe pod` shows why the pod's certificate was refused (the kubelet's mount error says it too).
+    const warn = (reason: string, message: string) =>
+      events.record({
+        involvedObject: { apiVersion: "v1", kind: "Pod", name: pcr.spec.podName, namespace, uid: pcr.spec.podUID },
+        type: "Warning",
+        reason,
+        message: `PodCertificateRequest ${name}: ${message}`
+      })
     const ca = yield* intermediate
     const stub = readStubCsr(pcr.spec.stubPKCS10Request)
     const decision = PC.decide(config, pcr, Result.isSuccess(stub) ? stub.success.facts : stub.failure, now, ca?.notAfter ?? 0)
     if (decision._tag === "Deny") {
       yield* write(PC.refusedStatus(PC.DENIED, decision.reason, decision.reasons.join("; "), rfc3339(now)))
+      yield* warn(decision.reason, decision.reasons.join("; "))
       yield* SignerMetrics.answered("denied", decision.reason, latency)
       yield* Effect.logInfo("denied", { reasons: decision.reasons })
       return { outcome: "denied" } satisfies Reconciled
@@ -101,6 +113,7 @@ export const reconcile = (
       const why = ca === undefined ? "no intermediate CA is in force" : decision._tag === "Wait" ? decision.why : "unreadable stub CSR"
       const message = `${config.signerName} could not sign within ${Duration.format(FAIL_AFTER)}: ${why}; the kubelet retries with a new request`
       yield* write(PC.refusedStatus(PC.FAILED, PC.INTERMEDIATE_UNAVAILABLE, message, rfc3339(now)))
+      yield* warn(PC.INTERMEDIATE_UNAVAILABLE, message)
       yield* SignerMetrics.answered("failed", PC.INTERMEDIATE_UNAVAILABLE, latency)
       yield* Effect.logWarning("failed", { why })
       return { outcome: "failed" } satisfies Reconciled
@@ -121,6 +134,7 @@ export const reconcile = (
 const runTerm = (synced: Ref.Ref<boolean>, current: Ref.Ref<WorkQueue.WorkQueue | undefined>) =>
   Effect.gen(function*() {
     const kube = yield* KubeClient
+    const events = yield* EventRecorder
     const config = yield* SignerConfig
     const intermediate = yield* Intermediate
     const queue = yield* WorkQueue.makeNamed(SignerMetrics.CONTROLLER_NAME)
@@ -165,7 +179,7 @@ const runTerm = (synced: Ref.Ref<boolean>, current: Ref.Ref<WorkQueue.WorkQueue 
 
     // A waiting key is re-queued by the next intermediate, or when its wait is over (then failed).
     const handle = (key: string): Effect.Effect<void> =>
-      reconcile(kube, config, intermediate.current, key).pipe(
+      reconcile(kube, events, config, intermediate.current, key).pipe(
         Effect.tap((r) =>
           Effect.gen(function*() {
             failures.delete(key)
@@ -196,7 +210,7 @@ const runTerm = (synced: Ref.Ref<boolean>, current: Ref.Ref<WorkQueue.WorkQueue 
     Effect.ensuring(Effect.andThen(Ref.set(synced, false), Ref.set(current, undefined)))
   )
 
-export const layer: Layer.Layer<SignerController, never, KubeClient | SignerConfig | Intermediate | LeaderElection> = Layer.effect(
+export const layer: Layer.Layer<SignerController, never, KubeClient | EventRecorder | SignerConfig | Intermediate | LeaderElection> = Layer.effect(
   SignerController,
   Effect.gen(function*() {
     const leader = yield* LeaderElection

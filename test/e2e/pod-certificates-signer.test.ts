@@ -264,6 +264,15 @@ describe("Pod Certificate signer on the real plane", () => {
     expect(terminal(p)?.type).toBe("Denied")
     expect(terminal(p)?.reason).toBe("UnsupportedKeyType")
     expect(terminal(p)?.message).toContain("ED25519")
+    // The pod's events say why (the signer's chart RBAC allows it Events).
+    const events = await waitFor("the Warning Event on the pod", async () => {
+      const list = await admin.get<{ items: Array<{ involvedObject: { name: string }; type: string; reason: string; message: string; source?: { component?: string } }> }>(`/api/v1/namespaces/${NS}/events`)
+      const found = list.items.filter((e) => e.involvedObject.name === workloads[1]!.podName && e.reason === "UnsupportedKeyType")
+      return found.length > 0 ? found : undefined
+    }, { timeoutMs: 20_000, intervalMs: 200 })
+    expect(events[0]!.type).toBe("Warning")
+    expect(events[0]!.message).toContain("ED25519")
+    expect(events[0]!.source?.component).toBe("csi-driver-spiffe-signer")
   }, 60_000)
 
   it("answers 100 requests; create → Issued latency", async () => {

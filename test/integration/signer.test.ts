@@ -9,8 +9,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Duration, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import type { webcrypto } from "node:crypto"
-import { ClusterTrustBundles, PodCertificateRequests } from "../../src/domain/KubeObjects.ts"
+import { ClusterTrustBundles, Events, PodCertificateRequests } from "../../src/domain/KubeObjects.ts"
 import * as PC from "../../src/domain/PodCertificate.ts"
+import * as EventRecorderLayers from "../../src/layers/EventRecorder.ts"
 import * as IntermediateLayers from "../../src/layers/Intermediate.ts"
 import { KubeClientMemory, layerMemory } from "../../src/layers/KubeClient.ts"
 import { layerAlwaysLeader } from "../../src/layers/LeaderElection.ts"
@@ -27,6 +28,7 @@ const world = Layer.mergeAll(
   IntermediateLayers.layer.pipe(Layer.provide(SignerConfig.layer(config))),
   SignerConfig.layer(config),
   TestCaIssuer.layer,
+  EventRecorderLayers.layer("csi-driver-spiffe-signer"),
   layerAlwaysLeader
 ).pipe(Layer.provideMerge(layerMemory))
 
@@ -122,6 +124,9 @@ describe("signer", () => {
       assert.include(ed.status!.conditions![0]!.message!, "ED25519")
       assert.isUndefined(ed.status!.certificateChain)
       assert.deepStrictEqual(cond(annotated), [[PC.DENIED, PC.INVALID_USER_ANNOTATIONS]])
+      yield* controller.drain
+      const warnings = (yield* kube.all(Events)).map((e) => [e.involvedObject.kind, e.involvedObject.name, e.type, e.reason])
+      assert.sameDeepMembers(warnings, [["Pod", "ed-pod", "Warning", PC.UNSUPPORTED_KEY_TYPE], ["Pod", "annotated-pod", "Warning", PC.INVALID_USER_ANNOTATIONS]])
       yield* controller.drain
       assert.isUndefined((yield* kube.client.get(PodCertificateRequests, "team-a", "other"))!.status)
     }).pipe(Effect.provide(world)))
