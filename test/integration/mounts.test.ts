@@ -14,6 +14,7 @@ import { layerFileSystem } from "../../src/layers/VolumeStore.ts"
 import { Mounter } from "../../src/services/Mounter.ts"
 import { VolumeStore } from "../../src/services/VolumeStore.ts"
 import { mountsUnder, scratchDir } from "../support/scratch.ts"
+import { contractSuite } from "../unit/layers/Mounter.contract.ts"
 
 const isRoot = process.getuid?.() === 0
 /** A group other than root's, so the chown is observable through the bind mount. */
@@ -42,6 +43,13 @@ const metadata = (targetPath: string) =>
     serviceAccount: "web",
     spiffeId: "spiffe://cluster.local/ns/sandbox/sa/web"
   })
+
+describe.skipIf(!isRoot)("the Mounter contract on Linux (needs root for mount(8); skipped otherwise)", () => {
+  contractSuite("layerLinux", layerLinux, {
+    scratch: scratchDir("mounter-contract-"),
+    makeDirectory: (path) => Effect.promise(() => fsp.mkdir(path, { recursive: true }))
+  })
+})
 
 describe.skipIf(!isRoot)("real tmpfs and read-only bind mounts (needs root for mount(8); skipped otherwise)", () => {
   it.live("publishes into a tmpfs and shows the files read-only at the target, across a republish", () =>

@@ -8,6 +8,7 @@ import * as nodePath from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Ref } from "effect"
 import { layerLinux, layerMemory, MounterMemory, parseMountInfo } from "../../../src/layers/Mounter.ts"
+import { contractSuite } from "./Mounter.contract.ts"
 import { Mounter } from "../../../src/services/Mounter.ts"
 
 describe("parseMountInfo", () => {
@@ -55,6 +56,11 @@ describe("parseMountInfo", () => {
     ].join("\n"))
     assert.deepStrictEqual(entries.map((entry) => entry.mountPoint), ["/ok"])
   })
+})
+
+contractSuite("layerMemory", layerMemory, {
+  scratch: Effect.succeed("/scratch"),
+  makeDirectory: () => Effect.void
 })
 
 describe("Mounter layerMemory", () => {
