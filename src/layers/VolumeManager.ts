@@ -4,7 +4,7 @@
  * SPIFFE Workload API its own SVID state (a SubscriptionRef only that volume's socket is given) and
  * the scope its socket lives in.
  */
-import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberSet, Layer, Predicate, Random, Redacted, Schedule, Scope, Semaphore, Stream, SubscriptionRef } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberSet, Layer, Predicate, PubSub, Random, Redacted, Schedule, Scope, Semaphore, Stream, SubscriptionRef } from "effect"
 import { pemToConcatenatedDer } from "../domain/Pem.ts"
 import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
 import { renewalInstant } from "../domain/Renewal.ts"
@@ -111,6 +111,8 @@ export const layer = Layer.effect(
     // publish of the same id waits for it (bounded), so it neither resumes a request about to be
     // deleted nor has its own request deleted by it.
     const forgetting = new Map<string, Fiber.Fiber<void>>()
+    // One element each time a volume's renewal state changes (retry scheduled, renewal done), for awaitStatus.
+    const statusChanged = yield* PubSub.unbounded<string>()
     let resumed = false
 
     const stateFor = (volumeId: string, meta: VolumeMetadata) =>
@@ -265,6 +267,7 @@ export const layer = Layer.effect(
           const result = yield* state.lock.withPermit(issueAndWrite(state, "renewal")).pipe(Effect.result)
           if (result._tag === "Success") {
             state.retryAt = undefined
+            yield* PubSub.publish(statusChanged, state.meta.volumeId)
             // The issuer answers again: the others need not sit out their backoff.
             if (failed) yield* wakeAll
             return true
@@ -283,7 +286,12 @@ export const layer = Layer.effect(
             retryInMillis: millis
           })
           state.retryAt = now + millis
-          const wokenUp = yield* Effect.raceFirst(Effect.as(Effect.sleep(delay), false), Effect.as(Deferred.await(woken), true))
+          // The change is announced by the second racer, which runs after the first has started its
+          // sleep: whoever waits for it (awaitStatus) and then moves the clock cannot race the sleep.
+          const wokenUp = yield* Effect.raceFirst(
+            Effect.as(Effect.sleep(delay), false),
+            PubSub.publish(statusChanged, state.meta.volumeId).pipe(Effect.andThen(Deferred.await(woken)), Effect.as(true))
+          )
           if (wokenUp) {
             yield* Effect.logInfo("renewal woken before its backoff ended", { volume: state.meta.volumeId })
             step = yield* Schedule.toStep(renewalRetry(policy))
@@ -558,6 +566,21 @@ export const layer = Layer.effect(
           const s = volumes.get(volumeId)
           return s === undefined ? undefined : statusOf(s)
         }),
+      // Subscribed before the first look, so a change between the look and the wait is not missed.
+      awaitStatus: (volumeId, holds) =>
+        Effect.scoped(Effect.gen(function*() {
+          const changes = yield* PubSub.subscribe(statusChanged)
+          const look = Effect.sync(() => {
+            const s = volumes.get(volumeId)
+            return s === undefined ? undefined : statusOf(s)
+          })
+          let status = yield* look
+          while (!holds(status)) {
+            yield* PubSub.take(changes)
+            status = yield* look
+          }
+          return status
+        })),
       statuses: Effect.sync(() => [...volumes.values()].map(statusOf)),
       managed: FiberMap.size(renewals)
     })

@@ -80,6 +80,11 @@ export interface VolumeManagerShape {
   /** True once the stored volumes have been resumed. */
   readonly ready: Effect.Effect<boolean>
   readonly status: (volumeId: string) => Effect.Effect<VolumeStatus | undefined>
+  /**
+   * The volume's status once `holds` is true of it: now, or after a later change of its renewal
+   * state (a retry scheduled, a renewal done), so a waiter never polls.
+   */
+  readonly awaitStatus: (volumeId: string, holds: (status: VolumeStatus | undefined) => boolean) => Effect.Effect<VolumeStatus | undefined>
   /** Every volume the driver knows, for metrics. */
   readonly statuses: Effect.Effect<ReadonlyArray<VolumeStatus>>
   /** Volumes with a running renewal fiber. */

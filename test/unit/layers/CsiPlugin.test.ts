@@ -18,7 +18,7 @@ import { CsiPlugin } from "../../../src/services/CsiPlugin.ts"
 import type { CsiError } from "../../../src/services/CsiPlugin.ts"
 import { VolumeManager } from "../../../src/services/VolumeManager.ts"
 import { VolumeStore } from "../../../src/services/VolumeStore.ts"
-import { driverLayer, eventually, nodeLayer, startDriver, testConfig } from "../../support/DriverStack.ts"
+import { driverLayer, nodeLayer, startDriver, testConfig } from "../../support/DriverStack.ts"
 import { publishRequest, unpublishRequest } from "../../support/publish.ts"
 import type { PodSpec } from "../../support/publish.ts"
 import { TestSigner } from "../../support/TestSigner.ts"
@@ -257,8 +257,8 @@ describe("renewal", () => {
       const kube = yield* KubeClientMemory
       const creations = Effect.map(kube.creations, (c) => c.length)
       const manager = yield* VolumeManager
-      /** The loop has failed and is asleep until exactly `at` (adjusting before that would race it). */
-      const retryingAt = (at: number) => eventually(Effect.map(manager.status("csi-4d3c2b1a"), (s) => s?.retryAt === at), `retry scheduled at ${at}`)
+      /** The loop has failed and is asleep until exactly `at` (the manager announces it once the sleep has begun). */
+      const retryingAt = (at: number) => manager.awaitStatus("csi-4d3c2b1a", (s) => s?.retryAt === at)
       yield* TestClock.adjust((2 * HOUR) / 3)
       yield* kube.awaitCreations(2)
       assert.strictEqual(yield* creations, 2, "first renewal attempt")
@@ -300,7 +300,7 @@ describe("restart", () => {
       yield* TestClock.adjust((2 * HOUR) / 3 + 5_000)
       assert.strictEqual((yield* kube.creations).length, 1, "no request without a token")
 
-      yield* eventually(Effect.map(manager.status("csi-4d3c2b1a"), (s) => s?.retryAt !== undefined), "not-ready retry scheduled")
+      yield* manager.awaitStatus("csi-4d3c2b1a", (s) => s?.retryAt !== undefined)
       const plugin2 = yield* Effect.provide(Effect.service(CsiPlugin), second.ctx)
       yield* plugin2.nodePublishVolume(request({ serial: 2 }))
       yield* TestClock.adjust(10_000)
