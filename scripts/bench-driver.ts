@@ -51,6 +51,8 @@ const program = Effect.gen(function*() {
   const config = testConfig({
     endpoint: `unix://${socket}`,
     dataRoot,
+    // Target paths are the kubelet's shape under the temporary directory.
+    kubeletRootDir: tmp,
     renewal: { ...testConfig().renewal, jitter: 0.05 },
     workloadApi: workloadApi ? { socketName: "spiffe.sock", byDefault: true } : undefined
   })
@@ -62,13 +64,10 @@ const program = Effect.gen(function*() {
   const ManagerLive = VolumeManagerLayers.layer.pipe(
     Layer.provide([ConfigLive, IssuanceLive, VolumeStoreLayers.layerFileSystem(path.join(dataRoot, "inmemfs")), MounterLayers.layerLinux, CaBundleLayers.layerStatic(signer.ca.certPem), workloadApi ? WorkloadApiServer.layer : WorkloadApiLayers.layerNone])
   )
-  const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
-  yield* Layer.build(
-    GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]), Layer.provide(Layer.succeedContext(node)))
-  )
-  const client = yield* makeCsiClient(`unix://${socket}`)
   const targets: Array<string> = []
   const mounter = yield* Effect.provide(Effect.service(Mounter), MounterLayers.layerLinux)
+  // Added before the driver is built, so it runs after the driver stopped: a bound Workload API
+  // socket keeps the tmpfs busy until its server is closed.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       for (const t of targets) yield* mounter.unmount(t).pipe(Effect.ignore)
@@ -76,6 +75,11 @@ const program = Effect.gen(function*() {
       yield* Effect.promise(() => fs.rm(tmp, { recursive: true, force: true }))
     })
   )
+  const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
+  yield* Layer.build(
+    GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]), Layer.provide(Layer.succeedContext(node)))
+  )
+  const client = yield* makeCsiClient(`unix://${socket}`)
   const publishOne = (i: number) =>
     Effect.gen(function*() {
       const uid = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`
@@ -95,11 +99,13 @@ const program = Effect.gen(function*() {
   yield* publishOne(100_000)
   globalThis.gc?.()
   const rssBefore = process.memoryUsage().rss / (1024 * 1024)
+  const heapBefore = process.memoryUsage().heapUsed / (1024 * 1024)
   const times: Array<number> = []
   for (let i = 0; i < publishes; i++) times.push(yield* publishOne(i))
   for (let i = publishes; i < volumes; i++) yield* publishOne(i)
   globalThis.gc?.()
   const rss = process.memoryUsage().rss / (1024 * 1024)
+  const heap = process.memoryUsage().heapUsed / (1024 * 1024)
   const result = {
     setting: "in-process: real gRPC unix socket, tmpfs, bind mounts; memory API server and test signer",
     workload_api: workloadApi ? "on: a grpc-js Workload API server per volume" : "off",
@@ -110,6 +116,8 @@ const program = Effect.gen(function*() {
     volumes_published: volumes + 1,
     rss_mib_after_first_volume: Number(rssBefore.toFixed(1)),
     rss_mib_with_volumes: Number(rss.toFixed(1)),
+    heap_used_mib_after_first_volume: Number(heapBefore.toFixed(1)),
+    heap_used_mib_with_volumes: Number(heap.toFixed(1)),
     note: "RSS is the whole test process (driver + in-memory API server + signer + gRPC client)"
   }
   console.log(JSON.stringify(result, null, 2))
