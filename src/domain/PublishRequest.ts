@@ -20,6 +20,8 @@ export const SERVICE_ACCOUNT_KEY = "csi.storage.k8s.io/serviceAccount.name"
 export const FS_GROUP_KEY = "spiffe.csi.cert-manager.io/fs-group"
 /** `"true"` or `"false"`: serve the SPIFFE Workload API socket in this volume, whatever the driver's `--workload-api` says. */
 export const WORKLOAD_API_KEY = "spiffe.csi.cert-manager.io/workload-api"
+/** `"true"`: also write the SPIFFE filesystem-delivery files (domain/FilesystemDelivery.ts) in this volume. */
+export const FILESYSTEM_DELIVERY_KEY = "spiffe.csi.cert-manager.io/filesystem-delivery"
 
 /**
  * Linux gids are 32-bit, and chown(2) reads 4294967295 ((gid_t)-1) as "leave unchanged", so the
@@ -76,6 +78,8 @@ export interface PublishRequest {
   readonly fsGroup: number | undefined
   /** From the workload-api attribute; undefined leaves it to the driver's default. */
   readonly workloadApi?: boolean | undefined
+  /** From the filesystem-delivery attribute; undefined or false writes the usual files only. */
+  readonly filesystemDelivery?: boolean | undefined
 }
 
 export interface UnpublishRequest {
@@ -232,8 +236,9 @@ export const decodePublish = (input: unknown, rules: TargetRules): Result.Result
   }
 
   const workloadApiAttr = ctx[WORKLOAD_API_KEY]
-  if (workloadApiAttr !== undefined && workloadApiAttr !== "true" && workloadApiAttr !== "false") {
-    v.push(`volume_context["${WORKLOAD_API_KEY}"] must be "true" or "false", got ${JSON.stringify(workloadApiAttr)}`)
+  const deliveryAttr = ctx[FILESYSTEM_DELIVERY_KEY]
+  for (const [key, value] of [[WORKLOAD_API_KEY, workloadApiAttr], [FILESYSTEM_DELIVERY_KEY, deliveryAttr]] as const) {
+    if (value !== undefined && value !== "true" && value !== "false") v.push(`volume_context["${key}"] must be "true" or "false", got ${JSON.stringify(value)}`)
   }
 
   if (v.length > 0 || Result.isFailure(token)) return Result.fail(summary(v))
@@ -246,7 +251,8 @@ export const decodePublish = (input: unknown, rules: TargetRules): Result.Result
     serviceAccount,
     token: token.success,
     fsGroup,
-    ...(workloadApiAttr === undefined ? {} : { workloadApi: workloadApiAttr === "true" })
+    ...(workloadApiAttr === undefined ? {} : { workloadApi: workloadApiAttr === "true" }),
+    ...(deliveryAttr === undefined ? {} : { filesystemDelivery: deliveryAttr === "true" })
   })
 }
 

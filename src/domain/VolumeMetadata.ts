@@ -18,6 +18,8 @@ export class VolumeMetadata extends Schema.Class<VolumeMetadata>("csi-driver-spi
   fsGroup: Schema.optional(Schema.Int),
   /** The volume serves the SPIFFE Workload API on this socket name in its data directory; absent: no socket. */
   workloadApiSocket: Schema.optional(Schema.String),
+  /** The volume also holds the SPIFFE filesystem-delivery files (domain/FilesystemDelivery.ts). */
+  filesystemDelivery: Schema.optional(Schema.Boolean),
   /** Epoch milliseconds of the next renewal; absent until the first certificate was written. */
   nextIssuanceAt: Schema.optional(Schema.Int),
   /** Epoch milliseconds of the current leaf's NotAfter. */

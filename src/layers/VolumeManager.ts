@@ -5,6 +5,7 @@
  * the scope its socket lives in.
  */
 import { Clock, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberSet, Layer, Predicate, PubSub, Random, Redacted, Schedule, Scope, Semaphore, Stream, SubscriptionRef } from "effect"
+import * as FilesystemDelivery from "../domain/FilesystemDelivery.ts"
 import { pemToConcatenatedDer } from "../domain/Pem.ts"
 import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
 import { renewalInstant } from "../domain/Renewal.ts"
@@ -180,13 +181,20 @@ export const layer = Layer.effect(
         return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
       })
 
-    const filesFor = Effect.fnUntraced(function*(chainPem: string, keyPem: VolumeFile["content"]) {
+    const filesFor = Effect.fnUntraced(function*(m: VolumeMetadata, chainPem: string, keyPem: VolumeFile["content"]) {
       const ca = yield* caBundle.current
       const files: Array<VolumeFile> = [
         { name: config.fileNames.certificate, content: chainPem, mode: FILE_MODE },
         { name: config.fileNames.key, content: keyPem, mode: FILE_MODE }
       ]
       if (ca !== undefined) files.push({ name: config.fileNames.ca, content: ca, mode: FILE_MODE })
+      if (m.filesystemDelivery === true) {
+        const key = Predicate.isString(keyPem) ? keyPem : Redacted.value(keyPem)
+        files.push(
+          { name: FilesystemDelivery.CREDENTIAL_BUNDLE_FILE, content: Redacted.make(FilesystemDelivery.credentialBundle(key, chainPem, ca)), mode: FILE_MODE },
+          { name: FilesystemDelivery.trustBundleFile(config.trustDomain), content: FilesystemDelivery.trustBundle(ca), mode: FILE_MODE }
+        )
+      }
       return files
     })
 
@@ -226,7 +234,7 @@ export const layer = Layer.effect(
         spiffeId: m.spiffeId,
         token: state.token?.token
       })
-      const files = yield* filesFor(issued.chainPem, issued.keyPem)
+      const files = yield* filesFor(m, issued.chainPem, issued.keyPem)
       yield* store.writeFiles(m.volumeId, files, m.fsGroup)
       yield* setSvid(state, svidOf(m, issued.chainPem, Redacted.value(issued.keyPem), caOf(files)))
       const sample = yield* Random.next
@@ -380,7 +388,8 @@ export const layer = Layer.effect(
         serviceAccount: req.serviceAccount,
         spiffeId,
         fsGroup: req.fsGroup,
-        workloadApiSocket: config.workloadApi !== undefined && (req.workloadApi ?? config.workloadApi.byDefault) ? config.workloadApi.socketName : undefined
+        workloadApiSocket: config.workloadApi !== undefined && (req.workloadApi ?? config.workloadApi.byDefault) ? config.workloadApi.socketName : undefined,
+        ...(req.filesystemDelivery === true ? { filesystemDelivery: true } : {})
       })
       const refuse = (detail: string) => new TargetPathError({ volumeId: req.volumeId, targetPath: req.targetPath, detail })
       // Everything that can refuse the request is checked before anything is created.
@@ -508,7 +517,7 @@ export const layer = Layer.effect(
             const cert = yield* store.readFile(state.meta.volumeId, config.fileNames.certificate)
             const key = yield* store.readFile(state.meta.volumeId, config.fileNames.key)
             if (cert === undefined || key === undefined) return
-            const files = yield* filesFor(cert, key)
+            const files = yield* filesFor(state.meta, cert, key)
             yield* store.writeFiles(state.meta.volumeId, files, state.meta.fsGroup)
             yield* setSvid(state, svidOf(state.meta, cert, key, caOf(files)))
           })
