@@ -131,6 +131,22 @@ describe("signer", () => {
       assert.isUndefined((yield* kube.client.get(PodCertificateRequests, "team-a", "other"))!.status)
     }).pipe(Effect.provide(world)))
 
+  it.effect("a status write that conflicts is redone on a fresh read; one that fails is retried on podCertificateRetry", () =>
+    Effect.gen(function*() {
+      const kube = yield* KubeClientMemory
+      yield* start
+      yield* kube.until(Effect.map(kube.all(ClusterTrustBundles), (b) => b.length === 1).pipe(Effect.orDie))
+      yield* kube.failNext("replaceStatus", "Conflict", 2)
+      yield* createPcr("conflicted", (yield* stubCsr("P-256")).base64)
+      assert.strictEqual(PC.terminal(yield* answered("conflicted")), PC.ISSUED)
+      yield* kube.failNext("replaceStatus", "Unavailable", 1)
+      yield* createPcr("unavailable", (yield* stubCsr("P-256")).base64)
+      yield* settle()
+      assert.isUndefined((yield* kube.client.get(PodCertificateRequests, "team-a", "unavailable"))!.status)
+      yield* TestClock.adjust(100)
+      assert.strictEqual(PC.terminal(yield* answered("unavailable")), PC.ISSUED)
+    }).pipe(Effect.provide(world)))
+
   it.effect("fails a request with IntermediateUnavailable once it waited FAIL_AFTER without an intermediate", () =>
     Effect.gen(function*() {
       const issuer = yield* TestCaIssuer.TestCaIssuer

@@ -450,8 +450,9 @@ export const make: Effect.Effect<KubeClientMemoryShape> = Effect.gen(function*()
     return yield* upsert(resource, f(decoded))
   })
 
+  // Read when run, not when built: `until(all(...))` re-runs one effect value after each change.
   const all = <A>(resource: Resource<A>) =>
-    Effect.forEach(sorted(kindKey(resource), () => true), (o) => decodeAs("list", resource, o))
+    Effect.suspend(() => Effect.forEach(sorted(kindKey(resource), () => true), (o) => decodeAs("list", resource, o)))
 
   return KubeClientMemory.of({
     client,
