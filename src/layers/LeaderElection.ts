@@ -174,17 +174,18 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
    * its lease without a line saying why.
    */
   const renew = Effect.gen(function*() {
-    let lastRenewal = yield* Clock.currentTimeMillis
-    let lastCause = "no renewal attempt completed"
+    /** When the last renewal succeeded (our clock) and why the last attempt failed. */
+    const renewal = yield* Ref.make({ lastRenewal: yield* Clock.currentTimeMillis, lastCause: "no renewal attempt completed" })
     const renewOnce = Effect.gen(function*() {
-      const left = lastRenewal + renewDeadlineMillis - (yield* Clock.currentTimeMillis)
-      const r = left > 0 ? yield* attempt(Duration.millis(left)) : { held: false, why: lastCause }
+      const before = yield* Ref.get(renewal)
+      const left = before.lastRenewal + renewDeadlineMillis - (yield* Clock.currentTimeMillis)
+      const r = left > 0 ? yield* attempt(Duration.millis(left)) : { held: false, why: before.lastCause }
       const now = yield* Clock.currentTimeMillis
       if (r.held) {
-        lastRenewal = now
+        yield* Ref.update(renewal, (t) => ({ ...t, lastRenewal: now }))
         return false
       }
-      lastCause = r.why ?? lastCause
+      const { lastRenewal, lastCause } = yield* Ref.updateAndGet(renewal, (t) => ({ ...t, lastCause: r.why ?? t.lastCause }))
       yield* Effect.logWarning("leader election: renewing the lease failed", {
         cause: lastCause,
         stepsDownIn: Duration.format(Duration.millis(Math.max(0, renewDeadlineMillis - (now - lastRenewal))))
@@ -193,7 +194,7 @@ export const make = Effect.fn("LeaderElection.make")(function*(options: LeaseOpt
     })
     yield* Effect.sleep(timings.retryPeriod)
     yield* renewOnce.pipe(Effect.repeat({ schedule: Schedules.leaseRetry(timings.retryPeriod), until: (lost) => lost }))
-    return lastCause
+    return (yield* Ref.get(renewal)).lastCause
   })
 
   const release = Effect.gen(function*() {
