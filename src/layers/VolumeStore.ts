@@ -12,7 +12,7 @@
  * Both layers pass the one contract suite in `test/unit/layers/VolumeStore.contract.ts`.
  */
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
-import { Effect, FileSystem, Layer, Path, Semaphore } from "effect"
+import { Effect, FileSystem, Layer, Path, Ref, Semaphore } from "effect"
 import { decodeJson, encodeJson, type VolumeMetadata } from "../domain/VolumeMetadata.ts"
 import { VolumeStore, VolumeStoreError } from "../services/VolumeStore.ts"
 import { io, orMissing, publish } from "./volumeStore/AtomicWriter.ts"
@@ -48,16 +48,22 @@ export const layer = (root: string): Layer.Layer<VolumeStore, never, FileSystem.
       const services = yield* Effect.context<FileSystem.FileSystem | Path.Path>()
       // One lock per volume, created on first use and dropped when the volume is removed (callers
       // never mutate a volume after removing it: unpublish is its last operation).
-      const locks = new Map<string, Semaphore.Semaphore>()
-      const lockOf = (volumeId: string): Semaphore.Semaphore => {
-        let lock = locks.get(volumeId)
-        if (lock === undefined) {
-          lock = Semaphore.makeUnsafe(1)
-          locks.set(volumeId, lock)
-        }
-        return lock
-      }
-      const exclusive = <A, E>(volumeId: string, effect: Effect.Effect<A, E>) => lockOf(volumeId).withPermit(effect)
+      const locks = yield* Ref.make<ReadonlyMap<string, Semaphore.Semaphore>>(new Map())
+      const lockOf = (volumeId: string): Effect.Effect<Semaphore.Semaphore> =>
+        Ref.modify(locks, (map) => {
+          const existing = map.get(volumeId)
+          if (existing !== undefined) return [existing, map] as const
+          const lock = Semaphore.makeUnsafe(1)
+          return [lock, new Map(map).set(volumeId, lock)] as const
+        })
+      const dropLock = (volumeId: string) =>
+        Ref.update(locks, (map) => {
+          const next = new Map(map)
+          next.delete(volumeId)
+          return next
+        })
+      const exclusive = <A, E>(volumeId: string, effect: Effect.Effect<A, E>) =>
+        Effect.flatMap(lockOf(volumeId), (lock) => lock.withPermit(effect))
       const volumeDirOf = (volumeId: string) => path.join(root, volumeId)
       const dataDirOf = (volumeId: string) => path.join(root, volumeId, DATA_DIR)
       const metadataPathOf = (volumeId: string) => path.join(root, volumeId, METADATA_FILE)
@@ -158,7 +164,7 @@ export const layer = (root: string): Layer.Layer<VolumeStore, never, FileSystem.
         dataDir: dataDirOf,
         remove: (volumeId) =>
           exclusive(volumeId, removeVolumeDir("remove", volumeId)).pipe(
-            Effect.ensuring(Effect.sync(() => locks.delete(volumeId)))
+            Effect.ensuring(dropLock(volumeId))
           )
       })
     })
