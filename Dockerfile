@@ -42,13 +42,16 @@ RUN node scripts/bundle.ts \
 # compiled here is not compiled again at start-up, which also saves the heap the compiler needs.
 # Node keeps one cache directory per uid: filled for root (the driver) and 65532 (approver, signer).
 # The modules are imported with `--help` as the only argument, so they load but run nothing.
-# V8 keys the cache by its flags too: NODE_OPTIONS here is the runtime stage's (see there).
+# V8 keys the cache by its flags too: NODE_OPTIONS here is the runtime stage's (see there), and the
+# driver's cache is filled with the --optimize-for-size its first line (`#!/usr/bin/env -S node
+# --optimize-for-size`, src/bin/csi.ts) adds.
 ENV NODE_COMPILE_CACHE=/app/compile-cache NODE_OPTIONS=--max-semi-space-size=2
 RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) await import(f)'; \
     mkdir -m 1777 /app/compile-cache; \
     for bin in csi approver signer; do \
-      node --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
-      setpriv --reuid=65532 --regid=65532 --clear-groups node --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
+      flags=""; [ "$bin" = csi ] && flags=--optimize-for-size; \
+      node $flags --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
+      setpriv --reuid=65532 --regid=65532 --clear-groups node $flags --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
     done; \
     chmod 0755 /app/compile-cache; ls -l /app/compile-cache/*
 
@@ -80,7 +83,8 @@ COPY --from=build /rootfs/ /
 # --max-semi-space-size=2 (MiB): V8's young generation grows to 16 MiB semi-spaces under a burst of
 # publishes and keeps them; capped at 2 MiB, the driver idles with 110 volumes at 123-166 MiB RSS
 # instead of 204-208 and the approver after 500 requests at 111-124 instead of 130-138
-# (scripts/bench.ts --quick, bench/results/footprint.md).
+# (scripts/bench.ts --quick, bench/results/footprint.md). The driver adds --optimize-for-size
+# through its first line (src/bin/csi.ts says why).
 ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_ENV=production NODE_COMPILE_CACHE=/app/compile-cache \
     NODE_OPTIONS=--max-semi-space-size=2
 WORKDIR /app
