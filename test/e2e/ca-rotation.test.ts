@@ -65,7 +65,7 @@ describe("CA rotation: a new root propagates to every volume", () => {
     }
     for (const { target } of pods) {
       const files = readVolume(target)
-      expect(files.names).toEqual(["ca.crt", "tls.crt", "tls.key"])
+      expect(files.names).toEqual(["ca.crt", "spiffe.sock", "tls.crt", "tls.key"])
       expect(files.ca).toBe(fs.readFileSync(path.join(bundleDir, "ca.crt"), "utf8"))
     }
 
@@ -80,7 +80,7 @@ describe("CA rotation: a new root propagates to every volume", () => {
       expect(pemCertificates(files.ca!)).toHaveLength(2)
       // the rewrite keeps the volume's certificate and key
       expect(files.crt).toBe(crtsBefore[i])
-      expect(files.names).toEqual(["ca.crt", "tls.crt", "tls.key"])
+      expect(files.names).toEqual(["ca.crt", "spiffe.sock", "tls.crt", "tls.key"])
     }
     for (const name of ["ca.crt", "tls.crt", "tls.key"]) expect(fs.statSync(path.join(pods[1]!.target, name)).gid, name).toBe(1541)
 
@@ -144,14 +144,14 @@ describe("--file-name-ca=root.pem is honoured at issuance and at rotation", () =
     const pod = await stack.pod({ serviceAccount: "root-pem-app", podName: "root-pem-app-0" })
     const target = await stack.publish(pod)
     const files = readVolume(target)
-    expect(files.names).toEqual(["root.pem", "tls.crt", "tls.key"])
+    expect(files.names).toEqual(["root.pem", "spiffe.sock", "tls.crt", "tls.key"])
     expect(fs.readFileSync(path.join(target, "root.pem"), "utf8")).toBe(plane.issuer.caPem)
     expect(urisOf(files.crt)).toEqual(["spiffe://foo.bar/ns/sandbox/sa/root-pem-app"])
 
     const rotated = `${plane.issuer.caPem}${await newCaPem("csi-spiffe-root-pem-next")}`
     bundle.write({ "ca.crt": rotated })
     await awaitFile(target, "root.pem", rotated)
-    expect(readVolume(target).names).toEqual(["root.pem", "tls.crt", "tls.key"])
+    expect(readVolume(target).names).toEqual(["root.pem", "spiffe.sock", "tls.crt", "tls.key"])
     await stack.unpublish(pod)
   })
 })

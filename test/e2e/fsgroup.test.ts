@@ -70,9 +70,14 @@ describe("fs-group on the real control plane", () => {
     const target = await stack.publish(pod)
     traversable(target)
     const files = readVolume(target)
-    expect(files.names).toEqual(["ca.crt", "tls.crt", "tls.key"])
+    expect(files.names).toEqual(["ca.crt", "spiffe.sock", "tls.crt", "tls.key"])
     expect(urisOf(files.crt)).toEqual(["spiffe://foo.bar/ns/sandbox/sa/fsgroup-reader"])
-    for (const name of files.names) {
+    // the Workload API socket: the fs-group may connect (connect needs write), nobody else
+    const sock = fs.statSync(path.join(target, "spiffe.sock"))
+    expect(sock.isSocket()).toBe(true)
+    expect(sock.gid).toBe(FS_GROUP)
+    expect(sock.mode & 0o777).toBe(0o660)
+    for (const name of files.names.filter((n) => n !== "spiffe.sock")) {
       const st = fs.statSync(path.join(target, name))
       expect(st.gid, name).toBe(FS_GROUP)
       expect(st.mode & 0o777, name).toBe(0o440)

@@ -29,7 +29,7 @@ describe("issuance on the real control plane", () => {
     const pod = await stack.pod({ serviceAccount: "example-app", podName: "my-csi-app" })
     const target = await stack.publish(pod)
     const files = readVolume(target)
-    expect(files.names).toEqual(["tls.crt", "tls.key"])
+    expect(files.names).toEqual(["spiffe.sock", "tls.crt", "tls.key"])
     expect(leafOf(files.crt).issuer).toBe("CN=csi-driver-spiffe-ca")
     expect(urisOf(files.crt)).toEqual(["spiffe://foo.bar/ns/sandbox/sa/example-app"])
     expect(isMountPoint(target)).toBe(true)

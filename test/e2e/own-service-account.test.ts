@@ -58,7 +58,7 @@ describe("own-ServiceAccount mode on the real control plane", () => {
     const id = `spiffe://${TD}/ns/${NS}/sa/app`
     const target = await stack.publish(pod)
     const files = readVolume(target)
-    expect(files.names).toEqual(["tls.crt", "tls.key"])
+    expect(files.names).toEqual(["spiffe.sock", "tls.crt", "tls.key"])
     expect(urisOf(files.crt)).toEqual([id])
 
     const crs = await stack.admin.get<CrList>(crPath(NS))

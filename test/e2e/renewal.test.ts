@@ -22,7 +22,7 @@ const LIFETIME_MS = 60_000
 const LATEST_RENEWAL_MS = LIFETIME_MS * (2 / 3 + 0.05)
 /** Issuance round trip (CR → approver → cert-manager → files) plus scheduling slack. */
 const SLACK_MS = 15_000
-const NAMES = ["root.pem", "tls.crt", "tls.key"]
+const NAMES = ["root.pem", "spiffe.sock", "tls.crt", "tls.key"]
 
 beforeAll(async () => {
   // A CA bundle under a non-default name, so renewals must write it too (as --file-name-ca says).

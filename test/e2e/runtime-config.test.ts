@@ -114,7 +114,7 @@ describe("runtime issuer configuration (driver and approver follow the ConfigMap
     const pod = await newPod()
     const target = await stack.publish(pod)
     const files = readVolume(target)
-    expect(files.names).toEqual(["ca.crt", "tls.crt", "tls.key"])
+    expect(files.names).toEqual(["ca.crt", "spiffe.sock", "tls.crt", "tls.key"])
     expect(urisOf(files.crt)).toEqual(["spiffe://foo.bar/ns/sandbox/sa/runtime-app"])
     expect(await signedBy(files.crt, plane.issuer.caPem)).toBe(true)
     expect(files.ca).toBe(plane.issuer.caPem)

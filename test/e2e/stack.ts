@@ -186,7 +186,7 @@ export const startStack = async (plane: ControlPlaneInfo, opts: StackOptions): P
   return stack
 }
 
-/** Reads the SVID files a pod sees. */
+/** Reads the SVID files a pod sees; `names` also lists the Workload API socket (spiffe.sock, on by default). */
 export const readVolume = (target: string) => ({
   crt: fs.readFileSync(path.join(target, "tls.crt"), "utf8"),
   key: fs.readFileSync(path.join(target, "tls.key"), "utf8"),

@@ -43,7 +43,7 @@ describe("issuance on a real node", () => {
 
   it("mounts ca.crt, tls.crt and tls.key; the key matches; the URI SAN is the pod's SPIFFE ID", async () => {
     const ls = await exec(NS, "issuance-0", ["ls", "/var/run/secrets/spiffe.io/"])
-    expect(ls.stdout.split(/\s+/).filter((s) => s !== "")).toEqual(["ca.crt", "tls.crt", "tls.key"])
+    expect(ls.stdout.split(/\s+/).filter((s) => s !== "")).toEqual(["ca.crt", "spiffe.sock", "tls.crt", "tls.key"])
     const crt = await readInPod(NS, "issuance-0", "tls.crt")
     const key = await readInPod(NS, "issuance-0", "tls.key")
     const ca = await readInPod(NS, "issuance-0", "ca.crt")
