@@ -2,7 +2,7 @@
  * Start-up cost of both binaries without a cluster (the full `npm run bench` measures Probe
  * ready=true on a real plane): for the sources (`src/bin/*.ts`) and, when `dist/` is built
  * (`npm run build:bundle`), the bundle, and the bundle as the image runs it (V8's compile cache
- * warm, the image's NODE_OPTIONS):
+ * warm, the image's NODE_OPTIONS, and the driver's first-line Node flags):
  *
  * - help_ms: spawn → exit of `--help`
  * - driver_probe_ms: spawn → first answer of Identity.Probe on the driver's socket (the kubeconfig
@@ -57,6 +57,15 @@ interface Variant {
   readonly driver: string
   readonly approver: string
   readonly env: Readonly<Record<string, string>>
+  /** Node options the driver's first line adds when the image runs it (`#!/usr/bin/env -S node …`). */
+  readonly driverNodeArgs?: ReadonlyArray<string>
+}
+
+/** What the driver's `#!/usr/bin/env -S node <args>` line adds (src/bin/csi.ts), as the image runs it. */
+const driverShebangArgs = (): ReadonlyArray<string> => {
+  const first = fs.readFileSync(path.join(repo, "src/bin/csi.ts"), "utf8").split("\n", 1)[0] ?? ""
+  const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)
+  return m === null ? [] : m[1]!.trim().split(/\s+/).filter((a) => a !== "")
 }
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-startup-"))
@@ -68,7 +77,13 @@ if (fs.existsSync(path.join(repo, "dist/csi.mjs"))) {
   variants.push(
     { name: "bundle", driver: "dist/csi.mjs", approver: "dist/approver.mjs", env: { NODE_DISABLE_COMPILE_CACHE: "1" } },
     // what the image runs (Dockerfile: NODE_COMPILE_CACHE, NODE_OPTIONS)
-    { name: "image", driver: "dist/csi.mjs", approver: "dist/approver.mjs", env: { NODE_COMPILE_CACHE: cacheDir, NODE_OPTIONS: "--max-semi-space-size=2" } }
+    {
+      name: "image",
+      driver: "dist/csi.mjs",
+      approver: "dist/approver.mjs",
+      env: { NODE_COMPILE_CACHE: cacheDir, NODE_OPTIONS: "--max-semi-space-size=2" },
+      driverNodeArgs: driverShebangArgs()
+    }
   )
 } else {
   process.stderr.write("dist/ not built (npm run build:bundle): measuring the sources only\n")
@@ -92,7 +107,8 @@ const services = Effect.runSync(loadCsiServices)
 
 const start = (v: Variant, script: string, args: ReadonlyArray<string>) => {
   const t0 = performance.now()
-  const proc = spawn(process.execPath, [path.resolve(repo, script), ...args], {
+  const nodeArgs = script === v.driver ? (v.driverNodeArgs ?? []) : []
+  const proc = spawn(process.execPath, [...nodeArgs, path.resolve(repo, script), ...args], {
     cwd: tmp,
     env: { ...process.env, ...v.env },
     stdio: ["ignore", "ignore", "pipe"]
@@ -216,7 +232,8 @@ try {
       const stem = path.basename(script).replace(/\.(mjs|ts)$/, "")
       const files = [path.resolve(repo, script), ...fs.readdirSync(dir).filter((f) => f.startsWith(`${stem}-`) && f.endsWith(".mjs")).map((f) => path.join(dir, f))]
       const warm = 'const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) await import(f)'
-      execFileSync(process.execPath, ["--input-type=module", "-e", warm, ...files], { env: { ...process.env, ...v.env }, stdio: "ignore" })
+      const nodeArgs = script === v.driver ? (v.driverNodeArgs ?? []) : []
+      execFileSync(process.execPath, [...nodeArgs, "--input-type=module", "-e", warm, ...files], { env: { ...process.env, ...v.env }, stdio: "ignore" })
     }
   }
   for (let run = 0; run < runs; run++) {
