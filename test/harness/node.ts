@@ -232,6 +232,39 @@ const processesMentioning = (needle: string): Array<{ pid: number; cmdline: stri
 
 const natChainExists = (): boolean => runSync("iptables", ["-t", "nat", "-S", NAT_CHAIN]).code === 0
 
+/** A user-defined chain of one table of iptables or ip6tables. */
+interface IptChain {
+  readonly cmd: "iptables" | "ip6tables"
+  readonly table: "nat" | "filter" | "mangle"
+  readonly chain: string
+}
+const chainName = (c: IptChain): string => `${c.cmd} -t ${c.table} ${c.chain}`
+
+/**
+ * Every user-defined chain, so that the residue check sees chains a kubelet made (KUBE-FIREWALL,
+ * KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT, unless makeIPTablesUtilChains is off).
+ */
+const iptChains = (): Array<IptChain> =>
+  (["iptables", "ip6tables"] as const).flatMap((cmd) =>
+    (["nat", "filter", "mangle"] as const).flatMap((table) =>
+      runSync(cmd, ["-t", table, "-S"]).stdout
+        .split("\n")
+        .map((l) => /^-N (\S+)$/.exec(l)?.[1])
+        .filter((chain): chain is string => chain !== undefined)
+        .map((chain) => ({ cmd, table, chain }))
+    )
+  )
+
+/** Removes a chain: the rules that jump to it, its own rules, then the chain. */
+const deleteChain = (c: IptChain): void => {
+  for (const rule of runSync(c.cmd, ["-t", c.table, "-S"]).stdout.split("\n")) {
+    const f = rule.split(" ")
+    if (f[0] === "-A" && f.includes("-j") && f[f.indexOf("-j") + 1] === c.chain) runSync(c.cmd, ["-t", c.table, "-D", ...f.slice(1)])
+  }
+  runSync(c.cmd, ["-t", c.table, "-F", c.chain])
+  must(runSync(c.cmd, ["-t", c.table, "-X", c.chain]), `${c.cmd} -t ${c.table} -X ${c.chain}`)
+}
+
 // ------------------------------------------------------------------ host baseline and residue check
 
 export interface HostBaseline {
@@ -240,6 +273,8 @@ export interface HostBaseline {
   readonly hostDirs: Readonly<Record<string, boolean>>
   readonly links: ReadonlyArray<string>
   readonly netns: ReadonlyArray<string>
+  /** user-defined iptables/ip6tables chains, as chainName() prints them */
+  readonly chains: ReadonlyArray<string>
 }
 
 const listDir = (d: string): Array<string> => {
@@ -255,7 +290,8 @@ export const recordHost = (tmpDir: string): HostBaseline => ({
   sysctls: Object.fromEntries(SYSCTLS.map((s) => [s, readSysctl(s)])),
   hostDirs: Object.fromEntries(HOST_DIRS.map((d) => [d, existsSync(d)])),
   links: links(),
-  netns: listDir("/run/netns")
+  netns: listDir("/run/netns"),
+  chains: iptChains().map(chainName)
 })
 
 /**
@@ -278,6 +314,7 @@ export const checkHostClean = async (baseline: HostBaseline): Promise<Array<stri
     if (!baseline.links.includes(l) && (l === BRIDGE || l.startsWith("veth"))) left.push(`link ${l}`)
   }
   if (natChainExists()) left.push(`iptables nat chain ${NAT_CHAIN}`)
+  for (const c of iptChains()) if (c.chain !== NAT_CHAIN && !baseline.chains.includes(chainName(c))) left.push(`chain ${chainName(c)}`)
   for (const [s, v] of Object.entries(baseline.sysctls)) {
     const now = readSysctl(s)
     if (now !== v) left.push(`sysctl ${s} = ${now} (was ${v})`)
@@ -390,6 +427,9 @@ containerRuntimeEndpoint: unix://${o.runtime}
 # how often the kubelet republishes requiresRepublish CSI volumes (default 1m)
 syncFrequency: ${o.syncFrequency}
 failSwapOn: false
+# the iptables chains it would make (KUBE-FIREWALL, KUBE-IPTABLES-HINT, KUBE-KUBELET-CANARY) serve
+# kube-proxy, which does not run here, and would stay on the host
+makeIPTablesUtilChains: false
 # a shared, busy build machine: never evict or garbage-collect the local images
 evictionHard:
   memory.available: "50Mi"
@@ -548,7 +588,8 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
     })
     // 8. network: the NAT chain and the bridge
     await attempt("nat chain", () => {
-      if (!natChainExists()) return
+      // a chain that was there before start is another node's (or a killed run's): not ours to remove
+      if (!natChainExists() || baseline.chains.includes(chainName({ cmd: "iptables", table: "nat", chain: NAT_CHAIN }))) return
       for (const hook of ["PREROUTING", "OUTPUT"]) {
         while (runSync("iptables", ["-t", "nat", "-D", hook, "-j", NAT_CHAIN]).code === 0) {
           // removed one jump
@@ -557,8 +598,12 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
       runSync("iptables", ["-t", "nat", "-F", NAT_CHAIN])
       must(runSync("iptables", ["-t", "nat", "-X", NAT_CHAIN]), "iptables -X")
     })
+    // chains a kubelet made although makeIPTablesUtilChains is off (a kubelet configured otherwise)
+    for (const c of iptChains()) {
+      if (c.chain.startsWith("KUBE-") && !baseline.chains.includes(chainName(c))) await attempt(`chain ${chainName(c)}`, () => deleteChain(c))
+    }
     await attempt("bridge", () => {
-      if (links().includes(BRIDGE)) must(runSync("ip", ["link", "delete", BRIDGE]), `ip link delete ${BRIDGE}`)
+      if (links().includes(BRIDGE) && !baseline.links.includes(BRIDGE)) must(runSync("ip", ["link", "delete", BRIDGE]), `ip link delete ${BRIDGE}`)
     })
     // 9. sysctls
     for (const [s, v] of Object.entries(baseline.sysctls)) if (v !== undefined && readSysctl(s) !== v) writeSysctl(s, v)
@@ -628,6 +673,9 @@ export const startNodeCluster = async (opts: NodeClusterOptions): Promise<NodeCl
     phase("control plane (Node,RBAC)")
 
     // ---- the `kubernetes` Service address -> the apiserver (what kube-proxy would do)
+    if (baseline.chains.includes(chainName({ cmd: "iptables", table: "nat", chain: NAT_CHAIN }))) {
+      throw new HarnessError(`iptables nat chain ${NAT_CHAIN} exists already: another node runs here, or one was killed before its teardown`)
+    }
     must(runSync("iptables", ["-t", "nat", "-N", NAT_CHAIN]), "iptables -N")
     must(
       runSync("iptables", ["-t", "nat", "-A", NAT_CHAIN, "-d", `${KUBERNETES_SERVICE_IP}/32`, "-p", "tcp", "--dport", "443", "-j", "DNAT", "--to-destination", `${nodeIp}:${apiPort}`]),
