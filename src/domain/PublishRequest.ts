@@ -10,7 +10,7 @@
  */
 import { Result, Schema } from "effect"
 import type { PodToken } from "./Token.ts"
-import { parseTokens, TOKENS_KEY } from "./Token.ts"
+import { parseTokens, TOKENS_IN_SECRETS, TOKENS_IN_VOLUME_CONTEXT, TOKENS_KEY } from "./Token.ts"
 
 export const EPHEMERAL_KEY = "csi.storage.k8s.io/ephemeral"
 export const POD_NAME_KEY = "csi.storage.k8s.io/pod.name"
@@ -40,6 +40,7 @@ const RawPublish = Schema.Struct({
   target_path: Schema.optional(Schema.NullOr(Schema.String)),
   readonly: Schema.optional(Schema.NullOr(Schema.Boolean)),
   volume_context: Schema.optional(Schema.NullOr(StringMap)),
+  secrets: Schema.optional(Schema.NullOr(StringMap)),
   volume_capability: Schema.optional(
     Schema.NullOr(
       Schema.Struct({
@@ -204,7 +205,17 @@ export const decodePublish = (input: unknown, rules: TargetRules): Result.Result
   if (podUid !== "" && !POD_UID.test(podUid)) v.push(`volume_context["${POD_UID_KEY}"] is not a pod uid`)
   const serviceAccount = need(SERVICE_ACCOUNT_KEY)
 
-  const token = parseTokens(ctx[TOKENS_KEY])
+  // The kubelet puts the tokens in secrets when the CSIDriver sets serviceAccountTokenInSecrets
+  // (Kubernetes 1.35+), else in the volume context (older kubelets, or the field unset); never in
+  // both, so two different token sets are a request not made by a kubelet.
+  const inSecrets = r.secrets?.[TOKENS_KEY]
+  const inContext = ctx[TOKENS_KEY]
+  const fromSecrets = inSecrets !== undefined && inSecrets !== ""
+  if (fromSecrets && inContext !== undefined && inContext !== inSecrets) {
+    v.push(`${TOKENS_IN_SECRETS} and ${TOKENS_IN_VOLUME_CONTEXT} hold different tokens: the kubelet sends them in one place`)
+  }
+  const tokenField = fromSecrets ? TOKENS_IN_SECRETS : TOKENS_IN_VOLUME_CONTEXT
+  const token = parseTokens(fromSecrets ? inSecrets : inContext, tokenField)
   if (Result.isFailure(token)) v.push(token.failure)
   else {
     const t = token.success
@@ -218,7 +229,7 @@ export const decodePublish = (input: unknown, rules: TargetRules): Result.Result
     // pod claims is not one the kubelet made for this volume; with them, every pod field must agree,
     // or the CertificateRequest's ownerReference would name one pod and the identity another's.
     if (t.podName === undefined || t.podUid === undefined) {
-      v.push(`volume_context["${TOKENS_KEY}"][""] is not bound to a pod: the kubelet's tokens carry the kubernetes.io pod claims`)
+      v.push(`${tokenField}[""] is not bound to a pod: the kubelet's tokens carry the kubernetes.io pod claims`)
     } else {
       if (podName !== "" && t.podName !== podName) {
         v.push(`token is bound to pod ${JSON.stringify(t.podName)}, not volume_context["${POD_NAME_KEY}"] ${JSON.stringify(podName)}`)

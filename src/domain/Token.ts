@@ -1,7 +1,8 @@
 /**
- * The ServiceAccount token kubelet hands the driver in the volume context
- * (`csi.storage.k8s.io/serviceAccount.tokens`, asked for by the CSIDriver's `tokenRequests` with
- * audience ""), and the identity claims inside it.
+ * The ServiceAccount token kubelet hands the driver (`csi.storage.k8s.io/serviceAccount.tokens`,
+ * asked for by the CSIDriver's `tokenRequests` with audience ""): in NodePublishVolume's secrets when
+ * the CSIDriver sets `serviceAccountTokenInSecrets`, else in the volume context; and the identity
+ * claims inside it.
  *
  * The token's signature is not verified here: the API server verifies it when the driver uses it to
  * create the CertificateRequest, and the approver compares the request's `spec.username` (filled by
@@ -49,31 +50,35 @@ const b64url = (s: string): string | undefined => {
   return Buffer.from(s, "base64url").toString("utf8")
 }
 
+/** The request field a token came from, as error messages name it. */
+export const TOKENS_IN_VOLUME_CONTEXT = `volume_context["${TOKENS_KEY}"]`
+export const TOKENS_IN_SECRETS = `secrets["${TOKENS_KEY}"]`
+
 /**
  * Extracts the "" audience token from the tokens JSON and reads its claims. Errors are short
- * field-naming sentences, never the token.
+ * sentences naming `field` (where the JSON came from), never the token.
  */
-export const parseTokens = (raw: string | undefined): Result.Result<PodToken, string> => {
+export const parseTokens = (raw: string | undefined, field: string = TOKENS_IN_VOLUME_CONTEXT): Result.Result<PodToken, string> => {
   if (raw === undefined || raw === "") {
-    return Result.fail(`volume_context["${TOKENS_KEY}"] is missing: the CSIDriver must set tokenRequests with audience ""`)
+    return Result.fail(`${field} is missing: the CSIDriver must set tokenRequests with audience ""`)
   }
   const tokens = Schema.decodeUnknownResult(TokensJson)(raw)
-  if (Result.isFailure(tokens)) return Result.fail(`volume_context["${TOKENS_KEY}"] is not a JSON map of audience to {token}`)
+  if (Result.isFailure(tokens)) return Result.fail(`${field} is not a JSON map of audience to {token}`)
   const entry = tokens.success[""]
-  if (entry === undefined) return Result.fail(`volume_context["${TOKENS_KEY}"] has no token for the "" audience`)
+  if (entry === undefined) return Result.fail(`${field} has no token for the "" audience`)
   const parts = entry.token.split(".")
-  if (parts.length !== 3) return Result.fail(`volume_context["${TOKENS_KEY}"][""] is not a signed JWT`)
+  if (parts.length !== 3) return Result.fail(`${field}[""] is not a signed JWT`)
   const header = Schema.decodeUnknownResult(HeaderJson)(b64url(parts[0]!) ?? "")
   if (Result.isFailure(header) || !ALLOWED_ALGS.has(header.success.alg)) {
-    return Result.fail(`volume_context["${TOKENS_KEY}"][""] has an unsupported JWS header`)
+    return Result.fail(`${field}[""] has an unsupported JWS header`)
   }
   const claims = Schema.decodeUnknownResult(ClaimsJson)(b64url(parts[1]!) ?? "")
   if (Result.isFailure(claims)) {
-    return Result.fail(`volume_context["${TOKENS_KEY}"][""] lacks the kubernetes.io namespace and serviceaccount claims`)
+    return Result.fail(`${field}[""] lacks the kubernetes.io namespace and serviceaccount claims`)
   }
   const k = claims.success["kubernetes.io"]
   if (k.namespace === "" || k.serviceaccount.name === "") {
-    return Result.fail(`volume_context["${TOKENS_KEY}"][""] has an empty namespace or serviceaccount claim`)
+    return Result.fail(`${field}[""] has an empty namespace or serviceaccount claim`)
   }
   return Result.succeed({
     token: Redacted.make(entry.token, { label: "ServiceAccountToken" }),

@@ -155,12 +155,13 @@ const defaults: ReadonlyArray<RenderCase> = [
     }
   },
   {
-    name: "defaults: CSIDriver spec (Ephemeral, podInfoOnMount, token audience \"\", requiresRepublish, fsGroupPolicy File)",
+    name: "defaults: CSIDriver spec (Ephemeral, podInfoOnMount, token audience \"\" passed in secrets, requiresRepublish, fsGroupPolicy File)",
     expect: (r) =>
       eq(at(find(r, "CSIDriver", "spiffe.csi.cert-manager.io"), "spec"), {
         volumeLifecycleModes: ["Ephemeral"],
         podInfoOnMount: true,
         tokenRequests: [{ audience: "", expirationSeconds: 3600 }],
+        serviceAccountTokenInSecrets: true,
         requiresRepublish: true,
         fsGroupPolicy: "File"
       }, "CSIDriver spec")

@@ -157,6 +157,8 @@ for (const set of sets) {
         requiresRepublish: true,
         volumeLifecycleModes: ["Ephemeral"],
         tokenRequests: [{ audience: "", expirationSeconds: 3600 }],
+        // kept by the API server (Kubernetes 1.35+), so its kubelets pass the token in secrets
+        serviceAccountTokenInSecrets: true,
         fsGroupPolicy: "File"
       })
       const base = names(set.n).nameOverride

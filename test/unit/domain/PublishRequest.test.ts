@@ -59,19 +59,30 @@ const ctx = (patch: Record<string, string | undefined>): Record<string, unknown>
 /** The valid request whose "" audience token is `token`. */
 const withToken = (token: string): Record<string, unknown> => ctx({ [TOKENS_KEY]: tokensJson({ "": token }) })
 
+/**
+ * The valid request as a kubelet sends it for a CSIDriver with serviceAccountTokenInSecrets: the
+ * tokens JSON `tokens` in secrets, and in the volume context only when `inContext` is given.
+ */
+const inSecrets = (tokens: string, inContext?: string): Record<string, unknown> => ({
+  ...ctx({ [TOKENS_KEY]: inContext }),
+  secrets: { [TOKENS_KEY]: tokens }
+})
+
 const capability = (patch: Record<string, unknown>): Record<string, unknown> =>
   req({ volume_capability: { ...publishRequest().volume_capability, ...patch } })
 
 /** Every token string a request carries, so a test can assert none of them leaks. */
 const tokensIn = (request: unknown): ReadonlyArray<string> => {
-  const raw = (request as { volume_context?: Record<string, string> | null }).volume_context?.[TOKENS_KEY]
-  if (raw === undefined) return []
-  try {
-    const parsed = JSON.parse(raw) as Record<string, { token?: unknown }>
-    return Object.values(parsed).flatMap((e) => (typeof e?.token === "string" && e.token.length > 0 ? [e.token] : []))
-  } catch {
-    return []
-  }
+  const r = request as { volume_context?: Record<string, string> | null; secrets?: Record<string, string> | null }
+  return [r.volume_context?.[TOKENS_KEY], r.secrets?.[TOKENS_KEY]].flatMap((raw) => {
+    if (raw === undefined) return []
+    try {
+      const parsed = JSON.parse(raw) as Record<string, { token?: unknown }>
+      return Object.values(parsed).flatMap((e) => (typeof e?.token === "string" && e.token.length > 0 ? [e.token] : []))
+    } catch {
+      return []
+    }
+  })
 }
 
 const failure = (request: unknown): string => {
@@ -185,6 +196,22 @@ const invalid: ReadonlyArray<Invalid> = [
     request: withToken(jwt({ aud: ["x"], exp: EXPIRES_AT, sub: "system:serviceaccount:sandbox:app" })),
     field: TOKENS_KEY,
     says: "kubernetes.io"
+  },
+  // the token in secrets (CSIDriver serviceAccountTokenInSecrets): the same rules, named by that field
+  { name: "tokens in secrets not JSON", request: inSecrets(`{"": {"token": "${TOKEN}"`), field: `secrets["${TOKENS_KEY}"]`, says: "JSON" },
+  { name: "token in secrets not a JWT", request: inSecrets(tokensJson({ "": "opaque-bearer-TOKEN-SECRET-value" })), field: `secrets["${TOKENS_KEY}"]`, says: "JWT" },
+  { name: "token in secrets with alg none", request: inSecrets(tokensJson({ "": podToken({}, { alg: "none" }) })), field: `secrets["${TOKENS_KEY}"]`, says: "JWS header" },
+  {
+    name: "token in secrets bound to another pod",
+    request: inSecrets(tokensJson({ "": podToken({ podUid: "other-uid" }) })),
+    field: POD_UID_KEY,
+    says: "token is bound to pod uid \"other-uid\""
+  },
+  {
+    name: "different tokens in secrets and volume_context",
+    request: inSecrets(tokensJson({ "": TOKEN }), tokensJson({ "": podToken({ serviceAccount: "admin" }) })),
+    field: `secrets["${TOKENS_KEY}"] and volume_context["${TOKENS_KEY}"]`,
+    says: "different tokens"
   },
   { name: "token payload not JSON", request: withToken(`${TOKEN.split(".")[0]}.${Buffer.from("nope").toString("base64url")}.${FAKE_SIGNATURE}`), field: TOKENS_KEY },
   { name: "token with empty namespace claim", request: withToken(podToken({ namespace: "" })), field: TOKENS_KEY, says: "empty namespace" },
@@ -396,6 +423,22 @@ describe("decodePublish", () => {
     it("ignores other volume attributes and unknown request fields", () => {
       const p = success(req({ volume_context: { ...volumeContext(), "example.com/other": "x" }, publish_context: { a: "b" }, secrets: { s: "t" } }))
       assert.strictEqual(p.volumeId, VOLUME_ID)
+    })
+
+    it("reads the token from secrets when the kubelet sends it there (CSIDriver serviceAccountTokenInSecrets)", () => {
+      const r = inSecrets(tokensJson({ "": TOKEN }))
+      assert.notProperty((r as { volume_context: Record<string, string> }).volume_context, TOKENS_KEY)
+      assert.deepStrictEqual(plain(success(r)), expected(undefined))
+    })
+
+    it("accepts the same tokens in secrets and in the volume context", () => {
+      const tokens = tokensJson({ "": TOKEN })
+      assert.deepStrictEqual(plain(success(inSecrets(tokens, tokens))), expected(undefined))
+    })
+
+    it("reads the volume context when secrets hold no tokens (an empty value, or none)", () => {
+      assert.deepStrictEqual(plain(success(req({ secrets: { [TOKENS_KEY]: "" } }))), expected(undefined))
+      assert.deepStrictEqual(plain(success(req({ secrets: null }))), expected(undefined))
     })
 
     it("keeps the token out of the decoded value's printed forms", () => {
