@@ -11,8 +11,8 @@
 import { request } from "node:https"
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs"
 import { join } from "node:path"
-import { ensureImages } from "../test/harness/images.ts"
-import { checkHostClean, installChart, type NodeCluster, startNodeCluster } from "../test/harness/node.ts"
+import { installChart, type NodeCluster } from "../test/harness/node.ts"
+import { runOnNode } from "./bench/node.ts"
 
 const arg = (name: string, dflt: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? dflt)
 const N = arg("pods", 20)
@@ -101,10 +101,7 @@ const podMemory = (uid: string): Array<{ container: string; processes: string; m
     })
 }
 
-const images = await ensureImages({ onProgress: log })
-const node = await startNodeCluster({ images, log })
-let code = 0
-try {
+await runOnNode(log, async (node) => {
   await installChart(node)
   log("chart installed")
   const sh = async (line: string, input?: string) => {
@@ -189,17 +186,4 @@ subjects: [{kind: ServiceAccount, name: bench, namespace: ${NS}}]
     for (const c of cs) process.stdout.write(`     ${pod} pod ${c.container} (${c.processes}) ${c.mb.toFixed(1)} MB (anonymous ${c.anonMb.toFixed(1)} MB)\n`)
   }
   process.stdout.write("written: bench/results/node.json\n")
-} catch (err) {
-  code = 1
-  log(`FAILED: ${err instanceof Error ? err.stack : String(err)}`)
-}
-await node.stop().catch((e: unknown) => {
-  code = 1
-  log(String(e))
 })
-const left = await checkHostClean(node.baseline)
-if (left.length > 0) {
-  code = 1
-  log(`left on the host:\n  ${left.join("\n  ")}`)
-}
-process.exit(code)
