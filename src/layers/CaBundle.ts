@@ -1,10 +1,12 @@
 /**
- * CaBundle implementations: none (no CA file), a fixed bundle, or a watched file.
+ * CaBundle implementations: none (no CA file), a fixed bundle, a watched file, or a memory twin
+ * whose content tests set (`CaBundleMemory`).
  *
  * Owns: reading and validating `--source-ca-bundle`, noticing when it changes, publishing a change
  * only when the valid content differs. Does not own: writing `ca.crt` into volumes (VolumeManager).
+ * `layerFile` and `layerMemory` both pass `test/unit/layers/CaBundle.contract.ts`.
  */
-import { Effect, FileSystem, Layer, Queue, Stream, SubscriptionRef } from "effect"
+import { Context, Effect, FileSystem, Layer, Queue, Stream, SubscriptionRef } from "effect"
 import * as fsSync from "node:fs"
 import * as path from "node:path"
 import { CaBundle } from "../services/CaBundle.ts"
@@ -48,22 +50,61 @@ export const layerFile = (file: string): Layer.Layer<CaBundle, CryptoError, Cryp
         }),
         (w) => Effect.sync(() => w.close())
       )
-      const initial = yield* load
-      const ref = yield* SubscriptionRef.make(initial)
+      const published = yield* publisher(yield* load)
       yield* Stream.fromQueue(events).pipe(
         Stream.debounce(COALESCE),
         Stream.runForEach(() =>
           load.pipe(
-            Effect.flatMap((pem) => SubscriptionRef.update(ref, (old) => (old === pem ? old : pem))),
+            Effect.flatMap(published.offer),
             Effect.catch((e) => Effect.logError("CA bundle not updated: the new content is invalid", { file, error: e.message }))
           )
         ),
         Effect.forkScoped
       )
-      return CaBundle.of({
-        current: SubscriptionRef.get(ref),
-        changes: SubscriptionRef.changes(ref).pipe(Stream.drop(1), Stream.changes)
-      })
+      return published.bundle
+    })
+  )
+
+/**
+ * The validated bundle both `layerFile` and `layerMemory` serve: `offer` makes a bundle current
+ * and publishes it on `changes` only when it differs from the current one.
+ */
+const publisher = (initial: string) =>
+  Effect.map(SubscriptionRef.make(initial), (ref) => ({
+    offer: (pem: string) => SubscriptionRef.update(ref, (old) => (old === pem ? old : pem)),
+    bundle: CaBundle.of({
+      current: SubscriptionRef.get(ref),
+      // `update` publishes even an unchanged value: drop repeats first (the current value included),
+      // then the current value itself, so a rewrite of the current bundle is never a change.
+      changes: SubscriptionRef.changes(ref).pipe(Stream.changes, Stream.drop(1))
+    })
+  }))
+
+/** Test hooks of `layerMemory`. */
+export interface CaBundleMemoryShape {
+  /**
+   * Validates `pem` as `layerFile` does a new file content: valid and different, it becomes current
+   * and is published; invalid, it fails with the validation error and the current bundle stays.
+   */
+  readonly set: (pem: string) => Effect.Effect<void, CryptoError>
+}
+
+export class CaBundleMemory extends Context.Service<CaBundleMemory, CaBundleMemoryShape>()(
+  "csi-driver-spiffe/layers/CaBundle/CaBundleMemory"
+) {}
+
+/** The memory twin of `layerFile`: starts from `initial` (validated, as the file is at start-up); `CaBundleMemory.set` changes it. */
+export const layerMemory = (initial: string): Layer.Layer<CaBundle | CaBundleMemory, CryptoError, Crypto> =>
+  Layer.effectContext(
+    Effect.gen(function*() {
+      const crypto = yield* Crypto
+      const validate = (pem: string) =>
+        crypto.validateBundle(pem).pipe(Effect.mapError((e) => new CryptoError({ operation: "validate CA bundle", detail: e.detail })))
+      yield* validate(initial)
+      const published = yield* publisher(initial)
+      return Context.make(CaBundle, published.bundle).pipe(
+        Context.add(CaBundleMemory, CaBundleMemory.of({ set: (pem) => validate(pem).pipe(Effect.andThen(published.offer(pem))) }))
+      )
     })
   )
 

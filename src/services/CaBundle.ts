@@ -2,7 +2,8 @@
  * The trust bundle copied into every volume as `--file-name-ca`, when `--source-ca-bundle` is set.
  *
  * Owns: the current validated PEM bundle (or none when the feature is off) and its changes.
- * Implementations: `layers/CaBundle.ts` — `layerNone`, `layerStatic(pem)` and `layerFile(path)`.
+ * Implementations: `layers/CaBundle.ts` — `layerNone`, `layerStatic(pem)`, `layerFile(path)` and its
+ * memory twin `layerMemory(pem)`; the last two pass `test/unit/layers/CaBundle.contract.ts`.
  */
 import { Context } from "effect"
 import type { Effect, Stream } from "effect"

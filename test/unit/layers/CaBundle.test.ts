@@ -1,7 +1,8 @@
 /**
- * CaBundle layers. `layerFile` runs on a real temporary directory with a real directory watch, so
- * those tests are `it.live`: every wait is bounded and ends on an event (a published change, a log
- * line), never a fixed sleep.
+ * CaBundle layers: the shared contract (`CaBundle.contract.ts`) against `layerFile` and
+ * `layerMemory`, plus what only one layer does. `layerFile` runs on a real temporary directory with
+ * a real directory watch, so those tests are `it.live`: every wait is bounded and ends on an event
+ * (a published change, a log line), never a fixed sleep.
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
@@ -12,21 +13,12 @@ import * as path from "node:path"
 import * as CaBundleLayers from "../../../src/layers/CaBundle.ts"
 import * as CryptoLayers from "../../../src/layers/Crypto.ts"
 import { CaBundle } from "../../../src/services/CaBundle.ts"
-import { makeTestCa } from "../../support/TestSigner.ts"
-
-/** Bounded waits: far above the 100 ms debounce, far below the test timeout. */
-const WAIT = "10 seconds"
+import { bundles, contractSuite, reach, recordChanges } from "./CaBundle.contract.ts"
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "ca-bundle-"))),
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
 )
-
-/** Distinct valid bundles: one CA each, and one with two CAs. */
-const bundles = Effect.gen(function*() {
-  const [a, b, c, d] = yield* Effect.all([makeTestCa("ca-a"), makeTestCa("ca-b"), makeTestCa("ca-c"), makeTestCa("ca-d")])
-  return { A: a!.certPem, B: b!.certPem, C: c!.certPem, D: d!.certPem, AB: a!.certPem + b!.certPem }
-})
 
 /** Writes `content` to a temporary name and renames it over `file`, as an atomic writer does. */
 const replaceAtomically = (file: string, content: string) => {
@@ -77,22 +69,11 @@ const watch = (file: string) =>
       CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer]), Layer.provide(Logger.layer([logger])))
     )
     const bundle = Context.get(ctx, CaBundle)
-    const changes = yield* SubscriptionRef.make<ReadonlyArray<string>>([])
-    yield* bundle.changes.pipe(
-      Stream.runForEach((pem) => SubscriptionRef.update(changes, (xs) => [...xs, pem])),
-      Effect.forkScoped({ startImmediately: true })
-    )
-    const reach = <A>(ref: SubscriptionRef.SubscriptionRef<ReadonlyArray<A>>, n: number, what: string) =>
-      SubscriptionRef.changes(ref).pipe(
-        Stream.filter((xs) => xs.length >= n),
-        Stream.runHead,
-        Effect.timeoutOrElse({ duration: WAIT, orElse: () => Effect.die(new Error(`timed out waiting for ${n} ${what}`)) }),
-        Effect.flatMap(() => SubscriptionRef.get(ref))
-      )
+    const { changes, changesReach } = yield* recordChanges(bundle)
     return {
       bundle,
       changes,
-      changesReach: (n) => reach(changes, n, "changes"),
+      changesReach,
       errorsReach: (n) => Effect.asVoid(reach(errorLines, n, "error logs"))
     } satisfies Watched
   })
@@ -104,6 +85,44 @@ const watchedBundle = Effect.gen(function*() {
   const file = path.join(dir, "ca.crt")
   fs.writeFileSync(file, pems.A)
   return { dir, file, pems, w: yield* watch(file) }
+})
+
+contractSuite("layerFile", (initial) =>
+  Effect.gen(function*() {
+    const file = path.join(yield* tempDir, "ca.crt")
+    fs.writeFileSync(file, initial)
+    const w = yield* watch(file)
+    return { bundle: w.bundle, replace: (pem) => Effect.sync(() => replaceAtomically(file, pem)), refusalsReach: w.errorsReach }
+  }))
+
+contractSuite("layerMemory", (initial) =>
+  Effect.gen(function*() {
+    const ctx = yield* Layer.build(CaBundleLayers.layerMemory(initial).pipe(Layer.provide(CryptoLayers.layer)))
+    const memory = Context.get(ctx, CaBundleLayers.CaBundleMemory)
+    const refusals = yield* SubscriptionRef.make<ReadonlyArray<string>>([])
+    return {
+      bundle: Context.get(ctx, CaBundle),
+      replace: (pem) => memory.set(pem).pipe(Effect.catch((e) => SubscriptionRef.update(refusals, (xs) => [...xs, e.message]))),
+      refusalsReach: (n) => Effect.asVoid(reach(refusals, n, "refusals"))
+    }
+  }))
+
+describe("layerMemory", () => {
+  it.effect("an invalid initial bundle fails the layer, as an invalid file does", () =>
+    Effect.gen(function*() {
+      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerMemory("hello\n").pipe(Layer.provide(CryptoLayers.layer))))
+      assert.strictEqual(e._tag, "CryptoError")
+      assert.include(e.message, "validate CA bundle")
+    }))
+
+  it.effect("set fails with the validation error for invalid content", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const ctx = yield* Layer.build(CaBundleLayers.layerMemory(pems.A).pipe(Layer.provide(CryptoLayers.layer)))
+      const e = yield* Effect.flip(Context.get(ctx, CaBundleLayers.CaBundleMemory).set("not PEM"))
+      assert.strictEqual(e._tag, "CryptoError")
+      assert.strictEqual(yield* Context.get(ctx, CaBundle).current, pems.A)
+    }))
 })
 
 describe("layerNone and layerStatic", () => {
