@@ -4,7 +4,9 @@
 // workloadapi.NewX509Source gets the pod's SVID and, after a renewal, the new serial, while one raw
 // FetchX509SVID stream carries both (no reconnect); two pods do spiffetls mTLS authorizing each
 // other's IDs and a third pod, of another ServiceAccount, is refused; a call without the
-// workload.spiffe.io header gets InvalidArgument. Waits are on the checkers' output lines.
+// workload.spiffe.io header gets InvalidArgument; after the driver pod is deleted, the DaemonSet's
+// new pod serves the socket again and a source started before the restart keeps getting renewals.
+// Waits are on the checkers' output lines.
 import { spawn, type ChildProcess } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { deleteNamespace, env, exec, k, leaf, readInPod, startPod, TRUST_DOMAIN, workloadNamespace } from "./support.ts"
@@ -24,7 +26,7 @@ interface Checker {
   readonly child: ChildProcess
   readonly lines: Array<string>
   /** Resolves once a line matches (checked on every new line); rejects if the checker exits first. */
-  readonly line: (re: RegExp, what: string) => Promise<string>
+  readonly line: (match: RegExp | ((line: string) => boolean), what: string) => Promise<string>
   readonly exit: Promise<number | null>
 }
 
@@ -42,8 +44,9 @@ const checker = (pod: string, args: ReadonlyArray<string>): Checker => {
   })
   child.stderr!.on("data", (c: Buffer) => lines.push(`STDERR ${c.toString("utf8").trim()}`))
   const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  const line = (re: RegExp, what: string) =>
+  const line = (match: RegExp | ((line: string) => boolean), what: string) =>
     new Promise<string>((resolve, reject) => {
+      const re = { test: typeof match === "function" ? match : (l: string) => match.test(l) }
       const timer = setTimeout(() => reject(new Error(`${pod}: timed out waiting for ${what}; lines:\n${lines.join("\n")}`)), RENEWAL_MS)
       const check = () => {
         const found = lines.find((l) => re.test(l))
@@ -127,4 +130,20 @@ describe("the SPIFFE Workload API on a real node", () => {
     await server.line(/^REFUSED /, "the stranger refused")
     expect(server.lines.filter((l) => l.startsWith("SERVED "))).toEqual([`SERVED ${idOf("wl-client")}`])
   })
+
+  it("a restarted driver serves the socket again: a NewX509Source started before keeps getting renewals", async () => {
+    const source = checker("wl-client", ["x509source", "--socket", SOCKET, "--updates", "20", "--timeout", "280s"])
+    running.push(source)
+    await source.line(/^SVID /, "the first SVID")
+    const driver = (await k(["get", "pods", "-n", "cert-manager", "-l", "app=cert-manager-csi-driver-spiffe", "-o", "jsonpath={.items[0].metadata.name}"])).trim()
+    await k(["delete", "pod", "-n", "cert-manager", driver, "--wait=true", "--timeout=120s"])
+    await k(["rollout", "status", "-n", "cert-manager", "daemonset/cert-manager-csi-driver-spiffe-driver", "--timeout=180s"])
+    // A new client on the new driver's socket gets the SVID at once.
+    const fresh = await exec(NS, "wl-client", ["spiffe-checker", "x509stream", "--socket", SOCKET, "--updates", "0", "--timeout", "60s"])
+    expect(fresh.code, fresh.stdout + fresh.stderr).toBe(0)
+    // The source started before the restart reconnects by itself and sees a renewal made after it.
+    const before = new Set(source.lines.map(serialIn).filter((x) => x !== undefined))
+    const renewed = await source.line((l) => l.startsWith("UPDATE ") && !before.has(serialIn(l) ?? ""), "a renewal after the restart")
+    expect(renewed).toContain(`id=${idOf("wl-client")} `)
+  }, 300_000)
 })
