@@ -12,6 +12,11 @@
  *
  * Never fails: input that does not decode yields `Unparsable` facts with a short reason that quotes
  * nothing from the request.
+ *
+ * One file (about 360 lines) on purpose: it is one decoding pipeline (PEM → strict DER → structure →
+ * facts, and the signature over those exact bytes). The per-extension readers and the signature
+ * check are private to it and share its `Structure`/`Signed` types; split apart they would have to
+ * be exported for no other caller. The strict-DER primitives already live in `StrictDer.ts`.
  */
 import { CertificationRequest } from "@peculiar/asn1-csr"
 import { ECDSASigValue, ECParameters } from "@peculiar/asn1-ecc"
