@@ -174,7 +174,8 @@ const main = async (): Promise<void> => {
   await step("kubectl rollout status -n sandbox deployment/my-csi-app --timeout=5m", { quiet: true })
   if (before.length > 0) await step(`kubectl wait -n sandbox --for=delete pod ${before.join(" ")} --timeout=5m`, { quiet: true })
   await step(`kubectl exec -n sandbox ${POD_OF("my-csi-app")} -- ls /var/run/secrets/spiffe.io/`, {
-    expect: /^ca\.crt\s+tls\.crt\s+tls\.key$/m
+    // the seed's three files, and the Workload API socket the driver serves in every volume by default
+    expect: /^ca\.crt\s+spiffe\.sock\s+tls\.crt\s+tls\.key$/m
   })
   phaseDone("runtime ConfigMap and CA bundle")
 }
