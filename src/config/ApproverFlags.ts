@@ -12,8 +12,8 @@ import type { LogFormat } from "../services/DriverConfig.ts"
 import type { KubeClientFlags } from "../services/KubeClient.ts"
 import * as Common from "./CommonFlags.ts"
 import { parseBindAddress, parseLogLevel, parseRequestDuration } from "./CommonFlags.ts"
-import type { FlagSpec, ParsedFlags } from "./Flags.ts"
-import { collector, parseFlags } from "./Flags.ts"
+import type { FlagSpec, SettingsArgs } from "./Flags.ts"
+import { collector, settingsParser } from "./Flags.ts"
 import { decodeKubeClientFlags, kubeClientFlags } from "./KubeFlags.ts"
 
 export interface ApproverSettings {
@@ -133,10 +133,6 @@ export const decodeApproverSettings = (
   })
 }
 
-export type ApproverArgs = { readonly _tag: "Help" } | { readonly _tag: "Settings"; readonly settings: ApproverSettings }
+export type ApproverArgs = SettingsArgs<ApproverSettings>
 
-export const parseApproverArgs = (argv: ReadonlyArray<string>): Result.Result<ApproverArgs, string> =>
-  Result.flatMap(parseFlags(approverFlags, argv), (p: ParsedFlags): Result.Result<ApproverArgs, string> =>
-    p._tag === "Help"
-      ? Result.succeed({ _tag: "Help" })
-      : Result.map(decodeApproverSettings(p.values, p.lists), (settings): ApproverArgs => ({ _tag: "Settings", settings })))
+export const parseApproverArgs = settingsParser(approverFlags, decodeApproverSettings)

@@ -33,6 +33,20 @@ export type ParsedFlags =
     readonly lists: Readonly<Record<string, ReadonlyArray<string>>>
   }
 
+/** What a binary's command line means: `--help`, or the settings its decoder made of the flags. */
+export type SettingsArgs<S> = { readonly _tag: "Help" } | { readonly _tag: "Settings"; readonly settings: S }
+
+/** A binary's argv parser: these flags, then its decoder over their values (the approver's and the signer's). */
+export const settingsParser = <S>(
+  specs: ReadonlyArray<FlagSpec>,
+  decode: (values: Readonly<Record<string, string>>, lists: Readonly<Record<string, ReadonlyArray<string>>>) => Result.Result<S, string>
+) =>
+(argv: ReadonlyArray<string>): Result.Result<SettingsArgs<S>, string> =>
+  Result.flatMap(parseFlags(specs, argv), (p): Result.Result<SettingsArgs<S>, string> =>
+    p._tag === "Help"
+      ? Result.succeed({ _tag: "Help" })
+      : Result.map(decode(p.values, p.lists), (settings): SettingsArgs<S> => ({ _tag: "Settings", settings })))
+
 /** Exit code for bad usage, as pflag-based Go programs use. */
 export const USAGE_EXIT_CODE = 2
 

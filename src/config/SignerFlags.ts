@@ -15,8 +15,8 @@ import type { SignerConfigShape } from "../services/SignerConfig.ts"
 import { defaults } from "../services/SignerConfig.ts"
 import * as Common from "./CommonFlags.ts"
 import { parseBindAddress, parseLogLevel } from "./CommonFlags.ts"
-import type { FlagSpec, ParsedFlags } from "./Flags.ts"
-import { collector, parseFlags } from "./Flags.ts"
+import type { FlagSpec, SettingsArgs } from "./Flags.ts"
+import { collector, settingsParser } from "./Flags.ts"
 import { decodeKubeClientFlags, kubeClientFlags } from "./KubeFlags.ts"
 
 export interface SignerSettings {
@@ -109,10 +109,6 @@ export const decodeSignerSettings = (
   })
 }
 
-export type SignerArgs = { readonly _tag: "Help" } | { readonly _tag: "Settings"; readonly settings: SignerSettings }
+export type SignerArgs = SettingsArgs<SignerSettings>
 
-export const parseSignerArgs = (argv: ReadonlyArray<string>): Result.Result<SignerArgs, string> =>
-  Result.flatMap(parseFlags(signerFlags, argv), (p: ParsedFlags): Result.Result<SignerArgs, string> =>
-    p._tag === "Help"
-      ? Result.succeed({ _tag: "Help" })
-      : Result.map(decodeSignerSettings(p.values, p.lists), (settings): SignerArgs => ({ _tag: "Settings", settings })))
+export const parseSignerArgs = settingsParser(signerFlags, decodeSignerSettings)
