@@ -32,8 +32,8 @@ const sourcemap = process.argv.includes("--sourcemap")
  * client-node's `KubeConfig` (config.js) takes two names from `./gen/index.js`, the index of the
  * generated client, which re-exports every API model and typed API (about 700 classes, half of
  * the driver's bundle, all built at load); the two names come from the two small modules that
- * define them instead. Nothing else of the generated client is reached (`src/layers/kube/Live.ts`
- * imports client-node's sub-paths, never its index).
+ * define them instead. Nothing else of the generated client is reached (`src/layers/kube/` imports
+ * client-node's sub-paths, never its index).
  */
 const KUBE_CONFIG_MODELS = "import { createConfiguration, ServerConfiguration, } from './gen/index.js';"
 const KUBE_CONFIG_OWN = "import { createConfiguration } from './gen/configuration.js';\nimport { ServerConfiguration } from './gen/servers.js';"

@@ -2,8 +2,8 @@
  * Implementations of `services/KubeClient.ts`.
  *
  * Owns: choosing and wiring them. `layer` talks to a real API server through
- * @kubernetes/client-node (`kube/Live.ts`: configuration loading, generic REST, watch, per-call
- * bearer tokens). `layerMemory` is an in-memory API server (`kube/Memory.ts`) that also provides
+ * @kubernetes/client-node (`kube/Live.ts` over `kube/live/`: configuration loading, connection
+ * pools, REST, watch, per-call bearer tokens). `layerMemory` is an in-memory API server (`kube/Memory.ts`) that also provides
  * `KubeClientMemory`, the hooks tests use to play cert-manager or an administrator, inject failures,
  * drop watches and expire history.
  * Does not own: retries, relisting or caching (callers); anything a real API server adds on top of
