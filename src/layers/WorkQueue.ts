@@ -10,6 +10,7 @@
  * Everything lives in the scope it is made in: closing it interrupts workers and pending re-adds.
  */
 import { Clock, Duration, Effect, FiberSet, Metric, Queue, Scope, Stream, SubscriptionRef } from "effect"
+import { counter, histogram, increment } from "./Metrics.ts"
 
 export interface WorkQueue {
   /** Queues `key` unless it is already queued. */
@@ -28,19 +29,13 @@ export interface WorkQueue {
  * client-go's workqueue metrics (k8s.io/client-go/util/workqueue, as controller-runtime registers
  * them), under their names, for a queue made with a `name` label.
  */
-const addsTotal = Metric.counter("workqueue_adds_total", { description: "Keys added to the queue (not counting keys already queued).", incremental: true })
+const addsTotal = counter("workqueue_adds_total", "Keys added to the queue (not counting keys already queued).")
 const depthGauge = Metric.gauge("workqueue_depth", { description: "Keys waiting in the queue." })
-const retriesTotal = Metric.counter("workqueue_retries_total", { description: "Keys re-added after a delay (retries).", incremental: true })
+const retriesTotal = counter("workqueue_retries_total", "Keys re-added after a delay (retries).")
 /** Seconds; client-go's buckets, 10 ns to 1000 s by powers of ten. */
 const QUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000]
-const queueDuration = Metric.histogram("workqueue_queue_duration_seconds", {
-  description: "Seconds a key waits in the queue before a worker takes it.",
-  boundaries: QUEUE_BUCKETS
-})
-const workDuration = Metric.histogram("workqueue_work_duration_seconds", {
-  description: "Seconds a worker spends on one key.",
-  boundaries: QUEUE_BUCKETS
-})
+const queueDuration = histogram("workqueue_queue_duration_seconds", "Seconds a key waits in the queue before a worker takes it.", QUEUE_BUCKETS)
+const workDuration = histogram("workqueue_work_duration_seconds", "Seconds a worker spends on one key.", QUEUE_BUCKETS)
 
 /** A queue; with a `name`, it reports client-go's workqueue metrics labelled `name`. */
 export const makeNamed = (name: string | undefined): Effect.Effect<WorkQueue, never, Scope.Scope> => Effect.gen(function*() {
@@ -79,7 +74,7 @@ export const makeNamed = (name: string | undefined): Effect.Effect<WorkQueue, ne
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.suspend(() => {
         const added = addNow(key, now)
-        return Effect.andThen(added ? measure(Effect.andThen(Metric.update(Metric.withAttributes(addsTotal, label), 1), depth)) : Effect.void, refresh)
+        return Effect.andThen(added ? measure(Effect.andThen(increment(addsTotal, label), depth)) : Effect.void, refresh)
       }))
 
   const add = (key: string) => addAt(key)
@@ -89,7 +84,7 @@ export const makeNamed = (name: string | undefined): Effect.Effect<WorkQueue, ne
       waiting += 1
       return refresh
     }).pipe(
-      Effect.andThen(measure(Metric.update(Metric.withAttributes(retriesTotal, label), 1))),
+      Effect.andThen(measure(increment(retriesTotal, label))),
       Effect.andThen(FiberSet.run(
         delayed,
         Effect.sleep(delay).pipe(

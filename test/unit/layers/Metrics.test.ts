@@ -6,7 +6,7 @@
  * endpoint in test/integration/metrics.test.ts).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { TestClock } from "effect/testing"
 import { timeReconcile } from "../../../src/approver/ApproverMetrics.ts"
@@ -14,6 +14,7 @@ import * as WorkQueue from "../../../src/layers/WorkQueue.ts"
 import { ConfigMaps } from "../../../src/domain/KubeObjects.ts"
 import { metricsRoutes } from "../../../src/bin/ApproverLive.ts"
 import * as HttpEndpoint from "../../../src/layers/HttpEndpoint.ts"
+import * as Metrics from "../../../src/layers/Metrics.ts"
 import { HttpEndpoint as HttpEndpointService } from "../../../src/services/HttpEndpoint.ts"
 import { layerMemory, withRequestMetrics } from "../../../src/layers/KubeClient.ts"
 import * as ProcessMetrics from "../../../src/layers/ProcessMetrics.ts"
@@ -41,6 +42,42 @@ const PROCESS_NAMES = [
   "nodejs_active_resources_total",
   "nodejs_version_info"
 ]
+
+describe("the metric helpers every binary uses", () => {
+  it.effect("timed records the Clock's seconds and the Exit, and returns what the effect returned", () =>
+    Effect.gen(function*() {
+      const seen: Array<readonly [string, number]> = []
+      const record = (exit: Exit.Exit<string, string>, seconds: number) => Effect.sync(() => void seen.push([Exit.isSuccess(exit) ? exit.value : `failed ${exit.cause.reasons.length}`, seconds]))
+      const ok = yield* Effect.forkChild(Metrics.timed(Effect.as(Effect.sleep("2500 millis"), "done"), record))
+      yield* TestClock.adjust("2500 millis")
+      assert.strictEqual(yield* Fiber.join(ok), "done")
+      const failed = yield* Effect.exit(Metrics.timed(Effect.fail("boom"), record))
+      assert.deepStrictEqual(failed, Exit.fail("boom"))
+      assert.deepStrictEqual(seen, [["done", 2.5], ["failed 1", 0]])
+    }))
+
+  it.effect("counter only goes up; increment adds one under its labels", () =>
+    Effect.gen(function*() {
+      const c = Metrics.counter("metrics_helper_test_total", "A test counter.")
+      yield* Metrics.increment(c, { kind: "a" })
+      yield* Metrics.increment(c, { kind: "a" })
+      yield* Metric.update(Metric.withAttributes(c, { kind: "a" }), -5)
+      yield* Metrics.increment(c)
+      const text = yield* PrometheusMetrics.format()
+      assert.deepStrictEqual(samples(text, "metrics_helper_test_total").sort(), ['metrics_helper_test_total 1', 'metrics_helper_test_total{kind="a"} 2'])
+    }))
+
+  it("exposition: HELP and TYPE even without samples, label values escaped, one trailing newline", () => {
+    const text = Metrics.exposition([
+      { name: "a_gauge", type: "gauge", help: "A.", samples: [] },
+      { name: "b_total", type: "counter", help: "B.", samples: [{ value: 3 }, { labels: { x: "q\"b\\s\nn", y: "2" }, value: 0.5 }] }
+    ])
+    assert.strictEqual(
+      text,
+      "# HELP a_gauge A.\n# TYPE a_gauge gauge\n# HELP b_total B.\n# TYPE b_total counter\nb_total 3\nb_total{x=\"q\\\"b\\\\s\\nn\",y=\"2\"} 0.5\n"
+    )
+  })
+})
 
 describe("process and runtime metrics", () => {
   it.effect("every name once, with a number, and a TYPE line", () =>
