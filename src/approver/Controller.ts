@@ -34,6 +34,12 @@ export interface ControllerShape {
   readonly ready: Effect.Effect<boolean>
   /** Completes once no key is queued, being reconciled or waiting for a retry (tests, shutdown). */
   readonly drain: Effect.Effect<void>
+  /**
+   * Completes once this term's work queue is in a state `holds` is true of (at once while standing
+   * by): with `active === 0` every outstanding key waits on a retry's delay, so a test moves its
+   * TestClock on this signal.
+   */
+  readonly awaitQueue: (holds: (state: WorkQueue.QueueState) => boolean) => Effect.Effect<void>
 }
 
 export class Controller extends Context.Service<Controller, ControllerShape>()("csi-driver-spiffe/approver/Controller") {}
@@ -184,7 +190,8 @@ export const layerWith = (
         ready: Effect.gen(function*() {
           return !(yield* leader.isLeader) || (yield* SubscriptionRef.get(synced))
         }),
-        drain: Effect.flatMap(Ref.get(current), (queue) => queue?.drain ?? Effect.void)
+        drain: Effect.flatMap(Ref.get(current), (queue) => queue?.drain ?? Effect.void),
+        awaitQueue: (holds) => Effect.flatMap(Ref.get(current), (queue) => queue?.awaitState(holds) ?? Effect.void)
       })
     })
   )

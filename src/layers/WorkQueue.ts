@@ -3,7 +3,8 @@
  *
  * Owns: at most one pending entry per key (adding a queued key again is a no-op), per-key serial
  * processing (a key added while it is being processed runs once more afterwards, never twice at the
- * same time), a fixed number of concurrent workers, delayed re-adds for retries, and `drain`.
+ * same time), a fixed number of concurrent workers, delayed re-adds for retries, and its state as a
+ * signal (`awaitState`, `drain`): a caller waits for "nothing in hand" instead of polling.
  * Does not own: what a key means or how failures are retried (the handler and its caller decide).
  *
  * Only keys are held, so memory is proportional to the number of requests awaiting a decision.
@@ -11,6 +12,14 @@
  */
 import { Clock, Duration, Effect, FiberSet, Metric, Queue, Scope, Stream, SubscriptionRef } from "effect"
 import { counter, histogram, increment } from "./Metrics.ts"
+
+/** What the queue holds at one moment. */
+export interface QueueState {
+  /** Keys queued or being handled. */
+  readonly active: number
+  /** Delayed re-adds still waiting for their delay (a retry's sleep is registered by then). */
+  readonly delayed: number
+}
 
 export interface WorkQueue {
   /** Queues `key` unless it is already queued. */
@@ -21,6 +30,12 @@ export interface WorkQueue {
   readonly run: (concurrency: number, handler: (key: string) => Effect.Effect<void>) => Effect.Effect<never>
   /** Completes once nothing is queued, being handled or waiting to be re-added. */
   readonly drain: Effect.Effect<void>
+  /**
+   * Completes once `holds` is true of the queue's state: now, or after a later change. With
+   * `active === 0` nothing is in hand, so what happens next waits only on new keys or on the clock
+   * (a test moves the clock then, knowing every retry's sleep is registered).
+   */
+  readonly awaitState: (holds: (state: QueueState) => boolean) => Effect.Effect<void>
   /** Keys queued or being handled. */
   readonly size: Effect.Effect<number>
 }
@@ -47,14 +62,13 @@ export const makeNamed = (name: string | undefined): Effect.Effect<WorkQueue, ne
   const addedAt = new Map<string, number>()
   let queued = 0
   let waiting = 0
-  const idle = yield* SubscriptionRef.make(true)
+  const state = yield* SubscriptionRef.make<QueueState>({ active: 0, delayed: 0 })
   const label = { name: name ?? "" }
   const measure = (effect: Effect.Effect<void>): Effect.Effect<void> => (name === undefined ? Effect.void : effect)
   const depth = measure(Effect.suspend(() => Metric.update(Metric.withAttributes(depthGauge, label), queued)))
 
-  const refresh = Effect.suspend(() =>
-    SubscriptionRef.set(idle, dirty.size === 0 && processing.size === 0 && waiting === 0)
-  )
+  // Each dirty key not being handled is in `queue` once: `queued` + `processing` are the active keys.
+  const refresh = Effect.suspend(() => SubscriptionRef.set(state, { active: queued + processing.size, delayed: waiting }))
 
   const offer = (key: string): void => {
     Queue.offerUnsafe(queue, key)
@@ -127,16 +141,15 @@ export const makeNamed = (name: string | undefined): Effect.Effect<WorkQueue, ne
       { concurrency: "unbounded", discard: true }
     ).pipe(Effect.andThen(Effect.never))
 
-  const drain = SubscriptionRef.changes(idle).pipe(
-    Stream.takeUntil((isIdle) => isIdle),
-    Stream.runDrain
-  )
+  const awaitState = (holds: (state: QueueState) => boolean) =>
+    SubscriptionRef.changes(state).pipe(Stream.filter(holds), Stream.take(1), Stream.runDrain)
 
   return {
     add,
     addAfter,
     run,
-    drain,
+    drain: awaitState((s) => s.active === 0 && s.delayed === 0),
+    awaitState,
     size: Effect.sync(() => new Set([...dirty, ...processing]).size)
   } satisfies WorkQueue
 })

@@ -55,6 +55,12 @@ export interface SignerControllerShape {
   readonly ready: Effect.Effect<boolean>
   /** Completes once no key is queued, being reconciled or waiting for a retry. */
   readonly drain: Effect.Effect<void>
+  /**
+   * Completes once this term's work queue is in a state `holds` is true of (at once while standing
+   * by): with `active === 0` every outstanding key waits on a retry's delay, so a test moves its
+   * TestClock on this signal.
+   */
+  readonly awaitQueue: (holds: (state: WorkQueue.QueueState) => boolean) => Effect.Effect<void>
 }
 
 export class SignerController extends Context.Service<SignerController, SignerControllerShape>()(
@@ -223,7 +229,8 @@ export const layer: Layer.Layer<SignerController, never, KubeClient | EventRecor
         if (!(yield* leader.isLeader)) return true
         return (yield* Ref.get(synced)) && (yield* intermediate.current) !== undefined
       }),
-      drain: Effect.flatMap(Ref.get(current), (queue) => queue?.drain ?? Effect.void)
+      drain: Effect.flatMap(Ref.get(current), (queue) => queue?.drain ?? Effect.void),
+      awaitQueue: (holds) => Effect.flatMap(Ref.get(current), (queue) => queue?.awaitState(holds) ?? Effect.void)
     })
   })
 )

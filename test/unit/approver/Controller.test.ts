@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Ref, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import * as ApproverConfig from "../../../src/services/ApproverConfig.ts"
-import { Controller, layerWith as controllerWith, DEFAULT_OPTIONS } from "../../../src/approver/Controller.ts"
+import { Controller, type ControllerShape, layerWith as controllerWith, DEFAULT_OPTIONS } from "../../../src/approver/Controller.ts"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { CertificateRequests, Events } from "../../../src/domain/KubeObjects.ts"
 import * as Evaluator from "../../../src/approver/Evaluator.ts"
@@ -27,7 +27,7 @@ import {
   NAMESPACE,
   SIGNER_USERNAME
 } from "../../support/csr.ts"
-import { settle, whileAdvancing } from "../../support/clock.ts"
+import { settle } from "../../support/clock.ts"
 
 const world = (leader: Layer.Layer<LeaderElection> = layerAlwaysLeader, config: Partial<ApproverConfig.ApproverConfigShape> = {}) =>
   Layer.mergeAll(
@@ -75,6 +75,23 @@ const awaitDecisions = Effect.gen(function*() {
   const count = (type: string) => all.filter((cr) => decisionsOf(cr)[0]?.type === type).length
   return { approved: count("Approved"), denied: count("Denied") }
 })
+
+/**
+ * `awaitDecisions` for work that must sleep through backoffs: whenever the controller has nothing in
+ * hand (no key queued or being reconciled: every retry's sleep is registered, and no signature check
+ * is still running on the event loop), the clock moves one minute, no less than any reconnect or
+ * reconcile-retry delay, so every pending sleep fires (TestClock runs the woken work to
+ * its next suspension before it looks at later sleeps). A step is taken only on that signal.
+ */
+const decideAdvancing = (controller: ControllerShape) =>
+  Effect.gen(function*() {
+    for (let steps = 0; !(yield* allDecided); steps++) {
+      if (steps === 100) return yield* Effect.die(new Error("requests still undecided after 100 minutes of backoff"))
+      yield* controller.awaitQueue((queue) => queue.active === 0)
+      yield* TestClock.adjust("1 minute")
+    }
+    return yield* awaitDecisions
+  })
 
 /**
  * The memory API server whose status writes an admission webhook refuses while `refusing` holds,
@@ -236,11 +253,11 @@ describe("Controller", () => {
       const controller = yield* start
       yield* settle()
       assert.isFalse(yield* controller.synced)
-      assert.deepStrictEqual(yield* whileAdvancing(awaitDecisions), { approved: 3, denied: 0 })
+      assert.deepStrictEqual(yield* decideAdvancing(controller), { approved: 3, denied: 0 })
       yield* memory.failNext("watch", "Unavailable", 5)
       yield* memory.dropWatches
       yield* createMany("later", 2)
-      assert.deepStrictEqual(yield* whileAdvancing(awaitDecisions), { approved: 5, denied: 0 })
+      assert.deepStrictEqual(yield* decideAdvancing(controller), { approved: 5, denied: 0 })
     }).pipe(Effect.provide(world())))
 
   it.effect("requests without the identity annotation are ignored when auto-approve is off", () =>

@@ -1,7 +1,7 @@
 /**
  * The work queue's guarantees: a key queued twice is handled once, one key is never handled twice at
- * the same time (a re-add during handling runs once more afterwards), concurrency is bounded, and
- * `drain` waits for delayed re-adds.
+ * the same time (a re-add during handling runs once more afterwards), concurrency is bounded,
+ * `drain` waits for delayed re-adds, and `awaitState` tells when only the clock is left to wait on.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
@@ -89,5 +89,26 @@ describe("WorkQueue", () => {
       yield* TestClock.adjust("5 seconds")
       yield* Fiber.join(drained)
       assert.deepStrictEqual(r.calls, ["later"])
+    }))
+
+  it.effect("awaitState: a handler that schedules its retry leaves nothing in hand but the retry's registered sleep", () =>
+    Effect.gen(function*() {
+      const queue = yield* WorkQueue.make
+      const calls: Array<string> = []
+      yield* Effect.forkChild(queue.run(2, (key) =>
+        Effect.gen(function*() {
+          calls.push(key)
+          if (calls.length === 1) yield* queue.addAfter(key, "3 seconds")
+        })))
+      const waiting = yield* Effect.forkChild(queue.awaitState((s) => s.active === 0 && s.delayed === 1))
+      yield* Effect.yieldNow
+      assert.isUndefined(waiting.pollUnsafe(), "nothing added yet")
+      yield* queue.add("a")
+      yield* Fiber.join(waiting)
+      assert.deepStrictEqual(calls, ["a"])
+      // The sleep is registered by now: one adjust fires it, with no step in between.
+      yield* TestClock.adjust("3 seconds")
+      yield* queue.drain
+      assert.deepStrictEqual(calls, ["a", "a"])
     }))
 })
