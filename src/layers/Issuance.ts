@@ -229,6 +229,6 @@ export const layer = Layer.effect(
       )
     })
 
-    return Issuance.of({ issue, forget, synced: Deferred.isDone(synced), reconnected: Stream.fromPubSub(reconnected) })
+    return Issuance.of({ issue, forget, synced: Deferred.isDone(synced), awaitSynced: Deferred.await(synced), reconnected: Stream.fromPubSub(reconnected) })
   })
 )

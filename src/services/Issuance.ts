@@ -69,8 +69,10 @@ export interface IssuanceShape {
   readonly issue: (input: IssueInput) => Effect.Effect<Issued, IssuanceError>
   /** Forgets the volume's pending request and deletes every request of the volume. */
   readonly forget: (volumeId: string, namespace: string) => Effect.Effect<void>
-  /** True once the request watch has listed the node's requests. */
+  /** True once the request watch has listed the node's requests (a probe's question; waiters use `awaitSynced`). */
   readonly synced: Effect.Effect<boolean>
+  /** Returns once the request watch has listed the node's requests. */
+  readonly awaitSynced: Effect.Effect<void>
   /** One element each time the request watch lists again after a failed list or watch. */
   readonly reconnected: Stream.Stream<void>
 }

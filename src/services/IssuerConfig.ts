@@ -15,7 +15,7 @@ export interface IssuerConfigShape {
   readonly current: Effect.Effect<IssuerRef | undefined>
   /** Every change of the current issuer. */
   readonly changes: Stream.Stream<IssuerRef | undefined>
-  /** True once the configuration source has been read. */
+  /** True once the configuration source has been read (a probe's question; waiters use `awaitLoaded`). */
   readonly loaded: Effect.Effect<boolean>
   /** Returns once the configuration source has been read (at once for the static issuer). */
   readonly awaitLoaded: Effect.Effect<void>

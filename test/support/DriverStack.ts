@@ -85,19 +85,3 @@ export const startDriver = <N>(node: Context.Context<N>, config: DriverConfigSha
     const ctx = yield* Layer.buildWithScope(driverLayer(config, caPem, overrides).pipe(Layer.provide(Layer.succeedContext(node))), scope)
     return { ctx, stop: Scope.close(scope, undefined as never) }
   })
-
-/**
- * Yields to the event loop (never a timed sleep) until `check` holds. WebCrypto and file-system work
- * complete on real threads that TestClock cannot drive, so the bound is wall-clock (generous, for a
- * loaded 2-core CI machine); a condition that holds returns at the first chance.
- */
-export const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, what: string, boundMillis = 20_000) =>
-  Effect.gen(function*() {
-    const deadline = performance.now() + boundMillis
-    while (performance.now() < deadline) {
-      if (yield* check) return
-      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
-    }
-    if (yield* check) return
-    return yield* Effect.die(new Error(`condition never held within ${boundMillis} ms: ${what}`))
-  })

@@ -14,9 +14,10 @@ import * as IssuerConfigLayers from "../../../src/layers/IssuerConfig.ts"
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
 import { VolumeStoreMemory } from "../../../src/layers/VolumeStore.ts"
 import { CsiPlugin } from "../../../src/services/CsiPlugin.ts"
+import { Issuance } from "../../../src/services/Issuance.ts"
 import { IssuerConfig } from "../../../src/services/IssuerConfig.ts"
 import { KubeClient } from "../../../src/services/KubeClient.ts"
-import { driverLayer, eventually, nodeLayer, testConfig } from "../../support/DriverStack.ts"
+import { driverLayer, nodeLayer, testConfig } from "../../support/DriverStack.ts"
 import { publishRequest } from "../../support/publish.ts"
 import type { PodSpec } from "../../support/publish.ts"
 import { TestSigner } from "../../support/TestSigner.ts"
@@ -469,7 +470,10 @@ describe("driver with the runtime issuer", () => {
   it.effect("no issuer at all: publish fails with the clear error and creates nothing, then succeeds once the ConfigMap appears", () =>
     Effect.gen(function*() {
       const plugin = yield* CsiPlugin
-      yield* eventually(Effect.map(plugin.probe, (p) => p.ready), "ready once the ConfigMap was read")
+      // What the probe still waits for once the driver is built: the node's requests listed, the ConfigMap read.
+      yield* (yield* Issuance).awaitSynced
+      yield* (yield* IssuerConfig).awaitLoaded
+      assert.isTrue((yield* plugin.probe).ready, "ready once the ConfigMap was read")
       const e = yield* Effect.flip(publish())
       assert.strictEqual(e._tag, "CsiError")
       assert.strictEqual(e.code, "Unavailable")

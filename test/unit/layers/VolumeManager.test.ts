@@ -56,6 +56,7 @@ const scripted = Layer.effectContext(Effect.gen(function*() {
       }),
     forget: () => Effect.void,
     synced: Effect.succeed(true),
+    awaitSynced: Effect.void,
     reconnected: Stream.fromPubSub(reconnected)
   })
   return Context.make(Issuance, issuance).pipe(
