@@ -8,39 +8,21 @@ import { driverServiceAccountViolations, KNOWN_KEY_TYPES } from "../domain/Spiff
 import * as GoDuration from "../domain/GoDuration.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import type { ApproverConfigShape } from "../services/ApproverConfig.ts"
-import type { LogFormat } from "../services/DriverConfig.ts"
-import type { KubeClientFlags } from "../services/KubeClient.ts"
 import * as Common from "./CommonFlags.ts"
-import { parseBindAddress, parseLogLevel, parseRequestDuration } from "./CommonFlags.ts"
+import { parseRequestDuration } from "./CommonFlags.ts"
 import type { FlagSpec, SettingsArgs } from "./Flags.ts"
 import { collector, settingsParser } from "./Flags.ts"
-import { decodeKubeClientFlags, kubeClientFlags } from "./KubeFlags.ts"
 
-export interface ApproverSettings {
+export interface ApproverSettings extends Common.ProcessSettings, Omit<Common.ControllerSettings, "leaderElectionNamespace"> {
   readonly config: ApproverConfigShape
-  readonly logLevel: number
-  /** `--logging-format`: klog text (the default) or Kubernetes' JSON. */
-  readonly logFormat: LogFormat
-  readonly kubeconfig: string | undefined
-  /** The standard Kubernetes client flags (`--context`, `--server`, `--token`, …). */
-  readonly kubeClient: KubeClientFlags
-  /** How long the KubeClient reuses one connection pool (`--kube-client-pool-refresh`); 5 min when absent. */
-  readonly kubeClientPoolRefreshMillis?: number | undefined
   readonly runtimeIssuanceConfigMap: { readonly name: string; readonly namespace: string } | undefined
   /** Whether `--issuer-name` was empty: then only the runtime ConfigMap names the SPIFFE issuer. */
   readonly staticIssuer: boolean
-  readonly readinessBindAddress: string | undefined
-  readonly metricsBindAddress: string | undefined
 }
 
 export const approverFlags: ReadonlyArray<FlagSpec> = [
   Common.csiDriverName("Name of the CSI driver; also the name of the leader-election Lease."),
-  Common.logLevel,
-  Common.loggingFormat,
-  Common.versionFlag,
-  Common.kubeconfig,
-  ...kubeClientFlags,
-  Common.kubeClientPoolRefresh,
+  ...Common.processFlags,
   ...Common.runtimeIssuanceConfigMap,
   Common.trustDomain("The only trust domain requests may ask for."),
   Common.certificateRequestDuration("Duration every request must ask for, exactly."),
@@ -51,9 +33,7 @@ export const approverFlags: ReadonlyArray<FlagSpec> = [
   { section: "Pod Certificates", name: "signer-service-account", kind: "string", default: "", usage: "The Pod Certificate signer's ServiceAccount, <namespace>:<name>: the only requester whose intermediate CA request (annotation spiffe.csi.cert-manager.io/intermediate) may be approved; empty: every such request is denied." },
   { section: "Pod Certificates", name: "signer-intermediate-duration", kind: "string", default: "168h", usage: "Duration the signer's intermediate CA request must ask for, exactly (the signer's --intermediate-duration)." },
   { section: "Controller", name: "auto-approve-non-spiffe", kind: "bool", default: "false", usage: "Also approve requests without the identity annotation, unless they target the SPIFFE issuer or carry a spiffe:// URI." },
-  { section: "Controller", name: "leader-election-namespace", kind: "string", default: "cert-manager", usage: "Namespace of the leader-election Lease." },
-  { section: "Controller", name: "readiness-probe-bind-address", kind: "string", default: ":6060", usage: "Address of the readiness endpoint (/readyz); 0 disables." },
-  { section: "Controller", name: "metrics-bind-address", kind: "string", default: ":9402", usage: "Address of the Prometheus endpoint (/metrics); 0 disables." }
+  ...Common.controllerFlags("Namespace of the leader-election Lease.")
 ]
 
 /**
@@ -82,15 +62,12 @@ export const decodeApproverSettings = (
   values: Readonly<Record<string, string>>,
   lists: Readonly<Record<string, ReadonlyArray<string>>> = {}
 ): Result.Result<ApproverSettings, string> => {
-  const { errors, value: v, list, take } = collector(values, lists)
-  const kubeClient = decodeKubeClientFlags(v, list, errors)
-  const logLevel = take(parseLogLevel(v("log-level")), 1)
-  const logFormat = take(Common.parseLoggingFormat(v("logging-format")), "text")
-  const poolRefresh = take(Common.parsePoolRefresh(v("kube-client-pool-refresh")), 300_000)
+  const c = collector(values, lists)
+  const { errors, value: v, take } = c
+  const process = Common.decodeProcessSettings(c)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
   const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
-  const readiness = take(parseBindAddress("readiness-probe-bind-address", v("readiness-probe-bind-address")), undefined)
-  const metrics = take(parseBindAddress("metrics-bind-address", v("metrics-bind-address")), undefined)
+  const { leaderElectionNamespace, ...endpoints } = Common.decodeControllerSettings(c)
   const keyTypes = v("allowed-key-types").split(",").map((s) => s.trim()).filter((s) => s !== "")
   for (const k of keyTypes) if (!KNOWN_KEY_TYPES.includes(k)) errors.push(`--allowed-key-types: unknown key type ${JSON.stringify(k)}`)
   if (keyTypes.length === 0) errors.push("--allowed-key-types must name at least one key type")
@@ -106,30 +83,24 @@ export const decodeApproverSettings = (
   }
   const signerServiceAccount = take(parseSignerServiceAccount(v("signer-service-account")), undefined)
   const intermediateDuration = take(parseIntermediateDuration(v("signer-intermediate-duration")), 0)
-  if (v("leader-election-namespace") === "") errors.push("--leader-election-namespace must not be empty")
   if (errors.length > 0) return Result.fail(errors.join("; "))
   return Result.succeed({
     config: {
       csiDriverName: v("csi-driver-name"),
       trustDomain: v("trust-domain"),
       certificateRequestDuration: duration,
-      issuer: { name: v("issuer-name"), kind: v("issuer-kind") === "" ? "Issuer" : v("issuer-kind"), group: v("issuer-group") === "" ? "cert-manager.io" : v("issuer-group") },
+      issuer: Common.decodeDefaultedIssuer(c),
       autoApproveNonSpiffe: v("auto-approve-non-spiffe") === "true",
-      leaderElectionNamespace: v("leader-election-namespace"),
+      leaderElectionNamespace,
       allowedKeyTypes: keyTypes,
       driverServiceAccount: ownServiceAccount ? driverServiceAccount : undefined,
       signerServiceAccount,
       signerIntermediateDuration: intermediateDuration
     },
-    logLevel,
-    logFormat,
-    kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
-    kubeClient,
-    kubeClientPoolRefreshMillis: poolRefresh,
+    ...process,
     runtimeIssuanceConfigMap: cmName === "" ? undefined : { name: cmName, namespace: cmNamespace },
     staticIssuer: v("issuer-name") !== "",
-    readinessBindAddress: readiness,
-    metricsBindAddress: metrics
+    ...endpoints
   })
 }
 

@@ -1,12 +1,17 @@
 /**
- * The flags both binaries take, with the original's names and defaults; each binary words the help
- * text of the ones whose meaning differs for it.
+ * The flags more than one binary takes, with the original's names and defaults, and their decoding:
+ * each binary lists these, words the help text of the ones whose meaning differs for it, and
+ * decodes them with the functions here, so one flag means one thing in every binary.
  */
 import { Result } from "effect"
 import { parseGoDuration } from "../domain/CertificateRequest.ts"
 import * as GoDuration from "../domain/GoDuration.ts"
+import type { DefaultedIssuerRef } from "../domain/IssuerRef.ts"
+import { withDefaults } from "../domain/IssuerRef.ts"
 import type { LogFormat } from "../services/DriverConfig.ts"
-import type { FlagSpec } from "./Flags.ts"
+import type { KubeClientFlags } from "../services/KubeClient.ts"
+import type { Collector, FlagSpec } from "./Flags.ts"
+import { decodeKubeClientFlags, kubeClientFlags } from "./KubeFlags.ts"
 
 export const csiDriverName = (usage: string): FlagSpec =>
   ({ section: "App", name: "csi-driver-name", kind: "string", default: "spiffe.csi.cert-manager.io", usage })
@@ -98,3 +103,54 @@ export const parseRequestDuration = (raw: string): Result.Result<number, string>
     if (ms < 60_000) return Result.fail(`--certificate-request-duration must be at least 1m (cert-manager's minimum), got ${JSON.stringify(raw)}`)
     return Result.succeed(ms)
   })
+
+/** The flags every binary takes about its own process: logging, `--version`, how it reaches the API server. */
+export const processFlags: ReadonlyArray<FlagSpec> = [logLevel, loggingFormat, versionFlag, kubeconfig, ...kubeClientFlags, kubeClientPoolRefresh]
+
+/** What `processFlags` decode to. */
+export interface ProcessSettings {
+  /** klog-style verbosity 0–9 (1 = info, ≥4 = debug). */
+  readonly logLevel: number
+  /** `--logging-format`: klog text (the default) or Kubernetes' JSON. */
+  readonly logFormat: LogFormat
+  readonly kubeconfig: string | undefined
+  /** The standard Kubernetes client flags (`--context`, `--server`, `--token`, …). */
+  readonly kubeClient: KubeClientFlags
+  /** How long the KubeClient reuses one connection pool (`--kube-client-pool-refresh`). */
+  readonly kubeClientPoolRefreshMillis: number
+}
+
+/** Decodes `processFlags`; a bad value is added to the collector's errors. */
+export const decodeProcessSettings = ({ errors, list, take, value: v }: Collector): ProcessSettings => ({
+  kubeClient: decodeKubeClientFlags(v, list, errors),
+  logLevel: take(parseLogLevel(v("log-level")), 1),
+  logFormat: take(parseLoggingFormat(v("logging-format")), "text"),
+  kubeClientPoolRefreshMillis: take(parsePoolRefresh(v("kube-client-pool-refresh")), 300_000),
+  kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig")
+})
+
+/** A controller's flags (the approver's and the signer's): its Lease's namespace and its two HTTP endpoints. */
+export const controllerFlags = (leaseUsage: string): ReadonlyArray<FlagSpec> => [
+  { section: "Controller", name: "leader-election-namespace", kind: "string", default: "cert-manager", usage: leaseUsage },
+  { section: "Controller", name: "readiness-probe-bind-address", kind: "string", default: ":6060", usage: "Address of the readiness endpoint (/readyz); 0 disables." },
+  { section: "Controller", name: "metrics-bind-address", kind: "string", default: ":9402", usage: "Address of the Prometheus endpoint (/metrics); 0 disables." }
+]
+
+/** What `controllerFlags` decode to; an endpoint is undefined when its flag is `0`. */
+export interface ControllerSettings {
+  readonly leaderElectionNamespace: string
+  readonly readinessBindAddress: string | undefined
+  readonly metricsBindAddress: string | undefined
+}
+
+/** Decodes `controllerFlags`; a bad value is added to the collector's errors. */
+export const decodeControllerSettings = ({ errors, take, value: v }: Collector): ControllerSettings => {
+  const readinessBindAddress = take(parseBindAddress("readiness-probe-bind-address", v("readiness-probe-bind-address")), undefined)
+  const metricsBindAddress = take(parseBindAddress("metrics-bind-address", v("metrics-bind-address")), undefined)
+  if (v("leader-election-namespace") === "") errors.push("--leader-election-namespace must not be empty")
+  return { leaderElectionNamespace: v("leader-election-namespace"), readinessBindAddress, metricsBindAddress }
+}
+
+/** `--issuer-name`, `--issuer-kind`, `--issuer-group` with cert-manager's defaults for an empty kind or group. */
+export const decodeDefaultedIssuer = ({ value: v }: Collector): DefaultedIssuerRef =>
+  withDefaults({ name: v("issuer-name"), kind: v("issuer-kind"), group: v("issuer-group") })

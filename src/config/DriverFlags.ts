@@ -10,19 +10,13 @@ import { defaultPolicy } from "../domain/Renewal.ts"
 import { trustDomainViolations } from "../domain/SpiffeId.ts"
 import type { DriverConfigShape } from "../services/DriverConfig.ts"
 import * as Common from "./CommonFlags.ts"
-import { parseBindAddress, parseLogLevel, parseRequestDuration } from "./CommonFlags.ts"
+import { parseBindAddress, parseRequestDuration } from "./CommonFlags.ts"
 import type { FlagSpec, ParsedFlags } from "./Flags.ts"
 import { collector, parseFlags } from "./Flags.ts"
-import { decodeKubeClientFlags, kubeClientFlags } from "./KubeFlags.ts"
 
 export const driverFlags: ReadonlyArray<FlagSpec> = [
   Common.csiDriverName("Name of the CSI driver as installed (the CSIDriver object's name)."),
-  Common.logLevel,
-  Common.loggingFormat,
-  Common.versionFlag,
-  Common.kubeconfig,
-  ...kubeClientFlags,
-  Common.kubeClientPoolRefresh,
+  ...Common.processFlags,
   { section: "Driver", name: "node-id", kind: "string", default: "", usage: "Name of the node the driver runs on (required)." },
   { section: "Driver", name: "endpoint", kind: "string", default: "", usage: "gRPC endpoint, unix:///path/to/csi.sock (required)." },
   { section: "Driver", name: "data-root", kind: "string", default: "", usage: "Directory for the driver's tmpfs and volume state (required)." },
@@ -153,17 +147,15 @@ export const decodeDriverConfig = (
   version: string,
   lists: Readonly<Record<string, ReadonlyArray<string>>> = {}
 ): Result.Result<DriverConfigShape, string> => {
-  const { errors, value: v, list, take } = collector(values, lists)
-  const kubeClient = decodeKubeClientFlags(v, list, errors)
+  const c = collector(values, lists)
+  const { errors, value: v, take } = c
+  const process = Common.decodeProcessSettings(c)
   for (const req of ["node-id", "endpoint", "data-root"]) if (v(req) === "") errors.push(`--${req} is required`)
   const kubeletRootDir = v("kubelet-root-dir").replace(/(.)\/+$/, "$1")
   if (!kubeletRootDir.startsWith("/") || kubeletRootDir.includes("\0") || kubeletRootDir.split("/").some((c) => c === "." || c === "..")) {
     errors.push(`--kubelet-root-dir must be an absolute path without . or .. components, got ${JSON.stringify(v("kubelet-root-dir"))}`)
   }
   const pluginRegistration = take(parsePluginRegistration(v("plugin-registration"), v("kubelet-registration-path"), v("endpoint")), undefined)
-  const logLevel = take(parseLogLevel(v("log-level")), 1)
-  const logFormat = take(Common.parseLoggingFormat(v("logging-format")), "text")
-  const poolRefresh = take(Common.parsePoolRefresh(v("kube-client-pool-refresh")), 300_000)
   for (const td of trustDomainViolations(v("trust-domain"))) errors.push(`--trust-domain: ${td}`)
   const duration = take(parseRequestDuration(v("certificate-request-duration")), 3_600_000)
   const { annotations, reserved } = take(parseAnnotations(v("extra-certificate-request-annotations")), { annotations: {}, reserved: [] })
@@ -190,11 +182,7 @@ export const decodeDriverConfig = (
   return Result.succeed({
     csiDriverName: v("csi-driver-name"),
     version,
-    logLevel,
-    logFormat,
-    kubeconfig: v("kubeconfig") === "" ? undefined : v("kubeconfig"),
-    kubeClient,
-    kubeClientPoolRefreshMillis: poolRefresh,
+    ...process,
     nodeId: v("node-id"),
     endpoint: v("endpoint"),
     dataRoot: v("data-root"),

@@ -140,3 +140,6 @@ export const collector = (
     }
   }
 }
+
+/** What `collector` returns: the flag values, the list of problems, and `take`. */
+export type Collector = ReturnType<typeof collector>
