@@ -6,6 +6,7 @@
 import { Result, Schema } from "effect"
 import * as GoDuration from "./GoDuration.ts"
 import { IssuerRef } from "./IssuerRef.ts"
+import { conditionFields, ObjectMeta, TypeMeta } from "./KubeMeta.ts"
 
 export const GROUP = "cert-manager.io"
 export const VERSION = "v1"
@@ -31,32 +32,9 @@ export const APPROVER_REASON = "spiffe.csi.cert-manager.io"
 /** The four usages every SVID request carries, spelled as cert-manager spells them. */
 export const REQUIRED_USAGES = ["digital signature", "key encipherment", "server auth", "client auth"] as const
 
-export const Condition = Schema.Struct({
-  type: Schema.String,
-  status: Schema.String,
-  reason: Schema.optional(Schema.String),
-  message: Schema.optional(Schema.String),
-  lastTransitionTime: Schema.optional(Schema.String)
-})
+/** cert-manager's CertificateRequestCondition. */
+export const Condition = Schema.Struct(conditionFields)
 export type Condition = typeof Condition.Type
-
-export const OwnerReference = Schema.Struct({
-  apiVersion: Schema.String,
-  kind: Schema.String,
-  name: Schema.String,
-  uid: Schema.String
-})
-
-export const ObjectMeta = Schema.Struct({
-  name: Schema.String,
-  namespace: Schema.String,
-  uid: Schema.optional(Schema.String),
-  resourceVersion: Schema.optional(Schema.String),
-  creationTimestamp: Schema.optional(Schema.String),
-  annotations: Schema.optional(Schema.Record(Schema.String, Schema.String)),
-  labels: Schema.optional(Schema.Record(Schema.String, Schema.String)),
-  ownerReferences: Schema.optional(Schema.Array(OwnerReference))
-})
 
 export const CertificateRequestSpec = Schema.Struct({
   request: Schema.String,
@@ -77,8 +55,7 @@ export const CertificateRequestStatus = Schema.Struct({
 })
 
 export const CertificateRequest = Schema.Struct({
-  apiVersion: Schema.optional(Schema.String),
-  kind: Schema.optional(Schema.String),
+  ...TypeMeta,
   metadata: ObjectMeta,
   spec: CertificateRequestSpec,
   status: Schema.optional(CertificateRequestStatus)

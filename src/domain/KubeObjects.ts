@@ -4,6 +4,7 @@
  */
 import { Schema } from "effect"
 import * as CR from "./CertificateRequest.ts"
+import { ObjectMeta, TypeMeta } from "./KubeMeta.ts"
 import * as PC from "./PodCertificate.ts"
 
 /** The Kubernetes timestamp format (`metav1.Time`: RFC 3339 in whole seconds, as the API server writes it). */
@@ -21,9 +22,8 @@ export interface Resource<A> {
 }
 
 export const ConfigMap = Schema.Struct({
-  apiVersion: Schema.optional(Schema.String),
-  kind: Schema.optional(Schema.String),
-  metadata: CR.ObjectMeta,
+  ...TypeMeta,
+  metadata: ObjectMeta,
   data: Schema.optional(Schema.Record(Schema.String, Schema.String))
 })
 export type ConfigMap = typeof ConfigMap.Type
@@ -37,9 +37,8 @@ export const LeaseSpec = Schema.Struct({
 })
 
 export const Lease = Schema.Struct({
-  apiVersion: Schema.optional(Schema.String),
-  kind: Schema.optional(Schema.String),
-  metadata: CR.ObjectMeta,
+  ...TypeMeta,
+  metadata: ObjectMeta,
   spec: Schema.optional(LeaseSpec)
 })
 export type Lease = typeof Lease.Type
@@ -56,9 +55,8 @@ export type ObjectReference = typeof ObjectReference.Type
 
 /** core/v1 Event, as `kubectl describe` shows it. */
 export const Event = Schema.Struct({
-  apiVersion: Schema.optional(Schema.String),
-  kind: Schema.optional(Schema.String),
-  metadata: CR.ObjectMeta,
+  ...TypeMeta,
+  metadata: ObjectMeta,
   involvedObject: ObjectReference,
   reason: Schema.String,
   message: Schema.String,

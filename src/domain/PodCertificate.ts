@@ -17,7 +17,7 @@
  * lastTransitionTime (metav1.Condition).
  */
 import { Schema } from "effect"
-import { ObjectMeta } from "./CertificateRequest.ts"
+import { ClusterObjectMeta, Condition, ObjectMeta, TypeMeta } from "./KubeMeta.ts"
 import { forServiceAccount } from "./SpiffeId.ts"
 
 export const GROUP = "certificates.k8s.io"
@@ -42,15 +42,6 @@ export const MIN_LIFETIME_MILLIS = 3_600_000
 /** beginRefreshAt must be at least this far from both ends of the validity. */
 export const REFRESH_EDGE_MILLIS = 600_000
 
-export const MetaCondition = Schema.Struct({
-  type: Schema.String,
-  status: Schema.String,
-  reason: Schema.optional(Schema.String),
-  message: Schema.optional(Schema.String),
-  lastTransitionTime: Schema.optional(Schema.String),
-  observedGeneration: Schema.optional(Schema.Number)
-})
-
 export const PodCertificateRequestSpec = Schema.Struct({
   signerName: Schema.String,
   podName: Schema.String,
@@ -66,7 +57,7 @@ export const PodCertificateRequestSpec = Schema.Struct({
 })
 
 export const PodCertificateRequestStatus = Schema.Struct({
-  conditions: Schema.optional(Schema.Array(MetaCondition)),
+  conditions: Schema.optional(Schema.Array(Condition)),
   certificateChain: Schema.optional(Schema.String),
   notBefore: Schema.optional(Schema.String),
   beginRefreshAt: Schema.optional(Schema.String),
@@ -74,27 +65,15 @@ export const PodCertificateRequestStatus = Schema.Struct({
 })
 
 export const PodCertificateRequest = Schema.Struct({
-  apiVersion: Schema.optional(Schema.String),
-  kind: Schema.optional(Schema.String),
+  ...TypeMeta,
   metadata: ObjectMeta,
   spec: PodCertificateRequestSpec,
   status: Schema.optional(PodCertificateRequestStatus)
 })
 export type PodCertificateRequest = typeof PodCertificateRequest.Type
 
-/** Cluster-scoped: no namespace in its metadata. */
-export const ClusterObjectMeta = Schema.Struct({
-  name: Schema.String,
-  uid: Schema.optional(Schema.String),
-  resourceVersion: Schema.optional(Schema.String),
-  creationTimestamp: Schema.optional(Schema.String),
-  labels: Schema.optional(Schema.Record(Schema.String, Schema.String)),
-  annotations: Schema.optional(Schema.Record(Schema.String, Schema.String))
-})
-
 export const ClusterTrustBundle = Schema.Struct({
-  apiVersion: Schema.optional(Schema.String),
-  kind: Schema.optional(Schema.String),
+  ...TypeMeta,
   metadata: ClusterObjectMeta,
   spec: Schema.Struct({ signerName: Schema.optional(Schema.String), trustBundle: Schema.String })
 })
