@@ -4,7 +4,7 @@
  * and sees a renewal and a bundle change on its own stream; one raw FetchX509SVID stream carries
  * every update (no reconnect); a call without the header is InvalidArgument; `spiffetls` mTLS
  * between two volumes' identities works and a third identity is refused. The volume manager's part
- * (what state each socket gets) is tested in test/unit/layers/VolumeManager.WorkloadApi.test.ts; the
+ * (what state each socket gets) is tested in test/unit/layers/volumeManager/Socket.test.ts; the
  * real node runs the same checker in pods (test/node/workload-api.test.ts).
  */
 import { assert, describe, it } from "@effect/vitest"

@@ -9,20 +9,19 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Queue, Redacted, Ref, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
-import { pemToConcatenatedDer } from "../../../src/domain/Pem.ts"
-import { credentialBundle, CREDENTIAL_BUNDLE_FILE, trustBundle } from "../../../src/domain/FilesystemDelivery.ts"
-import { FILESYSTEM_DELIVERY_KEY, WORKLOAD_API_KEY } from "../../../src/domain/PublishRequest.ts"
-import { WorkloadApiMemory } from "../../../src/layers/WorkloadApi.ts"
-import { VolumeStoreMemory } from "../../../src/layers/VolumeStore.ts"
-import { CaBundle } from "../../../src/services/CaBundle.ts"
-import { CsiPlugin } from "../../../src/services/CsiPlugin.ts"
-import type { DriverConfigShape } from "../../../src/services/DriverConfig.ts"
-import { VolumeManager } from "../../../src/services/VolumeManager.ts"
-import { VolumeStore } from "../../../src/services/VolumeStore.ts"
-import type { VolumeSvid } from "../../../src/services/WorkloadApi.ts"
-import { nodeLayer, startDriver, testConfig } from "../../support/DriverStack.ts"
-import { publishRequest, unpublishRequest } from "../../support/publish.ts"
-import type { PodSpec } from "../../support/publish.ts"
+import { pemToConcatenatedDer } from "../../../../src/domain/Pem.ts"
+import { WORKLOAD_API_KEY } from "../../../../src/domain/PublishRequest.ts"
+import { WorkloadApiMemory } from "../../../../src/layers/WorkloadApi.ts"
+import { VolumeStoreMemory } from "../../../../src/layers/VolumeStore.ts"
+import { CaBundle } from "../../../../src/services/CaBundle.ts"
+import { CsiPlugin } from "../../../../src/services/CsiPlugin.ts"
+import type { DriverConfigShape } from "../../../../src/services/DriverConfig.ts"
+import { VolumeManager } from "../../../../src/services/VolumeManager.ts"
+import { VolumeStore } from "../../../../src/services/VolumeStore.ts"
+import type { VolumeSvid } from "../../../../src/services/WorkloadApi.ts"
+import { nodeLayer, startDriver, testConfig } from "../../../support/DriverStack.ts"
+import { publishRequest, unpublishRequest } from "../../../support/publish.ts"
+import type { PodSpec } from "../../../support/publish.ts"
 
 const HOUR = 3_600_000
 const RENEW_AT = (2 * HOUR) / 3
@@ -205,33 +204,3 @@ describe("which volumes get a socket", () => {
       assert.strictEqual((yield* Ref.get(mem.volumes)).size, 0)
     }).pipe(Effect.scoped))
 })
-
-describe("the filesystem-delivery layout (attribute spiffe.csi.cert-manager.io/filesystem-delivery)", () => {
-  const contents = (volumeId: string) =>
-    Effect.gen(function*() {
-      const mem = yield* VolumeStoreMemory
-      const files = (yield* Ref.get(mem.volumes)).get(volumeId)!.files
-      return Object.fromEntries([...files].map(([name, f]) => [name, f.content]))
-    })
-
-  it.effect("writes the credential bundle and the trust bundle next to the usual files, and keeps them current", () =>
-    Effect.gen(function*() {
-      const { run, setCa } = yield* setup()
-      yield* run(publish({ ...POD_1, attributes: { [FILESYSTEM_DELIVERY_KEY]: "true" } }))
-      yield* run(publish(POD_2))
-      const files = yield* run(contents(VOL_1))
-      assert.deepStrictEqual(Object.keys(files).sort(), ["ca.crt", CREDENTIAL_BUNDLE_FILE, "foo.bar.spiffe-trust-bundle.x509.pem", "tls.crt", "tls.key"])
-      assert.strictEqual(files[CREDENTIAL_BUNDLE_FILE], credentialBundle(files["tls.key"]!, files["tls.crt"]!, CA_A))
-      assert.strictEqual(files["foo.bar.spiffe-trust-bundle.x509.pem"], trustBundle(CA_A))
-      assert.deepStrictEqual(Object.keys(yield* run(contents(VOL_2))).sort(), ["ca.crt", "tls.crt", "tls.key"], "only where asked for")
-
-      yield* TestClock.adjust(RENEW_AT)
-      yield* run(Effect.flatMap(Effect.service(VolumeStoreMemory), (mem) => mem.until((v) => v.get(VOL_1)?.files.get("tls.crt")?.content !== files["tls.crt"])))
-      const renewed = yield* run(contents(VOL_1))
-      assert.strictEqual(renewed[CREDENTIAL_BUNDLE_FILE], credentialBundle(renewed["tls.key"]!, renewed["tls.crt"]!, CA_A), "at renewal")
-      yield* setCa(CA_B)
-      yield* run(Effect.flatMap(Effect.service(VolumeStoreMemory), (mem) => mem.until((v) => v.get(VOL_1)?.files.get("ca.crt")?.content === CA_B)))
-      assert.strictEqual((yield* run(contents(VOL_1)))["foo.bar.spiffe-trust-bundle.x509.pem"], trustBundle(CA_B), "after the CA change")
-    }).pipe(Effect.scoped))
-})
-

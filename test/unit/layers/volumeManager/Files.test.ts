@@ -1,25 +1,29 @@
 /**
- * The CA bundle at volume level: written as `--file-name-ca` at issuance, renewal and rotation;
- * a bundle change rewrites every issued volume's CA file and nothing else; a restarted driver
- * reconciles once at start; a CA change racing a renewal never resurrects older files. The bundle
- * is a controllable CaBundle (a SubscriptionRef, as `layerFile` publishes it); time is TestClock's.
+ * A volume's files (`layers/volumeManager/Files.ts`) through the whole driver. The CA bundle at
+ * volume level: written as `--file-name-ca` at issuance, renewal and rotation; a bundle change
+ * rewrites every issued volume's CA file and nothing else; a restarted driver reconciles once at
+ * start; a CA change racing a renewal never resurrects older files. The filesystem-delivery bundles
+ * where a volume asks for them, kept current. The bundle is a controllable CaBundle (a
+ * SubscriptionRef, as `layerFile` publishes it); time is TestClock's.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Ref, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
-import { x509 } from "../../../src/x509.ts"
-import { CertificateRequests } from "../../../src/domain/KubeObjects.ts"
-import { KubeClientMemory } from "../../../src/layers/KubeClient.ts"
-import { VolumeStoreMemory } from "../../../src/layers/VolumeStore.ts"
-import type { MemoryVolume } from "../../../src/layers/VolumeStore.ts"
-import { CaBundle } from "../../../src/services/CaBundle.ts"
-import { CsiPlugin } from "../../../src/services/CsiPlugin.ts"
-import type { DriverConfigShape } from "../../../src/services/DriverConfig.ts"
-import { VolumeManager } from "../../../src/services/VolumeManager.ts"
-import { nodeLayer, startDriver, testConfig } from "../../support/DriverStack.ts"
-import { publishRequest } from "../../support/publish.ts"
-import type { PodSpec } from "../../support/publish.ts"
-import { TestSigner } from "../../support/TestSigner.ts"
+import { x509 } from "../../../../src/x509.ts"
+import { credentialBundle, CREDENTIAL_BUNDLE_FILE, trustBundle } from "../../../../src/domain/FilesystemDelivery.ts"
+import { CertificateRequests } from "../../../../src/domain/KubeObjects.ts"
+import { FILESYSTEM_DELIVERY_KEY } from "../../../../src/domain/PublishRequest.ts"
+import { KubeClientMemory } from "../../../../src/layers/KubeClient.ts"
+import { VolumeStoreMemory } from "../../../../src/layers/VolumeStore.ts"
+import type { MemoryVolume } from "../../../../src/layers/VolumeStore.ts"
+import { CaBundle } from "../../../../src/services/CaBundle.ts"
+import { CsiPlugin } from "../../../../src/services/CsiPlugin.ts"
+import type { DriverConfigShape } from "../../../../src/services/DriverConfig.ts"
+import { VolumeManager } from "../../../../src/services/VolumeManager.ts"
+import { nodeLayer, startDriver, testConfig } from "../../../support/DriverStack.ts"
+import { publishRequest } from "../../../support/publish.ts"
+import type { PodSpec } from "../../../support/publish.ts"
+import { TestSigner } from "../../../support/TestSigner.ts"
 
 const HOUR = 3_600_000
 const RENEW_AT = (2 * HOUR) / 3
@@ -236,3 +240,36 @@ describe("start-up reconciliation", () => {
     }))
 })
 
+describe("the filesystem-delivery layout (attribute spiffe.csi.cert-manager.io/filesystem-delivery)", () => {
+  /** These volumes also serve a Workload API socket, so their CA bundle is a readable PEM. */
+  const config = testConfig({ workloadApi: { socketName: "spiffe.sock", byDefault: true } })
+  const b64pem = (body: string) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(body).toString("base64")}\n-----END CERTIFICATE-----\n`
+  const caA = b64pem("ca A")
+  const caB = b64pem("ca B")
+  const contents = (volumeId: string) =>
+    Effect.gen(function*() {
+      const mem = yield* VolumeStoreMemory
+      const files = (yield* Ref.get(mem.volumes)).get(volumeId)!.files
+      return Object.fromEntries([...files].map(([name, f]) => [name, f.content]))
+    })
+
+  it.effect("writes the credential bundle and the trust bundle next to the usual files, and keeps them current", () =>
+    Effect.gen(function*() {
+      const { run, bundle } = yield* setup(config, caA)
+      yield* run(publish({ ...POD_1, attributes: { [FILESYSTEM_DELIVERY_KEY]: "true" } }))
+      yield* run(publish(POD_2))
+      const files = yield* run(contents(VOL_1))
+      assert.deepStrictEqual(Object.keys(files).sort(), ["ca.crt", CREDENTIAL_BUNDLE_FILE, "foo.bar.spiffe-trust-bundle.x509.pem", "tls.crt", "tls.key"])
+      assert.strictEqual(files[CREDENTIAL_BUNDLE_FILE], credentialBundle(files["tls.key"]!, files["tls.crt"]!, caA))
+      assert.strictEqual(files["foo.bar.spiffe-trust-bundle.x509.pem"], trustBundle(caA))
+      assert.deepStrictEqual(Object.keys(yield* run(contents(VOL_2))).sort(), ["ca.crt", "tls.crt", "tls.key"], "only where asked for")
+
+      yield* TestClock.adjust(RENEW_AT)
+      yield* run(Effect.flatMap(Effect.service(VolumeStoreMemory), (mem) => mem.until((v) => v.get(VOL_1)?.files.get("tls.crt")?.content !== files["tls.crt"])))
+      const renewed = yield* run(contents(VOL_1))
+      assert.strictEqual(renewed[CREDENTIAL_BUNDLE_FILE], credentialBundle(renewed["tls.key"]!, renewed["tls.crt"]!, caA), "at renewal")
+      yield* bundle.set(caB)
+      yield* run(Effect.flatMap(Effect.service(VolumeStoreMemory), (mem) => mem.until((v) => v.get(VOL_1)?.files.get("ca.crt")?.content === caB)))
+      assert.strictEqual((yield* run(contents(VOL_1)))["foo.bar.spiffe-trust-bundle.x509.pem"], trustBundle(caB), "after the CA change")
+    }).pipe(Effect.scoped))
+})
