@@ -13,7 +13,8 @@ import { failureDelay, notReadyDelay } from "./Renewal.ts"
 /**
  * Reconnecting a list or watch after a failure: client-go's reflector backoff
  * (`NewExponentialBackoffManager(800ms, 30s, …)`): the first retry is quick, and a restarting API
- * server is not stampeded by every watcher of the cluster at once.
+ * server is not stampeded by every watcher of the cluster at once. The CA bundle's directory watch
+ * is set up again on it too (a failing inotify watch is not retried in a tight loop).
  */
 export const watchReconnect: Schedule.Schedule<Duration.Duration> = Schedule.min([
   Schedule.exponential("800 millis", 2),

@@ -6,9 +6,9 @@
  * only when the valid content differs. Does not own: writing `ca.crt` into volumes (VolumeManager).
  * `layerFile` and `layerMemory` both pass `test/unit/layers/CaBundle.contract.ts`.
  */
-import { Context, Effect, FileSystem, Layer, Queue, Stream, SubscriptionRef } from "effect"
-import * as fsSync from "node:fs"
+import { Context, Deferred, Effect, FileSystem, Layer, PlatformError, Queue, Stream, SubscriptionRef } from "effect"
 import * as path from "node:path"
+import * as Schedules from "../domain/Schedules.ts"
 import { CaBundle } from "../services/CaBundle.ts"
 import { Crypto, CryptoError } from "../services/Crypto.ts"
 import { platformText } from "./PlatformText.ts"
@@ -20,9 +20,12 @@ export const layerStatic = (pem: string) =>
 
 /**
  * The `--source-ca-bundle` file. It must exist and hold valid PEM certificates at start-up (an
- * invalid bundle is an error, never an empty CA file). Its *directory* is watched, so the atomic
- * `..data` symlink swap of a Secret or ConfigMap volume is seen; bursts of events are coalesced
- * (debounced by COALESCE) and a change is published only when the validated content differs.
+ * invalid bundle is an error, never an empty CA file). Its *directory* is watched (Effect's
+ * `FileSystem.watch`: inotify through node:fs on Linux), so the atomic `..data` symlink swap of a
+ * Secret or ConfigMap volume is seen (a rename in the directory, which no watch on the file or its
+ * old target would report), as are a rename over the file and a rewrite in place; bursts of events
+ * are coalesced (debounced by COALESCE) and a change is published only when the validated content
+ * differs. Any event in the directory triggers a reload: only the content decides.
  */
 export const layerFile = (file: string): Layer.Layer<CaBundle, CryptoError, Crypto | FileSystem.FileSystem> =>
   Layer.effect(
@@ -30,6 +33,7 @@ export const layerFile = (file: string): Layer.Layer<CaBundle, CryptoError, Cryp
     Effect.gen(function*() {
       const crypto = yield* Crypto
       const fs = yield* FileSystem.FileSystem
+      const dir = path.dirname(file)
       const read = fs.readFileString(file).pipe(
         Effect.mapError((e) => new CryptoError({ operation: `read CA bundle ${file}`, detail: platformText(e), cause: e }))
       )
@@ -38,18 +42,43 @@ export const layerFile = (file: string): Layer.Layer<CaBundle, CryptoError, Cryp
           crypto.validateBundle(pem).pipe(Effect.mapError((e) => new CryptoError({ operation: `validate CA bundle ${file}`, detail: e.detail })))
         )
       )
-      // Watch before the first read, so a change made while the driver starts is never missed.
-      // One pending event is enough: the reload reads the file as it is then. node:fs's watch, not
-      // FileSystem.watch: the latter stats the path first and starts watching only when its stream is
-      // pulled, with no signal for "watching now", so the first read could not be ordered after it.
+      // Watch before the first read (`onReady`: the watcher is installed and buffers events), so a
+      // change made while the driver starts is never missed. One pending event is enough: the
+      // reload reads the file as it is then.
       const events = yield* Queue.sliding<void>(1)
-      yield* Effect.acquireRelease(
-        Effect.try({
-          try: () => fsSync.watch(path.dirname(file), () => Queue.offerUnsafe(events, undefined)),
-          catch: (e) => new CryptoError({ operation: `watch CA bundle directory ${path.dirname(file)}`, detail: e instanceof Error ? e.message : String(e) })
-        }),
-        (w) => Effect.sync(() => w.close())
+      const watching = yield* Deferred.make<void, CryptoError>()
+      const watchError = (cause: unknown) =>
+        new CryptoError({
+          operation: `watch CA bundle directory ${dir}`,
+          detail: PlatformError.isPlatformError(cause) ? platformText(cause) : cause instanceof Error ? cause.message : String(cause),
+          cause
+        })
+      const follow = fs.watch(dir, {
+        onReady: () => {
+          // The first time, the layer goes on to read the file. Watching again after a failure:
+          // one reload, so a change made while nothing watched is not lost.
+          if (!Deferred.doneUnsafe(watching, Effect.void)) Queue.offerUnsafe(events, undefined)
+        }
+      }).pipe(
+        Stream.runForEach(() => Queue.offer(events, undefined)),
+        Effect.mapError(watchError),
+        // NodeFileSystem calls node:fs `watch` in `Effect.sync`: its throw (EACCES, the inotify
+        // watch limit) is a defect there, and must fail the layer like a PlatformError.
+        Effect.catchDefect((defect) => Effect.fail(watchError(defect)))
       )
+      // Failing before the first `onReady` fails the layer; later (the watcher's `error` event) the
+      // directory is watched again on Schedules.watchReconnect.
+      yield* follow.pipe(
+        Effect.tapError((e) =>
+          Deferred.isDoneUnsafe(watching)
+            ? Effect.logError("CA bundle directory watch failed; watching it again", { file, error: e.message })
+            : Deferred.fail(watching, e)
+        ),
+        Effect.retry({ schedule: Schedules.watchReconnect, while: () => Deferred.isDoneUnsafe(watching) }),
+        Effect.ignore,
+        Effect.forkScoped
+      )
+      yield* Deferred.await(watching)
       const published = yield* publisher(yield* load)
       yield* Stream.fromQueue(events).pipe(
         Stream.debounce(COALESCE),

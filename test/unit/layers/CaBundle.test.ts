@@ -6,7 +6,7 @@
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Logger, Stream, SubscriptionRef } from "effect"
+import { Context, Deferred, Effect, Exit, FileSystem, Layer, Logger, PlatformError, Stream, SubscriptionRef } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -56,8 +56,8 @@ interface Watched {
   readonly errorsReach: (n: number) => Effect.Effect<void>
 }
 
-/** Builds `layerFile(file)` in the test's scope and records what it publishes and logs. */
-const watch = (file: string) =>
+/** Builds `layerFile(file)` in the test's scope (on `files`) and records what it publishes and logs. */
+const watch = (file: string, files: Layer.Layer<FileSystem.FileSystem> = NodeFileSystem.layer) =>
   Effect.gen(function*() {
     const errorLines = yield* SubscriptionRef.make<ReadonlyArray<string>>([])
     const logger = Logger.make(({ logLevel, message }) => {
@@ -66,7 +66,7 @@ const watch = (file: string) =>
       Effect.runSync(SubscriptionRef.update(errorLines, (xs) => [...xs, line]))
     })
     const ctx = yield* Layer.build(
-      CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer]), Layer.provide(Logger.layer([logger])))
+      CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, files]), Layer.provide(Logger.layer([logger])))
     )
     const bundle = Context.get(ctx, CaBundle)
     const { changes, changesReach } = yield* recordChanges(bundle)
@@ -78,12 +78,18 @@ const watch = (file: string) =>
     } satisfies Watched
   })
 
+/** `ca.crt` holding `content` in a fresh directory. */
+const bundleFile = (content: string) =>
+  Effect.map(tempDir, (dir) => {
+    const file = path.join(dir, "ca.crt")
+    fs.writeFileSync(file, content)
+    return { dir, file }
+  })
+
 /** A bundle file in a fresh directory holding bundle A, watched through `layerFile`. */
 const watchedBundle = Effect.gen(function*() {
   const pems = yield* bundles
-  const dir = yield* tempDir
-  const file = path.join(dir, "ca.crt")
-  fs.writeFileSync(file, pems.A)
+  const { dir, file } = yield* bundleFile(pems.A)
   return { dir, file, pems, w: yield* watch(file) }
 })
 
@@ -147,9 +153,7 @@ describe("layerNone and layerStatic", () => {
   it.live("layerFor with --source-ca-bundle reads that file", () =>
     Effect.gen(function*() {
       const pems = yield* bundles
-      const dir = yield* tempDir
-      const file = path.join(dir, "ca.crt")
-      fs.writeFileSync(file, pems.AB)
+      const { file } = yield* bundleFile(pems.AB)
       const ctx = yield* Layer.build(CaBundleLayers.layerFor({ sourceCaBundle: file }).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer])))
       assert.strictEqual(yield* Context.get(ctx, CaBundle).current, pems.AB)
     }))
@@ -173,6 +177,21 @@ describe("layerFile", () => {
       const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, NodeFileSystem.layer]))))
       assert.strictEqual(e._tag, "CryptoError")
       assert.include(e.message, path.join(dir, "absent"))
+    }))
+
+  it.live("a watcher that cannot be installed (node:fs `watch` throws, a defect in NodeFileSystem) fails the layer with a clear error", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const { dir, file } = yield* bundleFile(pems.A)
+      const limit = "ENOSPC: System limit for number of file watchers reached, watch"
+      const throwing = Layer.effect(
+        FileSystem.FileSystem,
+        Effect.map(FileSystem.FileSystem, (real) => FileSystem.FileSystem.of({ ...real, watch: () => Stream.die(new Error(limit)) }))
+      ).pipe(Layer.provide(NodeFileSystem.layer))
+      const e = yield* Effect.flip(Layer.build(CaBundleLayers.layerFile(file).pipe(Layer.provide([CryptoLayers.layer, throwing]))))
+      assert.strictEqual(e._tag, "CryptoError")
+      assert.include(e.message, `watch CA bundle directory ${dir}`)
+      assert.include(e.message, limit)
     }))
 
   it.live.each([
@@ -255,6 +274,40 @@ describe("layerFile", () => {
       replaceAtomically(file, pems.B)
       replaceAtomically(file, pems.C)
       assert.deepStrictEqual(yield* w.changesReach(2), [pems.B, pems.C])
+    }))
+
+  it.live("a watch that fails once it is running is set up again, and a change made while nothing watched is published", () =>
+    Effect.gen(function*() {
+      const pems = yield* bundles
+      const { file } = yield* bundleFile(pems.A)
+      // Node's file system, except that the first watch is one that reports nothing and fails
+      // (as a watcher's `error` event would fail it) once `fail` is completed.
+      const fail = yield* Deferred.make<void>()
+      const watches = yield* SubscriptionRef.make(0)
+      const flaky = Layer.effect(
+        FileSystem.FileSystem,
+        Effect.map(FileSystem.FileSystem, (real) =>
+          FileSystem.FileSystem.of({
+            ...real,
+            watch: (target, options) =>
+              Stream.unwrap(Effect.map(SubscriptionRef.getAndUpdate(watches, (n) => n + 1), (n) =>
+                n > 0 ? real.watch(target, options) : Stream.fromEffect(Effect.sync(() => options?.onReady?.())).pipe(
+                  Stream.drain,
+                  Stream.concat(Stream.fromEffect(Effect.andThen(
+                    Deferred.await(fail),
+                    Effect.fail(PlatformError.systemError({ _tag: "Unknown", module: "FileSystem", method: "watch", pathOrDescriptor: target }))
+                  )))
+                )))
+          }))
+      ).pipe(Layer.provide(NodeFileSystem.layer))
+      const w = yield* watch(file, flaky)
+      yield* Deferred.succeed(fail, undefined)
+      replaceAtomically(file, pems.B)
+      yield* w.errorsReach(1)
+      assert.deepStrictEqual(yield* w.changesReach(1), [pems.B], "read again once watched again")
+      assert.strictEqual(yield* SubscriptionRef.get(watches), 2)
+      replaceAtomically(file, pems.C)
+      assert.deepStrictEqual(yield* w.changesReach(2), [pems.B, pems.C], "the new watch reports changes")
     }))
 
   it.live("a file that disappears is logged and the last good bundle stays; it is picked up when it returns", () =>
