@@ -3,6 +3,7 @@
  * assertion): the klog text and Kubernetes JSON formatters over a typical structured entry with an
  * Effect.fn caller, and ProcessMetrics' scrape-time render. Run: node scripts/bench-logging.ts
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { Effect, Layer, Logger, References } from "effect"
 import * as Logging from "../src/layers/Logging.ts"
 import * as ProcessMetrics from "../src/layers/ProcessMetrics.ts"
@@ -37,4 +38,4 @@ const program = Effect.gen(function*() {
   console.log(JSON.stringify({ processMetricsRender: { runs, microsPerRender: ((performance.now() - start) * 1000) / runs, bytes: size } }))
 })
 
-Effect.runPromise(Effect.scoped(program))
+Effect.runPromise(Effect.scoped(program).pipe(Effect.provide(NodeFileSystem.layer)))

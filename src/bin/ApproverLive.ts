@@ -2,6 +2,7 @@
  * Composition root of the approver: KubeClient, the runtime issuer, the evaluator, the Lease-based
  * leader election and the controller, plus the readiness and metrics endpoints.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { Duration, Effect, Layer } from "effect"
 import * as ApproverConfigLayers from "../services/ApproverConfig.ts"
 import type { ApproverSettings } from "../config/ApproverFlags.ts"
@@ -86,7 +87,7 @@ export const approverWith = <E>(settings: ApproverSettings, KubeLive: Layer.Laye
     : HttpEndpointLayers.layer(settings.readinessBindAddress, readiness).pipe(Layer.provide(ControllerLive))
   const MetricsLive = settings.metricsBindAddress === undefined
     ? Layer.empty
-    : HttpEndpointLayers.layer(settings.metricsBindAddress, metricsRoutes(settings.config.csiDriverName)).pipe(Layer.provide(LeaderLive))
+    : HttpEndpointLayers.layer(settings.metricsBindAddress, metricsRoutes(settings.config.csiDriverName)).pipe(Layer.provide([LeaderLive, NodeFileSystem.layer]))
   return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel, settings.logFormat)))
 }
 

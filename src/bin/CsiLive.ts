@@ -58,6 +58,6 @@ export const CsiLive = (config: DriverConfigShape) => {
   const RegistrationLive = registrationLayer(config).pipe(Layer.provide(ServerLive))
   const HealthLive = config.metricsBindAddress === undefined
     ? Layer.empty
-    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive, RegistrationLive]))
+    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive, RegistrationLive, NodeServices.layer]))
   return Layer.mergeAll(ServerLive, RegistrationLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel, config.logFormat)))
 }

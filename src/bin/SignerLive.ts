@@ -3,6 +3,7 @@
  * (Lease `csi-driver-spiffe-signer`), the intermediate CA over cert-manager, Events (component
  * `csi-driver-spiffe-signer`), the controller, and the readiness and metrics endpoints.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { Duration, Effect, Layer } from "effect"
 import type { SignerSettings } from "../config/SignerFlags.ts"
 import * as HttpEndpoint from "../services/HttpEndpoint.ts"
@@ -65,6 +66,6 @@ export const SignerLive = (settings: SignerSettings) => {
     : HttpEndpointLayers.layer(settings.readinessBindAddress, readiness).pipe(Layer.provide(ControllerLive))
   const MetricsLive = settings.metricsBindAddress === undefined
     ? Layer.empty
-    : HttpEndpointLayers.layer(settings.metricsBindAddress, metrics).pipe(Layer.provide(LeaderLive))
+    : HttpEndpointLayers.layer(settings.metricsBindAddress, metrics).pipe(Layer.provide([LeaderLive, NodeFileSystem.layer]))
   return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel, settings.logFormat)))
 }

@@ -3,15 +3,15 @@
  * (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
  * `nodejs_heap_size_used_bytes`, `nodejs_eventloop_lag_seconds`, …), so dashboards and alerts
  * written for Node services, and the process panels written for the Go original, find them. No
- * dependency: every value is read from Node's own APIs and /proc at scrape time.
+ * dependency: every value is read from Node's own APIs and /proc (through Effect's FileSystem) at
+ * scrape time.
  *
  * Owns: the event-loop delay monitor (a native histogram Node samples on its own; enabled for the
  * scope's lifetime) and rendering everything in Prometheus text format.
  * Does not own: serving /metrics (`HttpEndpoint`).
  */
-import { Clock, Effect } from "effect"
-import type { Scope } from "effect"
-import * as fs from "node:fs"
+import { Clock, Effect, FileSystem } from "effect"
+import type { PlatformError, Scope } from "effect"
 import { monitorEventLoopDelay, performance } from "node:perf_hooks"
 import * as v8 from "node:v8"
 
@@ -32,31 +32,23 @@ const render = (samples: ReadonlyArray<Sample>): string =>
   samples.map((s) => [`# HELP ${s.name} ${s.help}`, `# TYPE ${s.name} ${s.type}`, ...s.values.map(([l, v]) => `${s.name}${l} ${v}`)].join("\n"))
     .join("\n") + "\n"
 
-const readOr = <A>(f: () => A, fallback: A): A => {
-  try {
-    return f()
-  } catch {
-    return fallback
-  }
-}
-
 /** Linux only: virtual memory size from /proc/self/stat (field 23, bytes). */
-const virtualMemoryBytes = (): number | undefined =>
-  readOr(() => {
-    const stat = fs.readFileSync("/proc/self/stat", "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return Number(fields[20])
-  }, undefined)
+const virtualMemoryBytes = (fs: FileSystem.FileSystem) =>
+  Effect.map(fs.readFileString("/proc/self/stat"), (stat) => Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[20]))
 
-const openFds = (): number | undefined => readOr(() => fs.readdirSync("/proc/self/fd").length, undefined)
+const openFds = (fs: FileSystem.FileSystem) => Effect.map(fs.readDirectory("/proc/self/fd"), (fds) => fds.length)
 
 /** The soft limit of "Max open files" in /proc/self/limits. */
-const maxFds = (): number | undefined =>
-  readOr(() => {
-    const line = fs.readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"))
+const maxFds = (fs: FileSystem.FileSystem) =>
+  Effect.map(fs.readFileString("/proc/self/limits"), (limits) => {
+    const line = limits.split("\n").find((l) => l.startsWith("Max open files"))
     const soft = line?.slice("Max open files".length).trim().split(/\s+/)[0]
     return soft === undefined || soft === "unlimited" ? undefined : Number(soft)
-  }, undefined)
+  })
+
+/** A /proc reading, or nothing where /proc is not there (macOS) or unreadable: the series is left out. */
+const orAbsent = <A>(reading: Effect.Effect<A | undefined, PlatformError.PlatformError>): Effect.Effect<A | undefined> =>
+  Effect.orElseSucceed(reading, () => undefined)
 
 /** One event-loop turn, measured the way prom-client's `nodejs_eventloop_lag_seconds` is. */
 const eventLoopLag = Effect.gen(function*() {
@@ -68,7 +60,8 @@ const eventLoopLag = Effect.gen(function*() {
 })
 
 /** Starts the event-loop monitor for the scope; the effect renders every metric at scrape time. */
-export const make: Effect.Effect<Effect.Effect<string>, never, Scope.Scope> = Effect.gen(function*() {
+export const make: Effect.Effect<Effect.Effect<string>, never, Scope.Scope | FileSystem.FileSystem> = Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
   const delay = yield* Effect.acquireRelease(
     Effect.sync(() => {
       const h = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS })
@@ -80,6 +73,7 @@ export const make: Effect.Effect<Effect.Effect<string>, never, Scope.Scope> = Ef
   const [major, minor, patch] = process.versions.node.split(".")
   return Effect.gen(function*() {
     const lag = yield* eventLoopLag
+    const [virtualMemory, fds, fdLimit] = yield* Effect.all([orAbsent(virtualMemoryBytes(fs)), orAbsent(openFds(fs)), orAbsent(maxFds(fs))])
     const cpu = process.cpuUsage()
     const memory = process.memoryUsage()
     const heap = v8.getHeapStatistics()
@@ -92,10 +86,10 @@ export const make: Effect.Effect<Effect.Effect<string>, never, Scope.Scope> = Ef
       ...one("process_cpu_seconds_total", "counter", "CPU seconds, user and kernel, since the process started.", (cpu.user + cpu.system) / 1e6),
       ...one("process_start_time_seconds", "gauge", "When the process started, in seconds since the Unix epoch.", Math.round(performance.timeOrigin / 1000)),
       ...one("process_resident_memory_bytes", "gauge", "Resident set size in bytes.", memory.rss),
-      ...one("process_virtual_memory_bytes", "gauge", "Virtual address space size in bytes.", virtualMemoryBytes()),
+      ...one("process_virtual_memory_bytes", "gauge", "Virtual address space size in bytes.", virtualMemory),
       ...one("process_heap_bytes", "gauge", "V8 heap size in bytes.", heap.total_heap_size),
-      ...one("process_open_fds", "gauge", "File descriptors open now.", openFds()),
-      ...one("process_max_fds", "gauge", "Soft limit of open file descriptors.", maxFds()),
+      ...one("process_open_fds", "gauge", "File descriptors open now.", fds),
+      ...one("process_max_fds", "gauge", "Soft limit of open file descriptors.", fdLimit),
       ...one("nodejs_eventloop_lag_seconds", "gauge", "Seconds one event-loop turn took at scrape time.", lag),
       ...one("nodejs_eventloop_lag_min_seconds", "gauge", "Smallest sampled event-loop delay, seconds.", seconds(delay.min)),
       ...one("nodejs_eventloop_lag_max_seconds", "gauge", "Largest sampled event-loop delay, seconds.", seconds(delay.max)),

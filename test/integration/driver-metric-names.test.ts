@@ -3,6 +3,7 @@
  * (`certmanager_csi_managed_volume_count{node}`, `certmanager_csi_issue_requests_total`,
  * `certmanager_csi_issue_errors_total`) and the process and Node.js runtime metrics.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as HealthServer from "../../src/csi/HealthServer.ts"
@@ -14,6 +15,7 @@ import { publishRequest, unpublishRequest } from "../support/publish.ts"
 
 const config = testConfig()
 const stack = HealthServer.layer("127.0.0.1:0").pipe(
+  Layer.provide(NodeFileSystem.layer),
   Layer.provideMerge(driverLayer(config)),
   Layer.provideMerge(DriverConfig.layer(config)),
   Layer.provideMerge(IssuerConfigLayers.layerStatic(config.issuer)),

@@ -2,6 +2,7 @@
  * The driver's /metrics, /healthz and /readyz over real HTTP, scraped before issuance, after it and
  * after unpublish: exact series, and no per-volume series left behind.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as HealthServer from "../../src/csi/HealthServer.ts"
@@ -13,6 +14,7 @@ import { publishRequest, unpublishRequest } from "../support/publish.ts"
 
 const config = testConfig()
 const stack = HealthServer.layer("127.0.0.1:0").pipe(
+  Layer.provide(NodeFileSystem.layer),
   Layer.provideMerge(driverLayer(config)),
   Layer.provideMerge(DriverConfig.layer(config)),
   Layer.provideMerge(IssuerConfigLayers.layerStatic(config.issuer)),

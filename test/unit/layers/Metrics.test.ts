@@ -5,6 +5,7 @@
  * counters with their label names; on the driver csi-lib's names (checked with the driver's
  * endpoint in test/integration/metrics.test.ts).
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Metric } from "effect"
 import { PrometheusMetrics } from "effect/observability"
@@ -82,7 +83,7 @@ describe("the metric helpers every binary uses", () => {
 describe("process and runtime metrics", () => {
   it.effect("every name once, with a number, and a TYPE line", () =>
     Effect.gen(function*() {
-      const render = yield* ProcessMetrics.make
+      const render = yield* ProcessMetrics.make.pipe(Effect.provide(NodeFileSystem.layer))
       const text = yield* render
       for (const name of PROCESS_NAMES) {
         const lines = samples(text, name)
@@ -162,7 +163,7 @@ describe("approver: client-go and controller-runtime names", () => {
     }).pipe(
       Effect.provide(
         HttpEndpoint.layer("127.0.0.1:0", metricsRoutes("spiffe.csi.cert-manager.io")).pipe(
-          Layer.provide(Layer.mock(LeaderElection, { isLeader: Effect.succeed(true) }))
+          Layer.provide([Layer.mock(LeaderElection, { isLeader: Effect.succeed(true) }), NodeFileSystem.layer])
         )
       )
     ))
