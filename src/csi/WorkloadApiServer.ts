@@ -15,16 +15,19 @@
  * entitled to the identity; it is only not loaded yet (e.g. while a restarted driver reads the
  * volume back), and waiting spares clients a retry loop.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
-import { Cause, Effect, Exit, FiberSet, Layer, Predicate, Redacted, Stream } from "effect"
+import { Cause, Effect, Exit, FiberSet, FileSystem, Layer, PlatformError, Predicate, Redacted, Stream } from "effect"
 import type { Fiber } from "effect"
+// Only for the directory descriptor of a socket path too long to bind (`bindSocket`): Effect's
+// `FileSystem.File` does not expose its descriptor, and the bind address must name it.
 import * as fs from "node:fs"
-import * as fsp from "node:fs/promises"
 import * as nodePath from "node:path"
 import { fileURLToPath } from "node:url"
 import { WorkloadApi, WorkloadApiError } from "../services/WorkloadApi.ts"
 import type { VolumeSvid, WorkloadEndpoint } from "../services/WorkloadApi.ts"
+import { platformText } from "../layers/PlatformText.ts"
 import { CsiProtoError, loaderOptions } from "./CsiProto.ts"
 
 /** The metadata every Workload API request must carry (SPIFFE Workload Endpoint §3). */
@@ -156,7 +159,12 @@ const implementation = (run: RunFork, svid: Stream.Stream<VolumeSvid>): grpc.Unt
 // Serving one volume
 
 const failWith = (reason: "SocketPath" | "Bind", volumeId: string) => (cause: unknown) =>
-  new WorkloadApiError({ reason, volumeId, detail: cause instanceof Error ? cause.message : String(cause), cause })
+  new WorkloadApiError({
+    reason,
+    volumeId,
+    detail: PlatformError.isPlatformError(cause) ? platformText(cause) : cause instanceof Error ? cause.message : String(cause),
+    cause
+  })
 
 /** Binds `server` to the socket; through `/proc/self/fd/<dir fd>/` when the path is too long. */
 const bindSocket = (server: grpc.Server, endpoint: WorkloadEndpoint) =>
@@ -181,10 +189,15 @@ const bindSocket = (server: grpc.Server, endpoint: WorkloadEndpoint) =>
     ({ fd }) => Effect.sync(() => fd === undefined || fs.closeSync(fd))
   )
 
-const serveVolume = (service: grpc.ServiceClientConstructor) =>
+const serveVolume = (service: grpc.ServiceClientConstructor, files: FileSystem.FileSystem) =>
   Effect.fn("WorkloadApi.serve")(function*(endpoint: WorkloadEndpoint, svid: Stream.Stream<VolumeSvid>) {
     const path = endpoint.socketPath
-    const removeSocket = Effect.tryPromise({ try: () => fsp.rm(path, { force: true }), catch: failWith("SocketPath", endpoint.volumeId) })
+    const removeSocket = files.remove(path, { force: true }).pipe(Effect.mapError(failWith("SocketPath", endpoint.volumeId)))
+    // -1: the owner stays (the driver); only the group becomes the volume's fs-group.
+    const setMode = files.chmod(path, SOCKET_MODE).pipe(
+      Effect.andThen(endpoint.gid === undefined ? Effect.void : files.chown(path, -1, endpoint.gid)),
+      Effect.mapError(failWith("SocketPath", endpoint.volumeId))
+    )
     // A socket a previous driver left behind (restart) would make the bind fail.
     yield* removeSocket
     const calls = yield* FiberSet.make()
@@ -194,13 +207,7 @@ const serveVolume = (service: grpc.ServiceClientConstructor) =>
         const server = new grpc.Server()
         server.addService(service.service, implementation(run, svid))
         return bindSocket(server, endpoint).pipe(
-          Effect.andThen(Effect.tryPromise({
-            try: async () => {
-              await fsp.chmod(path, SOCKET_MODE)
-              if (endpoint.gid !== undefined) await fsp.chown(path, -1, endpoint.gid)
-            },
-            catch: failWith("SocketPath", endpoint.volumeId)
-          })),
+          Effect.andThen(setMode),
           Effect.as(server),
           Effect.onError(() => Effect.sync(() => server.forceShutdown()).pipe(Effect.andThen(Effect.ignore(removeSocket))))
         )
@@ -219,8 +226,14 @@ const serveVolume = (service: grpc.ServiceClientConstructor) =>
     yield* Effect.logDebug("Workload API listening", { volume: endpoint.volumeId, socket: path })
   })
 
-/** The live `WorkloadApi`: grpc-js servers on unix sockets. */
-export const layer: Layer.Layer<WorkloadApi, CsiProtoError> = Layer.effect(
+/** The live `WorkloadApi`: grpc-js servers on unix sockets, on the FileSystem it is given. */
+export const layerNoDeps: Layer.Layer<WorkloadApi, CsiProtoError, FileSystem.FileSystem> = Layer.effect(
   WorkloadApi,
-  Effect.map(loadWorkloadService, (service) => WorkloadApi.of({ serve: serveVolume(service) }))
+  Effect.gen(function*() {
+    const service = yield* loadWorkloadService
+    return WorkloadApi.of({ serve: serveVolume(service, yield* FileSystem.FileSystem) })
+  })
 )
+
+/** `layerNoDeps` on Node's file system. */
+export const layer: Layer.Layer<WorkloadApi, CsiProtoError> = layerNoDeps.pipe(Layer.provide(NodeFileSystem.layer))
