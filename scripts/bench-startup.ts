@@ -17,7 +17,10 @@
  * Medians over the runs with their spread (min–max), printed and written to
  * bench/results/startup.json. `CSI_SPIFFE_BENCH_VARIANTS=bundle,image` keeps only the variants
  * named (the sources take seconds per start); `CSI_SPIFFE_BENCH_BASELINE=<dir>` adds another
- * build of dist/ as `baseline`, run like `image`.
+ * build of dist/ as `baseline`, run like `image` (its driver with this checkout's first-line
+ * flags), `CSI_SPIFFE_BENCH_BASELINE=a=<dir>,b=<dir>` several, named;
+ * `CSI_SPIFFE_BENCH_PARTS=driver` measures only the parts named (`help`, `driver`, `approver`),
+ * for more turns in the same time.
  *
  *   node scripts/bench-startup.ts [runs=5]
  */
@@ -208,18 +211,21 @@ const approver = async (v: Variant) => {
   }
 }
 
-// Another build of dist/ (e.g. main's, copied away) run as the image runs it, to compare a change.
-const baseline = process.env["CSI_SPIFFE_BENCH_BASELINE"]
-if (baseline !== undefined && baseline !== "") {
+// Other builds of dist/ (e.g. main's, copied away) run as the image runs it, to compare a change:
+// `<dir>` is named `baseline`, `<name>=<dir>` names it; several are separated by commas.
+for (const [i, entry] of (process.env["CSI_SPIFFE_BENCH_BASELINE"] ?? "").split(",").filter((e) => e !== "").entries()) {
+  const [name, dir] = entry.includes("=") ? entry.split("=", 2) as [string, string] : [i === 0 ? "baseline" : `baseline${i + 1}`, entry]
   variants.push({
-    name: "baseline",
-    driver: path.join(path.resolve(baseline), "csi.mjs"),
-    approver: path.join(path.resolve(baseline), "approver.mjs"),
-    env: { NODE_COMPILE_CACHE: path.join(tmp, "compile-cache-baseline"), NODE_OPTIONS: "--max-semi-space-size=2" }
+    name,
+    driver: path.join(path.resolve(dir), "csi.mjs"),
+    approver: path.join(path.resolve(dir), "approver.mjs"),
+    env: { NODE_COMPILE_CACHE: path.join(tmp, `compile-cache-${name}`), NODE_OPTIONS: "--max-semi-space-size=2" },
+    driverNodeArgs: driverShebangArgs()
   })
 }
 const only = process.env["CSI_SPIFFE_BENCH_VARIANTS"]?.split(",").filter((n) => n !== "")
 if (only !== undefined && only.length > 0) variants.splice(0, variants.length, ...variants.filter((v) => only.includes(v.name)))
+const parts = new Set(process.env["CSI_SPIFFE_BENCH_PARTS"]?.split(",").filter((n) => n !== "") ?? ["help", "driver", "approver"])
 
 // Runs interleave the variants, so that the load of a shared machine falls on each alike.
 const samples: Record<string, Record<string, Array<number>>> = {}
@@ -240,16 +246,22 @@ try {
     for (const v of variants) {
       const m = (samples[v.name] ??= {})
       const add = (k: string, x: number) => (m[k] ??= []).push(x)
-      add("driver_help_ms", await help(v, v.driver))
-      add("approver_help_ms", await help(v, v.approver))
-      const d = await driver(v, run)
-      add("driver_probe_ms", d.ms)
-      add("driver_probe_cpu_ms", d.cpu)
-      add("driver_rss_mib", d.rss)
-      const a = await approver(v)
-      add("approver_healthz_ms", a.ms)
-      add("approver_healthz_cpu_ms", a.cpu)
-      add("approver_rss_mib", a.rss)
+      if (parts.has("help")) {
+        add("driver_help_ms", await help(v, v.driver))
+        add("approver_help_ms", await help(v, v.approver))
+      }
+      if (parts.has("driver")) {
+        const d = await driver(v, run)
+        add("driver_probe_ms", d.ms)
+        add("driver_probe_cpu_ms", d.cpu)
+        add("driver_rss_mib", d.rss)
+      }
+      if (parts.has("approver")) {
+        const a = await approver(v)
+        add("approver_healthz_ms", a.ms)
+        add("approver_healthz_cpu_ms", a.cpu)
+        add("approver_rss_mib", a.rss)
+      }
       process.stderr.write(`${v.name} run ${run + 1}/${runs}: ${Object.entries(m).map(([k, xs]) => `${k}=${xs.at(-1)!.toFixed(0)}`).join(" ")}\n`)
     }
   }
