@@ -1,7 +1,7 @@
 /**
  * The production bundle of both binaries, for the image and the benchmark (tests keep running the
  * sources): `dist/csi.mjs`, `dist/approver.mjs` and `dist/signer.mjs`, ESM for Node 24, every dependency inlined and
- * tree-shaken by rolldown, plus `dist/proto/` (@grpc/proto-loader parses the .proto files at run time)
+ * tree-shaken by rolldown, plus `dist/proto/` (the reflection JSON of each .proto, see `PROTO_SOURCE`)
  * and `dist/package.json` (`"type": "module"` and the version). `dist/` is self-contained: copy it
  * anywhere next to a `node` binary.
  *
@@ -14,12 +14,14 @@
  * Module-relative paths of the sources are rebased for the bundle's layout (and one import of
  * client-node is narrowed, see `KUBE_CONFIG_MODELS`): modules under `src/` find the .proto files
  * at `../../proto/`, which from `dist/` is `./proto/` (every such URL, checked after the build);
- * `src/version.ts` reads `../package.json`, which is inlined as the version string.
+ * `src/version.ts` reads `../package.json`, which is inlined as the version string;
+ * `src/csi/ProtoSource.ts` is replaced (`PROTO_SOURCE`).
  */
 import { build } from "rolldown"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { protoJson, protoNames } from "../src/csi/ProtoSource.ts"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 const out = path.join(repo, "dist")
@@ -38,6 +40,19 @@ const sourcemap = process.argv.includes("--sourcemap")
 const KUBE_CONFIG_MODELS = "import { createConfiguration, ServerConfiguration, } from './gen/index.js';"
 const KUBE_CONFIG_OWN = "import { createConfiguration } from './gen/configuration.js';\nimport { ServerConfiguration } from './gen/servers.js';"
 
+/**
+ * What the bundle has in place of `src/csi/ProtoSource.ts`: the same exports, reading
+ * `dist/proto/<name>.json`, which the build writes with that module's own `protoJson` (below).
+ * The binaries then neither parse a .proto at start nor carry protobufjs's parser; from the JSON
+ * on, the sources and the bundle run the same code (`csi/ProtoServices.ts`).
+ */
+const PROTO_SOURCE_MODULE = path.join(repo, "src/csi/ProtoSource.ts")
+const PROTO_SOURCE = `import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+export const protoPath = (name) => fileURLToPath(new URL(\`./proto/\${name}.json\`, import.meta.url))
+export const protoJson = (name) => JSON.parse(readFileSync(protoPath(name), "utf8"))
+`
+
 /** A module-relative URL of a file in proto/: `new URL("../../proto/csi.proto", import.meta.url)`. */
 const PROTO_URL = /new URL\("((?:\.\.\/)+)proto\//g
 
@@ -45,14 +60,12 @@ const rebase = {
   name: "csi-driver-spiffe:rebase",
   transform(code: string, id: string) {
     if (id === path.join(repo, "src/version.ts")) return `export const version = ${JSON.stringify(pkg.version)}\n`
+    if (id === PROTO_SOURCE_MODULE) return PROTO_SOURCE
     if (id.startsWith(path.join(repo, "src") + path.sep)) {
       // Every `new URL("<../…>/proto/<file>", import.meta.url)` of a source module that reaches the
       // repository's proto/ becomes `./proto/<file>`, next to the bundle.
       const rebased = code.replace(PROTO_URL, (whole: string, up: string) =>
         path.resolve(path.dirname(id), up) === path.resolve(repo) ? `new URL("./proto/` : whole)
-      if (id === path.join(repo, "src/csi/CsiProto.ts") && rebased === code) {
-        throw new Error(`${id}: no proto URL to rebase; scripts/bundle.ts must follow the source`)
-      }
       return rebased === code ? undefined : rebased
     }
     if (id.endsWith(path.join("@kubernetes", "client-node", "dist", "config.js"))) {
@@ -84,10 +97,10 @@ for (const f of fs.readdirSync(out).filter((f) => f.endsWith(".mjs"))) {
   const left = /new URL\("(?:\.\.\/)+proto\/[^"]*"/.exec(fs.readFileSync(path.join(out, f), "utf8"))
   if (left !== null) throw new Error(`dist/${f}: ${left[0]} points outside dist/; the rebase in scripts/bundle.ts missed it`)
 }
+// dist/proto/<name>.json: each proto's reflection, made by the sources' own ProtoSource (see
+// PROTO_SOURCE); a proto the sources name but proto/ lacks fails here.
 fs.mkdirSync(path.join(out, "proto"))
-for (const f of fs.readdirSync(path.join(repo, "proto")).filter((f) => f.endsWith(".proto"))) {
-  fs.copyFileSync(path.join(repo, "proto", f), path.join(out, "proto", f))
-}
+for (const name of protoNames) fs.writeFileSync(path.join(out, "proto", `${name}.json`), JSON.stringify(protoJson(name)))
 fs.writeFileSync(path.join(out, "package.json"), JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2) + "\n")
 for (const f of ["csi.mjs", "approver.mjs", "signer.mjs"]) fs.chmodSync(path.join(out, f), 0o755)
 const sizes = fs.readdirSync(out).filter((f) => f.endsWith(".mjs")).map((f) => `${f} ${(fs.statSync(path.join(out, f)).size / 1024).toFixed(0)} KiB`)

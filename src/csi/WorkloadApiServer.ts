@@ -17,24 +17,24 @@
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import * as grpc from "@grpc/grpc-js"
-import * as protoLoader from "@grpc/proto-loader"
-import { Cause, Effect, Exit, FiberSet, FileSystem, Layer, PlatformError, Predicate, Redacted, Stream } from "effect"
+import { Cause, Effect, Exit, FiberSet, FileSystem, Layer, PlatformError, Redacted, Stream } from "effect"
 import type { Fiber } from "effect"
 // Only for the directory descriptor of a socket path too long to bind (`bindSocket`): Effect's
 // `FileSystem.File` does not expose its descriptor, and the bind address must name it.
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { fileURLToPath } from "node:url"
 import { WorkloadApi, WorkloadApiError } from "../services/WorkloadApi.ts"
 import type { VolumeSvid, WorkloadEndpoint } from "../services/WorkloadApi.ts"
 import { platformText } from "../layers/PlatformText.ts"
-import { CsiProtoError, loaderOptions } from "./CsiProto.ts"
+import { CsiProtoError } from "./CsiProto.ts"
+import { protoJson, protoPath } from "./ProtoSource.ts"
+import { rootOf, serviceConstructor } from "./ProtoServices.ts"
 
 /** The metadata every Workload API request must carry (SPIFFE Workload Endpoint §3). */
 export const SECURITY_HEADER = "workload.spiffe.io"
 
-/** `src/csi/` → `proto/`, as for the CSI proto. */
-export const workloadProtoPath: string = fileURLToPath(new URL("../../proto/workload.proto", import.meta.url))
+/** The Workload API's proto, for errors. */
+export const workloadProtoPath: string = protoPath("workload")
 
 /** Socket mode: owner and group read and write (connect needs write); the group is the volume's fs-group. */
 const SOCKET_MODE = 0o660
@@ -54,16 +54,9 @@ const DRAIN_GRACE = "1 second"
 
 let cached: grpc.ServiceClientConstructor | undefined
 
-/** The `SpiffeWorkloadAPI` service (no proto package), parsed on first use and cached. */
+/** The `SpiffeWorkloadAPI` service (no proto package), loaded on first use and cached. */
 export const loadWorkloadService: Effect.Effect<grpc.ServiceClientConstructor, CsiProtoError> = Effect.try({
-  try: () => {
-    if (cached !== undefined) return cached
-    const root = grpc.loadPackageDefinition(protoLoader.loadSync(workloadProtoPath, loaderOptions))
-    const ctor = root["SpiffeWorkloadAPI"]
-    if (!Predicate.isFunction(ctor) || !Predicate.hasProperty(ctor, "service")) throw new Error("service SpiffeWorkloadAPI missing")
-    cached = ctor as grpc.ServiceClientConstructor
-    return cached
-  },
+  try: () => (cached ??= serviceConstructor(rootOf(protoJson("workload")), "SpiffeWorkloadAPI")),
   catch: (cause) => new CsiProtoError({ path: workloadProtoPath, cause })
 })
 
