@@ -1,9 +1,14 @@
 /**
  * `Crypto` over Node's WebCrypto and @peculiar/x509 (through `src/x509.ts`).
+ *
+ * @peculiar/x509 and the ASN.1 stack under it (asn1js, the @peculiar/asn1-* schemas,
+ * reflect-metadata, tsyringe) are imported on the first key, CSR or certificate, not with this
+ * module: a driver answers the kubelet's Probe before it issues anything, and evaluating that stack
+ * was about a tenth of its start-up CPU (bench/results/footprint.md). The bundle puts it in a chunk
+ * of its own.
  */
 import { Effect, Layer, Redacted } from "effect"
 import type { webcrypto } from "node:crypto"
-import { x509 } from "../x509.ts"
 import type { ChainFacts, KeyPair } from "../services/Crypto.ts"
 import { Crypto, CryptoError } from "../services/Crypto.ts"
 
@@ -18,22 +23,29 @@ const pemBlocks = (pem: string, label: string): ReadonlyArray<string> =>
 const fail = (operation: string) => (cause: unknown) =>
   new CryptoError({ operation, detail: cause instanceof Error ? cause.message : String(cause) })
 
-const generateKey = Effect.tryPromise({
-  try: async (): Promise<KeyPair> => {
-    const keys = (await globalThis.crypto.subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair
-    const pkcs8 = await globalThis.crypto.subtle.exportKey("pkcs8", keys.privateKey)
-    const spki = await globalThis.crypto.subtle.exportKey("spki", keys.publicKey)
-    return {
-      pem: Redacted.make(x509.PemConverter.encode(pkcs8, "PRIVATE KEY"), { label: "PrivateKey" }),
-      publicKeySpkiHex: toHex(spki),
-      handle: Redacted.make<unknown>(keys, { label: "KeyHandle" })
-    }
-  },
-  catch: fail("generate key")
+/** `@peculiar/x509`, imported on first use (the module loader keeps it for every later call). */
+const loadX509 = Effect.tryPromise({
+  try: () => import("../x509.ts").then((m) => m.x509),
+  catch: fail("load @peculiar/x509")
 })
 
-const createCsr = (key: KeyPair, spiffeId: string) =>
+const generateKey = Effect.flatMap(loadX509, (x509) =>
   Effect.tryPromise({
+    try: async (): Promise<KeyPair> => {
+      const keys = (await globalThis.crypto.subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair
+      const pkcs8 = await globalThis.crypto.subtle.exportKey("pkcs8", keys.privateKey)
+      const spki = await globalThis.crypto.subtle.exportKey("spki", keys.publicKey)
+      return {
+        pem: Redacted.make(x509.PemConverter.encode(pkcs8, "PRIVATE KEY"), { label: "PrivateKey" }),
+        publicKeySpkiHex: toHex(spki),
+        handle: Redacted.make<unknown>(keys, { label: "KeyHandle" })
+      }
+    },
+    catch: fail("generate key")
+  }))
+
+const createCsr = (key: KeyPair, spiffeId: string) =>
+  Effect.flatMap(loadX509, (x509) => Effect.tryPromise({
     try: async () => {
       const csr = await x509.Pkcs10CertificateRequestGenerator.create({
         keys: Redacted.value(key.handle) as webcrypto.CryptoKeyPair,
@@ -43,10 +55,10 @@ const createCsr = (key: KeyPair, spiffeId: string) =>
       return csr.toString("pem")
     },
     catch: fail("create CSR")
-  })
+  }))
 
 const inspectChain = (pem: string) =>
-  Effect.try({
+  Effect.flatMap(loadX509, (x509) => Effect.try({
     try: (): ChainFacts => {
       const blocks = pemBlocks(pem, "CERTIFICATE")
       if (blocks.length === 0) throw new Error("no PEM CERTIFICATE block")
@@ -71,10 +83,10 @@ const inspectChain = (pem: string) =>
       }
     },
     catch: fail("inspect certificate chain")
-  })
+  }))
 
 const validateBundle = (pem: string) =>
-  Effect.try({
+  Effect.flatMap(loadX509, (x509) => Effect.try({
     try: () => {
       const blocks = pemBlocks(pem, "CERTIFICATE")
       if (blocks.length === 0) throw new Error("no PEM CERTIFICATE block")
@@ -82,6 +94,6 @@ const validateBundle = (pem: string) =>
       return blocks.length
     },
     catch: fail("validate CA bundle")
-  })
+  }))
 
 export const layer = Layer.succeed(Crypto, Crypto.of({ generateKey, createCsr, inspectChain, validateBundle }))
