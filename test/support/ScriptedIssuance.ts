@@ -106,19 +106,15 @@ export const expectAttemptAt = (at: number, what: string) =>
   })
 
 /**
- * Asserts that the volume's loop has scheduled its retry at exactly `at` and is asleep. The status
- * is written just before the loop sleeps; the loop needs a few scheduler turns (no clock time) to
- * get there, and moving the clock before it sleeps would shift its wake-up.
+ * Asserts that the volume's loop has scheduled its retry at exactly `at` and is asleep. Waits on the
+ * manager's status signal for the retry the loop schedules after the attempt the clock stands at
+ * (one later than now); the loop announces it once its sleep is registered, so moving the clock
+ * afterwards cannot shift its wake-up.
  */
 export const expectRetryAt = (volumeId: string, at: number, what: string) =>
   Effect.gen(function*() {
     const manager = yield* VolumeManager
-    let seen: number | undefined
-    for (let i = 0; i < 200 && seen !== at; i++) {
-      yield* Effect.yieldNow
-      seen = (yield* manager.status(volumeId))?.retryAt
-    }
-    for (let i = 0; i < 5; i++) yield* Effect.yieldNow
-    assert.strictEqual(seen, at, what)
+    const now = yield* Clock.currentTimeMillis
+    const status = yield* manager.awaitStatus(volumeId, (s) => s?.retryAt !== undefined && s.retryAt > now)
+    assert.strictEqual(status?.retryAt, at, what)
   })
-
