@@ -254,17 +254,7 @@ func mtls(args []string) error {
 		}
 		defer c.Close()
 		_ = c.SetDeadline(deadline)
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return err
-		}
-		buf := make([]byte, 4)
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return err
-		}
-		if string(buf) != "pong" {
-			return fmt.Errorf("unexpected reply %q", buf)
-		}
-		return nil
+		return pingPong(c)
 	}()
 	if clientErr != nil {
 		ln.Close()
@@ -291,8 +281,11 @@ func socketFlag(fs *flag.FlagSet) *string {
 	return fs.String("socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API address, unix:///path (default $SPIFFE_ENDPOINT_SOCKET)")
 }
 
-func needSocket(socket string) error {
-	if !strings.HasPrefix(socket, "unix://") {
+// parseSocketFlags parses a Workload API mode's flags (fs holds socketFlag's) and
+// checks --socket.
+func parseSocketFlags(fs *flag.FlagSet, socket *string, args []string) error {
+	parseFlags(fs, args)
+	if !strings.HasPrefix(*socket, "unix://") {
 		return usageError{"--socket must be unix:///path"}
 	}
 	return nil
@@ -303,14 +296,13 @@ func x509source(args []string) error {
 	socket := socketFlag(fs)
 	updates := fs.Int("updates", 0, "exit after this many updates after the first SVID (0: after the first SVID)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "overall timeout")
-	parseFlags(fs, args)
-	if err := needSocket(*socket); err != nil {
+	if err := parseSocketFlags(fs, socket, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	start := time.Now()
-	source, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(*socket)))
+	source, err := workloadapi.NewX509Source(ctx, sourceOf(*socket))
 	if err != nil {
 		return fmt.Errorf("NewX509Source(%s): %w", *socket, err)
 	}
@@ -346,12 +338,40 @@ func x509source(args []string) error {
 	return nil
 }
 
-func dialWorkloadAPI(socket string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// fetchX509 opens one FetchX509SVID stream with the generated client, with the
+// workload.spiffe.io header the SPIFFE Workload API requires when header is true;
+// done ends the stream's context and closes the connection.
+func fetchX509(socket string, timeout time.Duration, header bool) (stream workload.SpiffeWorkloadAPI_FetchX509SVIDClient, done func(), err error) {
+	conn, err := grpc.NewClient(socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	done = func() { cancel(); conn.Close() }
+	if header {
+		ctx = metadata.AppendToOutgoingContext(ctx, "workload.spiffe.io", "true")
+	}
+	stream, err = workload.NewSpiffeWorkloadAPIClient(conn).FetchX509SVID(ctx, &workload.X509SVIDRequest{})
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return stream, done, nil
 }
 
-func withHeader(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "workload.spiffe.io", "true")
+// pingPong is the client's half of the mTLS exchange: "ping", then "pong" back.
+func pingPong(c net.Conn) error {
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("the server closed the connection (refused us?): %w", err)
+	}
+	if string(buf) != "pong" {
+		return fmt.Errorf("unexpected reply %q", buf)
+	}
+	return nil
 }
 
 func x509stream(args []string) error {
@@ -359,21 +379,14 @@ func x509stream(args []string) error {
 	socket := socketFlag(fs)
 	updates := fs.Int("updates", 1, "messages to receive after the first")
 	timeout := fs.Duration("timeout", 5*time.Minute, "overall timeout")
-	parseFlags(fs, args)
-	if err := needSocket(*socket); err != nil {
+	if err := parseSocketFlags(fs, socket, args); err != nil {
 		return err
 	}
-	conn, err := dialWorkloadAPI(*socket)
+	stream, done, err := fetchX509(*socket, *timeout, true)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	stream, err := workload.NewSpiffeWorkloadAPIClient(conn).FetchX509SVID(withHeader(ctx), &workload.X509SVIDRequest{})
-	if err != nil {
-		return err
-	}
+	defer done()
 	for i := 0; i <= *updates; i++ {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -395,19 +408,12 @@ func x509stream(args []string) error {
 func noheader(args []string) error {
 	fs := flag.NewFlagSet("noheader", flag.ContinueOnError)
 	socket := socketFlag(fs)
-	parseFlags(fs, args)
-	if err := needSocket(*socket); err != nil {
+	if err := parseSocketFlags(fs, socket, args); err != nil {
 		return err
 	}
-	conn, err := dialWorkloadAPI(*socket)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := workload.NewSpiffeWorkloadAPIClient(conn).FetchX509SVID(ctx, &workload.X509SVIDRequest{})
+	stream, done, err := fetchX509(*socket, 30*time.Second, false)
 	if err == nil {
+		defer done()
 		_, err = stream.Recv()
 	}
 	if err == nil {
@@ -430,8 +436,7 @@ func mtlsServer(args []string) error {
 	listen := fs.String("listen", ":8443", "TCP address to listen on")
 	authz := fs.String("authorize-id", "", "SPIFFE ID a client must present (required)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to serve")
-	parseFlags(fs, args)
-	if err := needSocket(*socket); err != nil {
+	if err := parseSocketFlags(fs, socket, args); err != nil {
 		return err
 	}
 	id, err := spiffeid.FromString(*authz)
@@ -489,8 +494,7 @@ func mtlsClient(args []string) error {
 	connect := fs.String("connect", "", "TCP address of the server (required)")
 	authz := fs.String("authorize-id", "", "SPIFFE ID the server must present (required)")
 	timeout := fs.Duration("timeout", 30*time.Second, "overall timeout")
-	parseFlags(fs, args)
-	if err := needSocket(*socket); err != nil {
+	if err := parseSocketFlags(fs, socket, args); err != nil {
 		return err
 	}
 	if *connect == "" {
@@ -509,15 +513,8 @@ func mtlsClient(args []string) error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(*timeout))
-	if _, err := c.Write([]byte("ping")); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return fmt.Errorf("the server closed the connection (refused us?): %w", err)
-	}
-	if string(buf) != "pong" {
-		return fmt.Errorf("unexpected reply %q", buf)
+	if err := pingPong(c); err != nil {
+		return err
 	}
 	fmt.Printf("OK mtls-client: server %s\n", id)
 	return nil
