@@ -7,6 +7,8 @@
 //   ... plane.client (admin), plane.users.driver.kubeconfigPath ...
 //   await plane.stop()
 //
+// `startControlPlane({ certManager: false })` stops after kube-apiserver: the cheapest real API server.
+//
 // Every process logs to <tmpDir>/logs/<name>.log. stop() signals only the processes started here.
 import { randomBytes } from "node:crypto"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -17,7 +19,7 @@ import { KubeClient, type KubeObject } from "./kube.ts"
 import { generatePki, type Pki, type PkiOptions } from "./pki.ts"
 import { HarnessError, type ManagedProcess, startProcess, waitFor } from "./process.ts"
 import { makeRenderer } from "../chart/render.ts"
-import { controlPlaneComponents, ensureUpstream, type UpstreamPaths } from "./upstream.ts"
+import { apiServerComponents, controlPlaneComponents, ensureUpstream, type UpstreamPaths } from "./upstream.ts"
 
 export interface ComponentUser {
   /** the user name the apiserver authenticates the token as */
@@ -62,8 +64,15 @@ export interface ControlPlaneOptions {
    * caller (`issuer` then describes the PKI's unused SPIFFE CA)
    */
   readonly createIssuer?: boolean
-  /** create our chart's RBAC from `helm template` (default true); false when the chart itself is installed */
+  /** create our chart's RBAC from `helm template` (default: `certManager`); false when the chart itself is installed */
   readonly chartRbac?: boolean
+  /**
+   * start cert-manager: its CRDs, webhook (registered by URL), controller and the CA ClusterIssuer
+   * (default true). false: etcd and kube-apiserver only, the cheapest real API server; it needs only
+   * the `etcd` and `kubernetes` builds (no cert-manager, no helm), and `issuer` then describes the
+   * PKI's unused SPIFFE CA and nothing listens on `webhookUrl`.
+   */
+  readonly certManager?: boolean
 }
 
 /** The processes a plane runs, by their log names. */
@@ -272,9 +281,11 @@ export const startControlPlane = async (opts: ControlPlaneOptions = {}): Promise
     log(`[control-plane] ${name} (${timings[name]} ms)`)
   }
 
-  const upstream = opts.upstream ?? (await ensureUpstream(controlPlaneComponents, { onProgress: (l) => log(l) }))
+  const certManager = opts.certManager ?? true
+  const upstream = opts.upstream ??
+    (await ensureUpstream(certManager ? controlPlaneComponents : apiServerComponents, { onProgress: (l) => log(l) }))
   const crdsDir = upstream.env["CSI_SPIFFE_CERT_MANAGER_CRDS"]
-  if (crdsDir === undefined) throw new HarnessError("cert-manager CRDs not found (CSI_SPIFFE_CERT_MANAGER_CRDS)")
+  if (certManager && crdsDir === undefined) throw new HarnessError("cert-manager CRDs not found (CSI_SPIFFE_CERT_MANAGER_CRDS)")
   step("upstream binaries")
 
   const tmpDir = opts.tmpDir ?? mkdtempSync(join(tmpdir(), "csi-spiffe-e2e-"))
@@ -421,101 +432,106 @@ export const startControlPlane = async (opts: ControlPlaneOptions = {}): Promise
     await readiness.get("kube-apiserver")!(apiserver)
     step("kube-apiserver ready")
 
-    // ---- namespace, CRDs, RBAC
+    // ---- namespace, RBAC, CRDs
     await client.ensure("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: crNs } })
-    const crdFiles = readdirSync(crdsDir).filter((f) => f.endsWith(".yaml"))
-    const crdNames = await Promise.all(
-      crdFiles.map(async (f) => {
-        const text = readFileSync(join(crdsDir, f), "utf8")
-        const name = /^metadata:\s*\n(?:\s+.*\n)*?\s+name:\s*(\S+)/m.exec(text)?.[1]
-        if (name === undefined) throw new HarnessError(`no metadata.name in CRD file ${f}`)
-        await client.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`, text)
-        return name
-      })
-    )
-    await waitFor(
-      `CRDs Established (${crdNames.join(", ")})`,
-      async () => {
-        for (const name of crdNames) {
-          const crd = await client.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`)
-          if (!conditionTrue(crd, "Established")) throw new Error(`${name} not Established`)
-        }
-        return true
-      },
-      { timeoutMs, proc: apiserver }
-    )
-    if (opts.chartRbac ?? true) for (const [path, obj] of chartRbac(upstream.bin("helm"), crNs)) await client.ensure(path, obj)
-    step("cert-manager CRDs and RBAC")
-
-    // ---- cert-manager webhook, then its registration by URL
-    const webhookUrl = `https://127.0.0.1:${webhookPort}`
-    const certManagerUser = users["certManager"]!
-    const webhook = start("cm-webhook", upstream.bin("cm-webhook"), [
-      `--kubeconfig=${certManagerUser.kubeconfigPath}`,
-      `--secure-port=${webhookPort}`,
-      `--healthz-port=${webhookHealthPort}`,
-      `--tls-cert-file=${pki.webhook.certFile}`,
-      `--tls-private-key-file=${pki.webhook.keyFile}`,
-      "--metrics-listen-address=0",
-      "--v=2"
-    ])
-    // The controller needs no webhook to start; run it while the webhook comes up.
-    const controller = start("cm-controller", upstream.bin("cm-controller"), [
-      `--kubeconfig=${certManagerUser.kubeconfigPath}`,
-      `--cluster-resource-namespace=${crNs}`,
-      "--controllers=*,-certificaterequests-approver",
-      "--v=2"
-    ])
-    readiness.set("cm-webhook", (proc) =>
-      waitFor(
-        "cert-manager webhook /healthz",
-        async () => ((await fetch(`http://127.0.0.1:${webhookHealthPort}/healthz`)).ok ? true : undefined),
-        { timeoutMs, proc }
-      ).then(() => undefined))
-    await readiness.get("cm-webhook")!(webhook)
-    for (const [path, obj] of webhookConfigs(webhookUrl, pki.ca.certPem)) await client.apply(path, obj)
-    step("cert-manager webhook ready and registered")
-
-    const clusterIssuer = {
-      apiVersion: "cert-manager.io/v1",
-      kind: "ClusterIssuer",
-      metadata: { name: issuerName },
-      spec: { ca: { secretName: issuerName } }
+    if (opts.chartRbac ?? certManager) {
+      for (const [path, obj] of chartRbac(upstream.bin("helm"), crNs)) await client.ensure(path, obj)
+      step("chart RBAC")
     }
-    if (!(opts.createIssuer ?? true)) {
-      // the caller creates the issuer (e.g. from deploy/example/clusterissuer.yaml): only prove
-      // that a create reaches the webhook, with a dry run
-      await waitFor(
-        `ClusterIssuer dry run accepted (apiserver -> webhook ${webhookUrl})`,
-        async () => client.create(`/apis/cert-manager.io/v1/clusterissuers?dryRun=All`, clusterIssuer),
-        { timeoutMs, proc: webhook }
-      )
-      step("cert-manager webhook reachable (no ClusterIssuer created)")
-    } else {
-      // ---- the CA ClusterIssuer (its create goes through the validating webhook)
-      await client.apply(`/api/v1/namespaces/${crNs}/secrets/${issuerName}`, {
-        apiVersion: "v1",
-        kind: "Secret",
-        metadata: { name: issuerName, namespace: crNs },
-        type: "kubernetes.io/tls",
-        data: { "tls.crt": b64(pki.spiffeCa.certPem), "tls.key": b64(pki.spiffeCa.keyPem), "ca.crt": b64(pki.spiffeCa.certPem) }
-      })
-      await waitFor(
-        `ClusterIssuer ${issuerName} accepted (apiserver -> webhook ${webhookUrl})`,
-        async () =>
-          client.apply(`/apis/cert-manager.io/v1/clusterissuers/${issuerName}`, clusterIssuer),
-        { timeoutMs, proc: webhook }
+    const webhookUrl = `https://127.0.0.1:${webhookPort}`
+    if (certManager) {
+      const crdFiles = readdirSync(crdsDir!).filter((f) => f.endsWith(".yaml"))
+      const crdNames = await Promise.all(
+        crdFiles.map(async (f) => {
+          const text = readFileSync(join(crdsDir!, f), "utf8")
+          const name = /^metadata:\s*\n(?:\s+.*\n)*?\s+name:\s*(\S+)/m.exec(text)?.[1]
+          if (name === undefined) throw new HarnessError(`no metadata.name in CRD file ${f}`)
+          await client.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`, text)
+          return name
+        })
       )
       await waitFor(
-        `ClusterIssuer ${issuerName} Ready`,
+        `CRDs Established (${crdNames.join(", ")})`,
         async () => {
-          const ci = await client.get(`/apis/cert-manager.io/v1/clusterissuers/${issuerName}`)
-          if (conditionTrue(ci, "Ready")) return true
-          throw new Error(`status: ${JSON.stringify(ci["status"] ?? {})}`)
+          for (const name of crdNames) {
+            const crd = await client.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`)
+            if (!conditionTrue(crd, "Established")) throw new Error(`${name} not Established`)
+          }
+          return true
         },
-        { timeoutMs, proc: controller }
+        { timeoutMs, proc: apiserver }
       )
-      step("cert-manager controller ready, ClusterIssuer Ready")
+      step("cert-manager CRDs")
+
+      // ---- cert-manager webhook, then its registration by URL
+      const certManagerUser = users["certManager"]!
+      const webhook = start("cm-webhook", upstream.bin("cm-webhook"), [
+        `--kubeconfig=${certManagerUser.kubeconfigPath}`,
+        `--secure-port=${webhookPort}`,
+        `--healthz-port=${webhookHealthPort}`,
+        `--tls-cert-file=${pki.webhook.certFile}`,
+        `--tls-private-key-file=${pki.webhook.keyFile}`,
+        "--metrics-listen-address=0",
+        "--v=2"
+      ])
+      // The controller needs no webhook to start; run it while the webhook comes up.
+      const controller = start("cm-controller", upstream.bin("cm-controller"), [
+        `--kubeconfig=${certManagerUser.kubeconfigPath}`,
+        `--cluster-resource-namespace=${crNs}`,
+        "--controllers=*,-certificaterequests-approver",
+        "--v=2"
+      ])
+      readiness.set("cm-webhook", (proc) =>
+        waitFor(
+          "cert-manager webhook /healthz",
+          async () => ((await fetch(`http://127.0.0.1:${webhookHealthPort}/healthz`)).ok ? true : undefined),
+          { timeoutMs, proc }
+        ).then(() => undefined))
+      await readiness.get("cm-webhook")!(webhook)
+      for (const [path, obj] of webhookConfigs(webhookUrl, pki.ca.certPem)) await client.apply(path, obj)
+      step("cert-manager webhook ready and registered")
+
+      const clusterIssuer = {
+        apiVersion: "cert-manager.io/v1",
+        kind: "ClusterIssuer",
+        metadata: { name: issuerName },
+        spec: { ca: { secretName: issuerName } }
+      }
+      if (!(opts.createIssuer ?? true)) {
+        // the caller creates the issuer (e.g. from deploy/example/clusterissuer.yaml): only prove
+        // that a create reaches the webhook, with a dry run
+        await waitFor(
+          `ClusterIssuer dry run accepted (apiserver -> webhook ${webhookUrl})`,
+          async () => client.create(`/apis/cert-manager.io/v1/clusterissuers?dryRun=All`, clusterIssuer),
+          { timeoutMs, proc: webhook }
+        )
+        step("cert-manager webhook reachable (no ClusterIssuer created)")
+      } else {
+        // ---- the CA ClusterIssuer (its create goes through the validating webhook)
+        await client.apply(`/api/v1/namespaces/${crNs}/secrets/${issuerName}`, {
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: issuerName, namespace: crNs },
+          type: "kubernetes.io/tls",
+          data: { "tls.crt": b64(pki.spiffeCa.certPem), "tls.key": b64(pki.spiffeCa.keyPem), "ca.crt": b64(pki.spiffeCa.certPem) }
+        })
+        await waitFor(
+          `ClusterIssuer ${issuerName} accepted (apiserver -> webhook ${webhookUrl})`,
+          async () =>
+            client.apply(`/apis/cert-manager.io/v1/clusterissuers/${issuerName}`, clusterIssuer),
+          { timeoutMs, proc: webhook }
+        )
+        await waitFor(
+          `ClusterIssuer ${issuerName} Ready`,
+          async () => {
+            const ci = await client.get(`/apis/cert-manager.io/v1/clusterissuers/${issuerName}`)
+            if (conditionTrue(ci, "Ready")) return true
+            throw new Error(`status: ${JSON.stringify(ci["status"] ?? {})}`)
+          },
+          { timeoutMs, proc: controller }
+        )
+        step("cert-manager controller ready, ClusterIssuer Ready")
+      }
     }
     timings["total"] = Date.now() - t0
 

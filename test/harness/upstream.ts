@@ -21,6 +21,9 @@ export type Component =
 /** helm renders the RBAC of our chart, which the plane applies (least privilege proven by the real authorizer). */
 export const controlPlaneComponents: ReadonlyArray<Component> = ["etcd", "kube-apiserver", "cert-manager", "helm"]
 
+/** What a plane without cert-manager needs (`startControlPlane({ certManager: false })`). */
+export const apiServerComponents: ReadonlyArray<Component> = ["etcd", "kube-apiserver"]
+
 export interface UpstreamPaths {
   /** CSI_SPIFFE_BIN_* (bin directories) and CSI_SPIFFE_CERT_MANAGER_CRDS */
   readonly env: Readonly<Record<string, string>>
