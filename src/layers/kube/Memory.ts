@@ -11,6 +11,9 @@
  * `memory/Handlers.ts` (the verbs and the watch stream), `memory/Hooks.ts` (the test hooks),
  * `memory/Objects.ts` (pure keying, selection and decoding); this file is the public layer.
  *
+ * The behaviour callers rely on is the shared contract (`test/unit/layers/KubeClient.contract.ts`),
+ * which this twin and the live client on a real kube-apiserver both pass.
+ *
  * Limits (what differs from a real API server; anything depending on these belongs in the e2e suite):
  * - No admission, no validation, no defaulting, no RBAC, no authentication: every token is accepted
  *   and only recorded. A response that does not decode with the Resource's schema is stored anyway
@@ -22,14 +25,20 @@
  *   consumer stops. `resourceVersion: "0"` means "from the beginning of the retained history", not
  *   the API server's "any version".
  * - Selectors: equality-based labels (`a=b`, `a!=b`, `a`, `!a`, comma-joined) and the fields
- *   `metadata.name` / `metadata.namespace`; anything else fails with `Invalid`.
+ *   `metadata.name` / `metadata.namespace`; anything else fails with `Invalid`. The namespace of a
+ *   list or watch is ignored for cluster-scoped kinds, as the live client ignores it.
  * - A filtered watch sees an object that stops matching as DELETED and one that starts matching as
  *   ADDED, as the API server's watch cache does.
- * - `replace` and `replaceStatus` require `metadata.resourceVersion` (as for custom resources);
- *   `create` rejects one. `generateName` appends five characters drawn from the resourceVersion
+ * - `replace` and `replaceStatus` require `metadata.resourceVersion`, except for the kinds
+ *   kube-apiserver updates unconditionally (`memory/Objects.ts`, `unconditionalUpdate`); a replace of
+ *   a missing object is NotFound for every kind (kube-apiserver creates a missing Lease instead).
+ *   `create` rejects a resourceVersion (a 500, as kube-apiserver answers) and drops any `status` it
+ *   is sent (as the API server does for kinds with a status subresource). `generateName` appends five characters drawn from the resourceVersion
  *   counter (unique, not random). Cluster-scoped kinds are stored under namespace "" and their
  *   objects carry no namespace. No finalizers, no owner-reference garbage collection,
- *   no `metadata.generation`, no subresource distinction per kind (`replaceStatus` works for all).
+ *   no `metadata.generation`, no subresource distinction per kind (`replaceStatus` works for all and
+ *   writes only `status`, as for custom resources; kube-apiserver's own kinds such as
+ *   CertificateSigningRequests also take metadata changes through `/status`).
  */
 import { Context, Effect, Layer } from "effect"
 import { KubeClient } from "../../services/KubeClient.ts"

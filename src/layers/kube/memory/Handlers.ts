@@ -24,6 +24,7 @@ import {
   scope,
   selectorsOf,
   uidFor,
+  unconditionalUpdate,
   withoutStatus
 } from "./Objects.ts"
 import type { Store } from "./Store.ts"
@@ -40,7 +41,7 @@ export const makeClient = (store: Store): KubeClientShape => {
 
   const list = Effect.fn("KubeClient.list")(function*<A>(resource: Resource<A>, options: ListOptions) {
     yield* injected("list")
-    const selector = yield* selectorsOf("list", options)
+    const selector = yield* selectorsOf("list", resource, options)
     const { counter } = yield* store.state
     const raw = yield* sorted(kindKey(resource), selector)
     const items = yield* Effect.forEach(raw, (o) => decodeAs("list", resource, o))
@@ -51,7 +52,7 @@ export const makeClient = (store: Store): KubeClientShape => {
     Stream.unwrap(
       Effect.gen(function*() {
         yield* injected("watch")
-        const selector = yield* selectorsOf("watch", options)
+        const selector = yield* selectorsOf("watch", resource, options)
         const from = parseRv(options.resourceVersion)
         if (from === undefined) {
           return yield* kubeError("watch", "Invalid", `invalid resourceVersion "${options.resourceVersion}"`, 400)
@@ -103,7 +104,9 @@ export const makeClient = (store: Store): KubeClientShape => {
       return yield* kubeError("create", "Invalid", "the namespace of the provided object does not match the namespace sent on the request", 400)
     }
     if (metadata.resourceVersion !== undefined && metadata.resourceVersion !== "") {
-      return yield* kubeError("create", "Invalid", "resourceVersion should not be set on objects to be created", 500)
+      // kube-apiserver answers this with a 500 (its storage layer refuses it), which the live client
+      // maps to Unavailable.
+      return yield* kubeError("create", "Unavailable", "resourceVersion should not be set on objects to be created", 500)
     }
     if (objectsOf(yield* store.state, kind).has(objectKey(namespace, name))) {
       return yield* kubeError("create", "AlreadyExists", `${kind} "${name}" already exists`)
@@ -114,7 +117,9 @@ export const makeClient = (store: Store): KubeClientShape => {
       kind,
       "ADDED",
       {
-        ...json,
+        // A status sent with a create is dropped, as the API server does for every kind with a
+        // status subresource (and for kinds with no status field at all).
+        ...withoutStatus(json),
         apiVersion: apiVersionOf(resource),
         kind: resource.kind,
         metadata: {
@@ -157,9 +162,10 @@ export const makeClient = (store: Store): KubeClientShape => {
       const current = yield* lookup(kind, scope(resource, namespace), name)
       if (current === undefined) return yield* notFound(verb, resource, name)
       if (metadata.resourceVersion === undefined || metadata.resourceVersion === "") {
-        return yield* kubeError(verb, "Invalid", "metadata.resourceVersion: Invalid value: 0: must be specified for an update", 422)
-      }
-      if (metadata.resourceVersion !== metaOf(current)["resourceVersion"]) {
+        if (!unconditionalUpdate.has(kind)) {
+          return yield* kubeError(verb, "Invalid", "metadata.resourceVersion: Invalid value: 0: must be specified for an update", 422)
+        }
+      } else if (metadata.resourceVersion !== metaOf(current)["resourceVersion"]) {
         return yield* kubeError(
           verb,
           "Conflict",

@@ -42,6 +42,13 @@ const Envelope = Schema.Struct({
 export const decodeEnvelope = Schema.decodeUnknownOption(Envelope)
 
 export const kindKey = (r: Resource<unknown>): string => (r.group === "" ? r.plural : `${r.plural}.${r.group}`)
+
+/**
+ * Kinds (by `kindKey`) whose replace kube-apiserver accepts without `metadata.resourceVersion` (its
+ * registry strategy allows an unconditional update), as kube-apiserver 1.37 answers; every other kind
+ * this product uses (Leases, ClusterTrustBundles, custom resources) refuses one with Invalid (422).
+ */
+export const unconditionalUpdate: ReadonlySet<string> = new Set(["configmaps", "events", "certificatesigningrequests.certificates.k8s.io"])
 export const objectKey = (namespace: string, name: string): string => `${namespace}/${name}`
 /** The namespace a kind's objects are stored under: "" for cluster-scoped kinds. */
 export const scope = (r: Resource<unknown>, namespace: string): string => (r.clusterScoped === true ? "" : namespace)
@@ -89,12 +96,13 @@ export const readBody = (verb: Verb, body: unknown) =>
 export const notFound = (verb: Verb, resource: Resource<unknown>, name: string): KubeError =>
   kubeError(verb, "NotFound", `${kindKey(resource)} "${name}" not found`)
 
-export const selectorsOf = (verb: Verb, options: ListOptions): Effect.Effect<Selector, KubeError> => {
+/** The selection of a list or watch; the namespace option is ignored for cluster-scoped kinds, as by the live client. */
+export const selectorsOf = (verb: Verb, resource: Resource<unknown>, options: ListOptions): Effect.Effect<Selector, KubeError> => {
   const labels = labelSelector(options.labelSelector)
   const fields = fieldSelector(options.fieldSelector)
   if (typeof labels === "string") return Effect.fail(kubeError(verb, "Invalid", labels, 400))
   if (typeof fields === "string") return Effect.fail(kubeError(verb, "Invalid", fields, 400))
-  const ns = options.namespace
+  const ns = resource.clusterScoped === true ? undefined : options.namespace
   return Effect.succeed((m: Meta) => (ns === undefined || m.namespace === ns) && labels(m) && fields(m))
 }
 
