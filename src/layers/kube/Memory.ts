@@ -31,7 +31,7 @@
  *   ADDED, as the API server's watch cache does.
  * - `replace` and `replaceStatus` require `metadata.resourceVersion`, except for the kinds
  *   kube-apiserver updates unconditionally (`memory/Objects.ts`, `unconditionalUpdate`); a replace of
- *   a missing object is NotFound for every kind (kube-apiserver creates a missing Lease instead).
+ *   a missing object is NotFound, except for the kinds kube-apiserver then creates (`createOnUpdate`).
  *   `create` rejects a resourceVersion (a 500, as kube-apiserver answers) and drops any `status` it
  *   is sent (as the API server does for kinds with a status subresource). `generateName` appends five characters drawn from the resourceVersion
  *   counter (unique, not random). Cluster-scoped kinds are stored under namespace "" and their

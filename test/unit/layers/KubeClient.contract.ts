@@ -239,7 +239,7 @@ export const contractSuite = (name: string, subject: Effect.Effect<KubeSubject, 
         assert.strictEqual(renamed.status, 400)
       }))
 
-    test("a create with a resourceVersion is refused (500); a replace without one updates a ConfigMap unconditionally and is Invalid (422) for a Lease", (s) =>
+    test("a create with a resourceVersion is refused (500); a replace without one updates a ConfigMap unconditionally, is Invalid (422) for a Lease; a missing Lease is created", (s) =>
       Effect.gen(function*() {
         const withRv = yield* failure(
           s.kube.create(ConfigMaps, s.namespace, { ...configMap("rv", s.namespace), metadata: { name: "rv", namespace: s.namespace, resourceVersion: "1" } })
@@ -264,6 +264,15 @@ export const contractSuite = (name: string, subject: Effect.Effect<KubeSubject, 
         const refused = yield* failure(s.kube.replace(Leases, s.namespace, "no-rv", { ...lease, metadata: leaseMeta, spec: { holderIdentity: "b" } }))
         assert.strictEqual(`${refused.reason} ${refused.status}`, "Invalid 422")
         assert.deepStrictEqual(yield* s.kube.get(Leases, s.namespace, "no-rv"), lease)
+
+        // A Lease replaced while missing is created (whatever resourceVersion the body carries).
+        const recreated = yield* s.kube.replace(Leases, s.namespace, "absent", {
+          ...lease,
+          metadata: { name: "absent", namespace: s.namespace, resourceVersion: rvOf(lease) }
+        })
+        assert.strictEqual(recreated.metadata.name, "absent")
+        assert.notStrictEqual(recreated.metadata.uid, lease.metadata.uid)
+        assert.deepStrictEqual(yield* s.kube.get(Leases, s.namespace, "absent"), recreated)
       }))
 
     test("delete removes the object; deleting a missing object succeeds", (s) =>

@@ -13,6 +13,7 @@ import type { CallOptions, KubeClientShape, KubeError, ListOptions, ListResult, 
 import { kubeError } from "../Errors.ts"
 import type { Change, Json, Message } from "./Objects.ts"
 import {
+  createOnUpdate,
   decodeAs,
   eventsFor,
   kindKey,
@@ -27,8 +28,32 @@ import {
   unconditionalUpdate,
   withoutStatus
 } from "./Objects.ts"
-import type { Store } from "./Store.ts"
+import type { Creation, Store } from "./Store.ts"
 import { objectsOf } from "./Store.ts"
+
+/**
+ * A body as stored: its own fields but status, then what the server owns — apiVersion, kind, name,
+ * namespace (none for cluster-scoped kinds), uid, creationTimestamp — and the status the server keeps.
+ */
+const asStored = (
+  resource: Resource<unknown>,
+  namespace: string,
+  name: string,
+  body: Json,
+  server: { readonly uid: unknown; readonly creationTimestamp: unknown; readonly status: unknown }
+): Json => ({
+  ...withoutStatus(body),
+  ...(server.status === undefined ? {} : { status: server.status }),
+  apiVersion: apiVersionOf(resource),
+  kind: resource.kind,
+  metadata: {
+    ...metaOf(body),
+    name,
+    ...(resource.clusterScoped === true ? {} : { namespace }),
+    uid: server.uid,
+    creationTimestamp: server.creationTimestamp
+  }
+})
 
 export const makeClient = (store: Store): KubeClientShape => {
   const { commit, injected, lookup, sorted } = store
@@ -82,6 +107,17 @@ export const makeClient = (store: Store): KubeClientShape => {
       }).pipe(Effect.withSpan("KubeClient.watch"))
     )
 
+  /** Stores a new object with the metadata the server sets (uid, creationTimestamp, resourceVersion). */
+  const insert = (resource: Resource<unknown>, namespace: string, name: string, json: Json, creation?: Creation) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const uid = uidFor((yield* store.state).counter + 1)
+      // A status sent with a create is dropped, as the API server does for every kind with a status
+      // subresource (and for kinds with no status field at all).
+      const object = asStored(resource, namespace, name, json, { uid, creationTimestamp: rfc3339(now), status: undefined })
+      return yield* commit(kindKey(resource), "ADDED", object, undefined, creation)
+    })
+
   const create = Effect.fn("KubeClient.create")(function*<A>(
     resource: Resource<A>,
     requestedNamespace: string,
@@ -111,28 +147,8 @@ export const makeClient = (store: Store): KubeClientShape => {
     if (objectsOf(yield* store.state, kind).has(objectKey(namespace, name))) {
       return yield* kubeError("create", "AlreadyExists", `${kind} "${name}" already exists`)
     }
-    const now = yield* Clock.currentTimeMillis
     // Recorded in the commit, before it publishes, so a subscriber woken by the change counts it.
-    const stored = yield* commit(
-      kind,
-      "ADDED",
-      {
-        // A status sent with a create is dropped, as the API server does for every kind with a
-        // status subresource (and for kinds with no status field at all).
-        ...withoutStatus(json),
-        apiVersion: apiVersionOf(resource),
-        kind: resource.kind,
-        metadata: {
-          ...metaOf(json),
-          name,
-          ...(resource.clusterScoped === true ? {} : { namespace }),
-          uid: uidFor((yield* store.state).counter + 1),
-          creationTimestamp: rfc3339(now)
-        }
-      },
-      undefined,
-      { resource: kind, namespace, name, bearerToken: options?.bearerToken }
-    )
+    const stored = yield* insert(resource, namespace, name, json, { resource: kind, namespace, name, bearerToken: options?.bearerToken })
     return yield* decodeAs("create", resource, stored)
   })
 
@@ -160,7 +176,13 @@ export const makeClient = (store: Store): KubeClientShape => {
         return yield* kubeError(verb, "Invalid", `the name of the object (${metadata.name}) does not match the name on the URL (${name})`, 400)
       }
       const current = yield* lookup(kind, scope(resource, namespace), name)
-      if (current === undefined) return yield* notFound(verb, resource, name)
+      if (current === undefined) {
+        // Whatever resourceVersion the body carries, as kube-apiserver does for these kinds.
+        if (verb === "replace" && createOnUpdate.has(kind)) {
+          return yield* decodeAs(verb, resource, yield* insert(resource, scope(resource, namespace), name, json))
+        }
+        return yield* notFound(verb, resource, name)
+      }
       if (metadata.resourceVersion === undefined || metadata.resourceVersion === "") {
         if (!unconditionalUpdate.has(kind)) {
           return yield* kubeError(verb, "Invalid", "metadata.resourceVersion: Invalid value: 0: must be specified for an update", 422)
@@ -179,19 +201,7 @@ export const makeClient = (store: Store): KubeClientShape => {
   const replace = Effect.fn("KubeClient.replace")(function*<A>(resource: Resource<A>, namespace: string, name: string, body: unknown) {
     return yield* update("replace", resource, namespace, name, body, (current, incoming) => {
       const cm = metaOf(current)
-      return {
-        ...withoutStatus(incoming),
-        ...(current["status"] === undefined ? {} : { status: current["status"] }),
-        apiVersion: apiVersionOf(resource),
-        kind: resource.kind,
-        metadata: {
-          ...metaOf(incoming),
-          name,
-          ...(resource.clusterScoped === true ? {} : { namespace }),
-          uid: cm["uid"],
-          creationTimestamp: cm["creationTimestamp"]
-        }
-      }
+      return asStored(resource, namespace, name, incoming, { uid: cm["uid"], creationTimestamp: cm["creationTimestamp"], status: current["status"] })
     })
   })
 

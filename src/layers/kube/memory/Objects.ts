@@ -49,6 +49,9 @@ export const kindKey = (r: Resource<unknown>): string => (r.group === "" ? r.plu
  * this product uses (Leases, ClusterTrustBundles, custom resources) refuses one with Invalid (422).
  */
 export const unconditionalUpdate: ReadonlySet<string> = new Set(["configmaps", "events", "certificatesigningrequests.certificates.k8s.io"])
+
+/** Kinds whose replace of a missing object creates it on kube-apiserver 1.37 (every other kind: NotFound). */
+export const createOnUpdate: ReadonlySet<string> = new Set(["leases.coordination.k8s.io"])
 export const objectKey = (namespace: string, name: string): string => `${namespace}/${name}`
 /** The namespace a kind's objects are stored under: "" for cluster-scoped kinds. */
 export const scope = (r: Resource<unknown>, namespace: string): string => (r.clusterScoped === true ? "" : namespace)
