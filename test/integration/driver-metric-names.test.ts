@@ -7,20 +7,12 @@ import { NodeFileSystem } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as HealthServer from "../../src/csi/HealthServer.ts"
-import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
 import { CsiPlugin } from "../../src/services/CsiPlugin.ts"
-import { DriverConfig } from "../../src/services/DriverConfig.ts"
-import { driverLayer, nodeLayer, testConfig } from "../support/DriverStack.ts"
+import { driverOnNode, testConfig } from "../support/DriverStack.ts"
 import { publishRequest, unpublishRequest } from "../support/publish.ts"
 
 const config = testConfig()
-const stack = HealthServer.layer("127.0.0.1:0").pipe(
-  Layer.provide(NodeFileSystem.layer),
-  Layer.provideMerge(driverLayer(config)),
-  Layer.provideMerge(DriverConfig.layer(config)),
-  Layer.provideMerge(IssuerConfigLayers.layerStatic(config.issuer)),
-  Layer.provideMerge(nodeLayer)
-)
+const stack = HealthServer.layer("127.0.0.1:0").pipe(Layer.provide(NodeFileSystem.layer), Layer.provideMerge(driverOnNode(config)))
 
 const scrape = (port: number) => Effect.promise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()))
 

@@ -12,9 +12,7 @@ import { spawnSync } from "node:child_process"
 import * as HealthServer from "../../src/csi/HealthServer.ts"
 import { notReadyReason, Registration, type RegistrationOptions, type RegistrationShape } from "../../src/csi/Registration.ts"
 import { registrationLayer } from "../../src/bin/CsiLive.ts"
-import * as IssuerConfigLayers from "../../src/layers/IssuerConfig.ts"
-import { DriverConfig } from "../../src/services/DriverConfig.ts"
-import { driverLayer, nodeLayer, testConfig } from "../support/DriverStack.ts"
+import { driverOnNode, testConfig } from "../support/DriverStack.ts"
 import { makeRegistrationClient } from "../support/grpcClient.ts"
 
 const DRIVER = "spiffe.csi.cert-manager.io"
@@ -266,13 +264,9 @@ describe("/readyz follows the registration", () => {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* fs.makeTempDirectoryScoped({ prefix: "csi-registration-" })
       const config = testConfig({ kubeletRootDir: dir, pluginRegistration: { kubeletRegistrationPath: HOST_CSI_SOCKET } })
-      const context = yield* Layer.build(HealthServer.layer("127.0.0.1:0").pipe(
-        Layer.provideMerge(registrationLayer(config)),
-        Layer.provideMerge(driverLayer(config)),
-        Layer.provideMerge(DriverConfig.layer(config)),
-        Layer.provideMerge(IssuerConfigLayers.layerStatic(config.issuer)),
-        Layer.provideMerge(nodeLayer)
-      ))
+      const context = yield* Layer.build(
+        HealthServer.layer("127.0.0.1:0").pipe(Layer.provideMerge(registrationLayer(config)), Layer.provideMerge(driverOnNode(config)))
+      )
       const { port } = Context.get(context, HealthServer.HealthServer)
       const { socketPath } = Option.getOrThrow(yield* Effect.provide(Effect.serviceOption(Registration), context))
 

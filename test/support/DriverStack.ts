@@ -78,6 +78,17 @@ export const driverLayer = (config: DriverConfigShape, caPem?: string, overrides
   return CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, IssuerLive]), Layer.provideMerge(ManagerLive))
 }
 
+/**
+ * One driver over a fresh node, with its config and the static issuer among the outputs: what the
+ * driver's /metrics, /healthz and /readyz server (`csi/HealthServer.ts`) reads.
+ */
+export const driverOnNode = (config: DriverConfigShape) =>
+  driverLayer(config).pipe(
+    Layer.provideMerge(DriverConfig.layer(config)),
+    Layer.provideMerge(IssuerConfigLayers.layerStatic(config.issuer)),
+    Layer.provideMerge(nodeLayer)
+  )
+
 /** Builds a driver over an already built node context in its own scope, so it can be stopped. */
 export const startDriver = <N>(node: Context.Context<N>, config: DriverConfigShape, caPem?: string, overrides: DriverOverrides = {}) =>
   Effect.gen(function*() {
