@@ -11,10 +11,11 @@
  * Events carry only the denial reasons, never the CSR or internal errors, and are best effort: a
  * failed Event write is logged and does not undo or repeat the decision.
  */
-import { Clock, Effect, Schedule, Schema } from "effect"
+import { Clock, Effect, Schema } from "effect"
 import * as CR from "../domain/CertificateRequest.ts"
 import type { Decision } from "../domain/Decision.ts"
 import { CertificateRequests, rfc3339 } from "../domain/KubeObjects.ts"
+import * as Schedules from "../domain/Schedules.ts"
 import { Evaluator } from "../services/Evaluator.ts"
 import { EventRecorder } from "../services/EventRecorder.ts"
 import { KubeClient } from "../services/KubeClient.ts"
@@ -56,13 +57,6 @@ export type ReconcileResult =
   | { readonly _tag: "Denied"; readonly reasons: ReadonlyArray<string> }
   /** Nothing written: gone, already decided or finished, or not ours (`Unprocessed`). */
   | { readonly _tag: "Skipped"; readonly why: string }
-
-/**
- * Conflicts are retried right away a few times: each retry re-reads, so it converges as soon as the
- * other writer (cert-manager, usually adding its own condition) is done. Five attempts 10 ms apart,
- * doubling, span about 300 ms; a request still conflicting after that is requeued by the Controller.
- */
-const CONFLICT_RETRY = { schedule: Schedule.exponential("10 millis"), times: 5 } as const
 
 /** Why a request needs no decision from us, or undefined when it does. */
 export const alreadySettled = (cr: CR.CertificateRequest): string | undefined => {
@@ -170,7 +164,7 @@ export const reconcile = Effect.fn("Reconcile.reconcile")(function*(key: Key): E
   KubeClient | Evaluator | EventRecorder
 > {
   const done = yield* attempt(key).pipe(
-    Effect.retry({ ...CONFLICT_RETRY, while: (e: KubeError | StatusRefusedError) => e._tag === "KubeError" && e.reason === "Conflict" })
+    Effect.retry({ schedule: Schedules.conflictRetry, while: (e: KubeError | StatusRefusedError) => e._tag === "KubeError" && e.reason === "Conflict" })
   )
   if (done.result._tag === "Denied" && done.cr !== undefined) yield* emitDenied(done.cr, done.result.reasons)
   return done.result

@@ -23,6 +23,7 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import {
+  Clock,
   Context,
   Deferred,
   Duration,
@@ -35,10 +36,12 @@ import {
   Path,
   Ref,
   Result,
+  Schedule,
   Schema,
   SubscriptionRef
 } from "effect"
 import type { Fiber } from "effect"
+import * as Schedules from "../domain/Schedules.ts"
 import { CsiError } from "../services/CsiPlugin.ts"
 import { loadRegistrationService } from "./CsiProto.ts"
 import { bind, GrpcServerError, shutdown, statusOfCause } from "./GrpcServer.ts"
@@ -87,14 +90,6 @@ export interface RegistrationShape {
   readonly state: SubscriptionRef.SubscriptionRef<RegistrationState>
 }
 
-/**
- * Back-off before the socket is offered again after the n-th failure in a row (n ≥ 1): 10 s doubling
- * to 5 min, the kubelet's own back-off for a restarting container, which is what a failed
- * node-driver-registrar gets. A successful registration resets the count.
- */
-export const reofferDelay = (failuresInARow: number): Duration.Duration =>
-  Duration.min(Duration.times(Duration.seconds(10), 2 ** Math.max(0, failuresInARow - 1)), Duration.minutes(5))
-
 // Registration calls answer at once; a second is ample to let one finish before the socket goes.
 const SHUTDOWN_GRACE = Duration.seconds(1)
 
@@ -133,7 +128,10 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
   const path = yield* Path.Path
   const socketPath = path.join(options.registryDir, socketFileName(options.driverName))
   const state = yield* SubscriptionRef.make<RegistrationState>({ _tag: "Waiting" })
-  const failuresInARow = yield* Ref.make(0)
+  // The back-off before the next offer (`Schedules.registrationReoffer`), stepped once per failure;
+  // a successful registration puts a fresh step in place, so the next failure waits 10 s again.
+  const freshReoffer = Schedule.toStep(Schedules.registrationReoffer)
+  const reoffer = yield* Ref.make(yield* freshReoffer)
   const run: RunFork = yield* FiberSet.makeRuntime()
   const info = {
     type: CSI_PLUGIN_TYPE,
@@ -169,7 +167,7 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
         }
         const { error, plugin_registered } = decoded.success
         if (plugin_registered) {
-          yield* Ref.set(failuresInARow, 0)
+          yield* Ref.set(reoffer, yield* freshReoffer)
           yield* SubscriptionRef.set(state, { _tag: "Registered" })
           yield* Effect.logInfo("registered with the kubelet", { driver: options.driverName, endpoint: options.kubeletRegistrationPath })
         } else {
@@ -230,7 +228,8 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
       if (yield* Deferred.fail(listening, offered.failure)) return yield* Effect.never
       yield* Effect.logError("could not offer the plugin registration socket", { err: offered.failure.message })
     }
-    const delay = reofferDelay(yield* Ref.updateAndGet(failuresInARow, (n) => n + 1))
+    const step = yield* Ref.get(reoffer)
+    const [, delay] = yield* Effect.orDie(step(yield* Clock.currentTimeMillis, undefined))
     yield* Effect.logInfo("offering the plugin registration socket again after a back-off", { afterMillis: Duration.toMillis(delay) })
     yield* Effect.sleep(delay)
   }))

@@ -1,5 +1,5 @@
 /**
- * Every retry and backoff of the driver and the approver, named once, as `Schedule`s.
+ * Every retry and backoff of the driver, the approver and the signer, named once, as `Schedule`s.
  *
  * Owns: the delays and why each number is what it is. Callers run them with `Effect.retry`,
  * `Effect.repeat` or, where a wait must also end on a signal (a renewal woken by a fresh token),
@@ -38,6 +38,28 @@ export const reconcileRetry: Schedule.Schedule<Duration.Duration> = Schedule.min
  * issuer) still takes effect without a restart. Any change to the request requeues it at once anyway.
  */
 export const statusRefusedRequeue: Duration.Duration = Duration.minutes(15)
+
+/**
+ * Redoing a status write that failed with 409 Conflict, each time on a fresh read: the other writer
+ * (cert-manager adding its own condition, usually) is done within milliseconds, so the first retry
+ * comes after 10 ms (client-go's `retry.DefaultRetry` step). Five retries, doubling, span about
+ * 300 ms; a key still conflicting after that goes back to its work queue, whose own backoff
+ * (`reconcileRetry`) takes over.
+ */
+export const conflictRetry: Schedule.Schedule<Duration.Duration> = Schedule.exponential("10 millis", 2).pipe(
+  Schedule.upTo({ times: 5 })
+)
+
+/**
+ * Offering the kubelet plugin registration socket again after the n-th failed registration in a
+ * row: 10 s doubling to 5 min, the kubelet's back-off for a restarting container (its
+ * `CrashLoopBackOff`: 10 s initial, 300 s cap), which is what a failed node-driver-registrar sidecar
+ * gets. A successful registration starts the schedule afresh.
+ */
+export const registrationReoffer: Schedule.Schedule<Duration.Duration> = Schedule.min([
+  Schedule.exponential("10 seconds", 2),
+  Schedule.spaced("5 minutes")
+])
 
 /** Attempts to acquire (or renew) a lease, one per retry period (client-go's `RetryPeriod`). */
 export const leaseRetry = (retryPeriod: Duration.Duration): Schedule.Schedule<number> => Schedule.spaced(retryPeriod)

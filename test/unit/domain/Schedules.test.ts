@@ -3,7 +3,7 @@
  * and, for renewals, the rules that tie a failure's backoff to the certificate's expiry.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Effect, Pull, Schedule } from "effect"
 import { defaultPolicy } from "../../../src/domain/Renewal.ts"
 import type { RenewalAttempt } from "../../../src/domain/Schedules.ts"
 import * as Schedules from "../../../src/domain/Schedules.ts"
@@ -18,6 +18,23 @@ const delays = <I>(schedule: Schedule.Schedule<unknown, I>, steps: ReadonlyArray
     for (const [now, input] of steps) {
       const [, delay] = yield* Effect.orDie(step(now, input))
       out.push(Duration.toMillis(delay))
+    }
+    return out
+  })
+
+/** Every delay (ms) a finite schedule gives, stepped once a millisecond, until it is done (at most `limit`). */
+const allDelays = (schedule: Schedule.Schedule<unknown>, limit = 50) =>
+  Effect.gen(function*() {
+    const step = yield* Schedule.toStep(schedule)
+    const out: Array<number> = []
+    for (let now = 0; now < limit; now++) {
+      const delay = yield* step(now, undefined).pipe(
+        Effect.map(([, d]) => Duration.toMillis(d)),
+        Pull.catchDone(() => Effect.succeed(undefined)),
+        Effect.orDie
+      )
+      if (delay === undefined) return out
+      out.push(delay)
     }
     return out
   })
@@ -80,5 +97,29 @@ describe("the reconnect and retry schedules", () => {
       const got = yield* delays(Schedules.reconcileRetry, Array.from({ length: 13 }, (_, i) => [i, undefined] as const))
       assert.deepStrictEqual(got.slice(0, 4), [50, 100, 200, 400])
       assert.deepStrictEqual(got.slice(-2), [60_000, 60_000])
+    }))
+
+  it.effect("conflictRetry: five retries, 10 ms doubling, then the key goes back to its queue", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* allDelays(Schedules.conflictRetry), [10, 20, 40, 80, 160])
+    }))
+
+  /** Capped exponential backoffs: the first delays (one step a millisecond) up to and past the cap. */
+  const capped: ReadonlyArray<readonly [string, Schedule.Schedule<unknown>, ReadonlyArray<number>]> = [
+    ["registrationReoffer: 10 s doubling to 5 min (the kubelet's container restart back-off)", Schedules.registrationReoffer, [10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000]],
+    ["intermediateRetry: 1 s doubling to 60 s", Schedules.intermediateRetry, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]],
+    ["podCertificateRetry: 100 ms doubling to 30 s", Schedules.podCertificateRetry, [100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 30_000, 30_000]]
+  ]
+  for (const [name, schedule, expected] of capped) {
+    it.effect(name, () =>
+      Effect.gen(function*() {
+        assert.deepStrictEqual(yield* delays(schedule, expected.map((_, i) => [i, undefined] as const)), expected)
+      }))
+  }
+
+  it.effect("leaderWorkRestart every 2 s; leaseRetry every retry period", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* delays(Schedules.leaderWorkRestart, [[0, undefined], [1, undefined], [2, undefined]]), [2_000, 2_000, 2_000])
+      assert.deepStrictEqual(yield* delays(Schedules.leaseRetry(Duration.millis(750)), [[0, undefined], [1, undefined]]), [750, 750])
     }))
 })
