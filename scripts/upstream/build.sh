@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Build the upstream programs the e2e harness runs, from the Go module proxy.
 #
-#   scripts/upstream/build.sh [component...]     # default: every component that can build here
-#   scripts/upstream/build.sh all                # also csi-driver-spiffe (the Go original)
+#   scripts/upstream/build.sh [component...]     # default (and `all`): every component
 #   scripts/upstream/build.sh --print-env [c...] # print CSI_SPIFFE_BIN_* lines of what is built
 #
-# Components: etcd kubernetes containerd cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe
+# Components: etcd kubernetes containerd cert-manager csi-sanity helm spiffe-checker
 # (kube-apiserver is another name for kubernetes, which builds kube-apiserver, kubelet, kubectl,
-# kube-controller-manager and kube-scheduler in one `go build`, so they share their compiled packages;
-# csi-driver-spiffe is not in the default set: the Go module proxy here refuses that module.)
+# kube-controller-manager and kube-scheduler in one `go build`, so they share their compiled packages.)
+# The Go original (cert-manager/csi-driver-spiffe) is never built here; the benchmark runs it only
+# from prebuilt binaries a user hands in (CSI_SPIFFE_GO_DRIVER_BIN, CSI_SPIFFE_GO_APPROVER_BIN).
 # Each component's `go` output goes to <component-dir>/build.log; stderr gets one line per phase.
 #
 # Binaries are cached by version under
@@ -28,11 +28,9 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.21.2}"
 CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.6.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
-CSI_DRIVER_SPIFFE_VERSION="${CSI_DRIVER_SPIFFE_VERSION:-v0.15.0}"
 GO_SPIFFE_VERSION="${GO_SPIFFE_VERSION:-v2.8.1}"
 
-ALL_COMPONENTS=(etcd kubernetes containerd cert-manager csi-sanity helm spiffe-checker csi-driver-spiffe)
-DEFAULT_COMPONENTS=(etcd kubernetes containerd cert-manager csi-sanity helm spiffe-checker)
+ALL_COMPONENTS=(etcd kubernetes containerd cert-manager csi-sanity helm spiffe-checker)
 # The Kubernetes commands built together by the `kubernetes` component.
 KUBE_COMMANDS=(kube-apiserver kubelet kubectl kube-controller-manager kube-scheduler)
 
@@ -229,20 +227,6 @@ build_helm() {
   ./bin/helm version --short >&2 || true
 }
 
-# ------------------------------------------------ csi-driver-spiffe (Go original)
-build_csi_driver_spiffe() {
-  new_module e2e.local/csi-driver-spiffe-build
-  log "csi-driver-spiffe: go get github.com/cert-manager/csi-driver-spiffe@$CSI_DRIVER_SPIFFE_VERSION"
-  if ! go get -tool "github.com/cert-manager/csi-driver-spiffe/cmd/csi@$CSI_DRIVER_SPIFFE_VERSION" \
-    "github.com/cert-manager/csi-driver-spiffe/cmd/approver@$CSI_DRIVER_SPIFFE_VERSION"; then
-    die "csi-driver-spiffe: the Go module proxy does not serve github.com/cert-manager/csi-driver-spiffe@$CSI_DRIVER_SPIFFE_VERSION (see scripts/upstream/README.md)"
-  fi
-  "${GO_BUILD[@]}" -ldflags "-s -w" -o bin/csi-driver-spiffe.tmp github.com/cert-manager/csi-driver-spiffe/cmd/csi
-  "${GO_BUILD[@]}" -ldflags "-s -w" -o bin/csi-driver-spiffe-approver.tmp github.com/cert-manager/csi-driver-spiffe/cmd/approver
-  mv bin/csi-driver-spiffe.tmp bin/csi-driver-spiffe
-  mv bin/csi-driver-spiffe-approver.tmp bin/csi-driver-spiffe-approver
-}
-
 # ---------------------------------------------------------- spiffe-checker (ours)
 CHECKER_SOURCES=(spiffe-checker/main.go)
 build_spiffe_checker() {
@@ -267,7 +251,6 @@ component_spec() {
       echo "cert-manager-$CERT_MANAGER_VERSION|$CERT_MANAGER_VERSION-$h|build_cert_manager|cm-controller cm-webhook|CERT_MANAGER" ;;
     csi-sanity) echo "csi-sanity-$CSI_TEST_VERSION|$CSI_TEST_VERSION|build_csi_sanity|csi-sanity|CSI_SANITY" ;;
     helm) echo "helm-$HELM_VERSION|$HELM_VERSION|build_helm|helm|HELM" ;;
-    csi-driver-spiffe) echo "csi-driver-spiffe-$CSI_DRIVER_SPIFFE_VERSION|$CSI_DRIVER_SPIFFE_VERSION|build_csi_driver_spiffe|csi-driver-spiffe csi-driver-spiffe-approver|CSI_DRIVER_SPIFFE_GO" ;;
     spiffe-checker)
       local h; h="$(src_hash "${CHECKER_SOURCES[@]}")"
       echo "spiffe-checker-$GO_SPIFFE_VERSION|$GO_SPIFFE_VERSION-$h|build_spiffe_checker|spiffe-checker|SPIFFE_CHECKER" ;;
@@ -289,15 +272,12 @@ main() {
   for c in "$@"; do
     case "$c" in
       --print-env) print_only=1 ;;
-      -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+      -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
       all) comps+=("${ALL_COMPONENTS[@]}") ;;
       *) comps+=("$c") ;;
     esac
   done
-  if [[ ${#comps[@]} -eq 0 ]]; then
-    comps=("${DEFAULT_COMPONENTS[@]}")
-    [[ $print_only -eq 0 ]] && log "csi-driver-spiffe (Go original) skipped: not served by the Go module proxy; ask for it by name to retry"
-  fi
+  [[ ${#comps[@]} -eq 0 ]] && comps=("${ALL_COMPONENTS[@]}")
   mkdir -p "$CACHE_ROOT"
 
   local failed=() lines=() spec dir stamp fn bins envname

@@ -14,7 +14,6 @@ export type Component =
   | "cert-manager"
   | "csi-sanity"
   | "helm"
-  | "csi-driver-spiffe"
   | "spiffe-checker"
 
 /** The components startControlPlane needs. */
@@ -46,8 +45,6 @@ const envKey: Record<string, string> = {
   "cm-webhook": "CSI_SPIFFE_BIN_CERT_MANAGER",
   "csi-sanity": "CSI_SPIFFE_BIN_CSI_SANITY",
   helm: "CSI_SPIFFE_BIN_HELM",
-  "csi-driver-spiffe": "CSI_SPIFFE_BIN_CSI_DRIVER_SPIFFE_GO",
-  "csi-driver-spiffe-approver": "CSI_SPIFFE_BIN_CSI_DRIVER_SPIFFE_GO",
   "spiffe-checker": "CSI_SPIFFE_BIN_SPIFFE_CHECKER"
 }
 
