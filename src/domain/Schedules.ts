@@ -10,25 +10,23 @@ import { Duration, Effect, Schedule } from "effect"
 import type { RenewalPolicy } from "./Renewal.ts"
 import { failureDelay, notReadyDelay } from "./Renewal.ts"
 
+/** Doubling from `first` on every attempt, never longer than `cap` between two. */
+const cappedExponential = (first: Duration.Input, cap: Duration.Input): Schedule.Schedule<Duration.Duration> =>
+  Schedule.min([Schedule.exponential(first, 2), Schedule.spaced(cap)])
+
 /**
  * Reconnecting a list or watch after a failure: client-go's reflector backoff
  * (`NewExponentialBackoffManager(800ms, 30s, …)`): the first retry is quick, and a restarting API
  * server is not stampeded by every watcher of the cluster at once. The CA bundle's directory watch
  * is set up again on it too (a failing inotify watch is not retried in a tight loop).
  */
-export const watchReconnect: Schedule.Schedule<Duration.Duration> = Schedule.min([
-  Schedule.exponential("800 millis", 2),
-  Schedule.spaced("30 seconds")
-])
+export const watchReconnect: Schedule.Schedule<Duration.Duration> = cappedExponential("800 millis", "30 seconds")
 
 /**
  * Retrying one approver key whose reconcile failed: usually a transient 503 or throttling, so it
  * starts at 50 ms; a minute bounds how long a pod waits on the approver after the API recovers.
  */
-export const reconcileRetry: Schedule.Schedule<Duration.Duration> = Schedule.min([
-  Schedule.exponential("50 millis", 2),
-  Schedule.spaced("60 seconds")
-])
+export const reconcileRetry: Schedule.Schedule<Duration.Duration> = cappedExponential("50 millis", "60 seconds")
 
 /**
  * Requeueing an approver key whose status write an admission webhook refused (cert-manager's webhook
@@ -56,10 +54,7 @@ export const conflictRetry: Schedule.Schedule<Duration.Duration> = Schedule.expo
  * `CrashLoopBackOff`: 10 s initial, 300 s cap), which is what a failed node-driver-registrar sidecar
  * gets. A successful registration starts the schedule afresh.
  */
-export const registrationReoffer: Schedule.Schedule<Duration.Duration> = Schedule.min([
-  Schedule.exponential("10 seconds", 2),
-  Schedule.spaced("5 minutes")
-])
+export const registrationReoffer: Schedule.Schedule<Duration.Duration> = cappedExponential("10 seconds", "5 minutes")
 
 /** Attempts to acquire (or renew) a lease, one per retry period (client-go's `RetryPeriod`). */
 export const leaseRetry = (retryPeriod: Duration.Duration): Schedule.Schedule<number> => Schedule.spaced(retryPeriod)
@@ -114,17 +109,11 @@ export const renewalRetry = (policy: RenewalPolicy): Schedule.Schedule<Duration.
  * a second; the one-minute cap keeps a recovered issuer in use within a minute, well inside the
  * bound after which waiting PodCertificateRequests are failed (`PodCertificate` signer, 5 min).
  */
-export const intermediateRetry: Schedule.Schedule<Duration.Duration> = Schedule.min([
-  Schedule.exponential("1 second", 2),
-  Schedule.spaced("60 seconds")
-])
+export const intermediateRetry: Schedule.Schedule<Duration.Duration> = cappedExponential("1 second", "60 seconds")
 
 /**
  * Retrying one PodCertificateRequest whose status write failed (a conflict with another writer, a
  * 5xx): quick, since every request must be answered long before the kube-controller-manager's
  * 15-minute cleanup; capped at 30 s.
  */
-export const podCertificateRetry: Schedule.Schedule<Duration.Duration> = Schedule.min([
-  Schedule.exponential("100 millis", 2),
-  Schedule.spaced("30 seconds")
-])
+export const podCertificateRetry: Schedule.Schedule<Duration.Duration> = cappedExponential("100 millis", "30 seconds")
