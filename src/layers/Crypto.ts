@@ -21,7 +21,7 @@ const pemBlocks = (pem: string, label: string): ReadonlyArray<string> =>
   pem.match(new RegExp(`-----BEGIN ${label}-----[\\s\\S]*?-----END ${label}-----`, "g")) ?? []
 
 const fail = (operation: string) => (cause: unknown) =>
-  new CryptoError({ operation, detail: cause instanceof Error ? cause.message : String(cause) })
+  new CryptoError({ operation, detail: cause instanceof Error ? cause.message : String(cause), cause })
 
 /** `@peculiar/x509`, imported on first use (the module loader keeps it for every later call). */
 const loadX509 = Effect.tryPromise({

@@ -35,21 +35,21 @@ const issuanceCodes: Record<IssuanceFailure, CsiCode> = {
 export const toCsiError = (e: PublishError | UnpublishError): CsiError => {
   switch (e._tag) {
     case "IssuanceError":
-      return new CsiError({ code: issuanceCodes[e.reason], detail: e.message })
+      return new CsiError({ code: issuanceCodes[e.reason], detail: e.message, cause: e })
     case "VolumeConflictError":
-      return new CsiError({ code: "AlreadyExists", detail: e.message })
+      return new CsiError({ code: "AlreadyExists", detail: e.message, cause: e })
     // gRPC: FAILED_PRECONDITION is for a request refused because of the system's state ("deleting a
     // non-empty directory"), and the CSI spec answers a second target path of a volume with it.
     case "TargetPathError":
-      return new CsiError({ code: "FailedPrecondition", detail: e.message })
+      return new CsiError({ code: "FailedPrecondition", detail: e.message, cause: e })
     // The kubelet treats ABORTED as "not known to be done" and does not retry a publish of a pod it
     // is tearing down.
     case "PublishAbortedError":
-      return new CsiError({ code: "Aborted", detail: e.message })
+      return new CsiError({ code: "Aborted", detail: e.message, cause: e })
     case "MountError":
     case "VolumeStoreError":
     case "WorkloadApiError":
-      return new CsiError({ code: "Internal", detail: e.message })
+      return new CsiError({ code: "Internal", detail: e.message, cause: e })
   }
 }
 

@@ -36,11 +36,12 @@ const apiError = (what: string) => (e: KubeError) =>
   e.reason === "Unauthorized"
     ? new IssuanceError({
       reason: "Unauthenticated",
-      detail: `${what}: the API server did not accept the token (expired, not signed by the cluster, for another audience, or bound to a pod that no longer exists); the kubelet's next publish brings a fresh one: ${e.message}`
+      detail: `${what}: the API server did not accept the token (expired, not signed by the cluster, for another audience, or bound to a pod that no longer exists); the kubelet's next publish brings a fresh one: ${e.message}`,
+      cause: e
     })
     : e.reason === "Forbidden"
-    ? new IssuanceError({ reason: "Forbidden", detail: `${what}: the token's identity is not allowed to do this: ${e.message}` })
-    : new IssuanceError({ reason: "Api", detail: `${what}: ${e.message}` })
+    ? new IssuanceError({ reason: "Forbidden", detail: `${what}: the token's identity is not allowed to do this: ${e.message}`, cause: e })
+    : new IssuanceError({ reason: "Api", detail: `${what}: ${e.message}`, cause: e })
 
 export const layer = Layer.effect(
   Issuance,
@@ -141,8 +142,8 @@ export const layer = Layer.effect(
           detail: "no issuerRef is currently active for csi-driver-spiffe; configure one with --issuer-name or the runtime issuance ConfigMap"
         })
       }
-      const key = yield* crypto.generateKey.pipe(Effect.mapError((e) => new IssuanceError({ reason: "Crypto", detail: e.message })))
-      const csr = yield* crypto.createCsr(key, input.spiffeId).pipe(Effect.mapError((e) => new IssuanceError({ reason: "Crypto", detail: e.message })))
+      const key = yield* crypto.generateKey.pipe(Effect.mapError((e) => new IssuanceError({ reason: "Crypto", detail: e.message, cause: e })))
+      const csr = yield* crypto.createCsr(key, input.spiffeId).pipe(Effect.mapError((e) => new IssuanceError({ reason: "Crypto", detail: e.message, cause: e })))
       const name = randomUUID()
       const body = {
         apiVersion: CR.API_VERSION,
@@ -176,7 +177,7 @@ export const layer = Layer.effect(
 
     const checkChain = Effect.fn("Issuance.checkChain")(function*(p: Pending, chainPem: string) {
       const facts = yield* crypto.inspectChain(chainPem).pipe(
-        Effect.mapError((e) => new IssuanceError({ reason: "BadChain", detail: `request "${p.name}": ${e.message}` }))
+        Effect.mapError((e) => new IssuanceError({ reason: "BadChain", detail: `request "${p.name}": ${e.message}`, cause: e }))
       )
       const problems: Array<string> = []
       if (facts.leaf.publicKeySpkiHex !== p.key.publicKeySpkiHex) problems.push("the leaf's public key is not the requested key")

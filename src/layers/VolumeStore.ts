@@ -130,7 +130,7 @@ export const layer = (root: string): Layer.Layer<VolumeStore, never, FileSystem.
       const write = Effect.fnUntraced(function*(metadata: VolumeMetadata) {
         const volumeId = metadata.volumeId
         const json = yield* encodeJson(metadata).pipe(
-          Effect.mapError((error) => new VolumeStoreError({ operation: "write", volumeId, detail: truncate(error.message) }))
+          Effect.mapError((error) => new VolumeStoreError({ operation: "write", volumeId, detail: truncate(error.message), cause: error }))
         )
         yield* exclusive(volumeId, Effect.gen(function*() {
           yield* ensureVolumeDir("write", volumeId)

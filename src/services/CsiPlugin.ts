@@ -31,7 +31,9 @@ export type CsiCode = typeof CsiCode.Type
 /** A failed RPC. `detail` is shown to the kubelet (and in `kubectl describe pod`): no secrets. */
 export class CsiError extends Schema.TaggedError<CsiError>()("CsiError", {
   code: CsiCode,
-  detail: Schema.String
+  detail: Schema.String,
+  /** The driver failure it answers for (logged with it, never sent to the kubelet), when there is one. */
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     return this.detail

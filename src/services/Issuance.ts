@@ -38,7 +38,9 @@ export type IssuanceFailure = typeof IssuanceFailure.Type
 
 export class IssuanceError extends Schema.TaggedError<IssuanceError>()("IssuanceError", {
   reason: IssuanceFailure,
-  detail: Schema.String
+  detail: Schema.String,
+  /** The API, crypto or chain failure behind it, when there is one. */
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     return this.detail

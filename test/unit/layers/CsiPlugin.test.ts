@@ -16,6 +16,7 @@ import { MounterMemory } from "../../../src/layers/Mounter.ts"
 import { VolumeStoreMemory } from "../../../src/layers/VolumeStore.ts"
 import { CsiPlugin } from "../../../src/services/CsiPlugin.ts"
 import type { CsiError } from "../../../src/services/CsiPlugin.ts"
+import type { IssuanceError } from "../../../src/services/Issuance.ts"
 import { VolumeManager } from "../../../src/services/VolumeManager.ts"
 import { VolumeStore } from "../../../src/services/VolumeStore.ts"
 import { driverLayer, nodeLayer, startDriver, testConfig } from "../../support/DriverStack.ts"
@@ -158,6 +159,10 @@ describe("NodePublishVolume", () => {
       const e = csiFailure(yield* Effect.exit(publish()))
       assert.strictEqual(e.code, "Internal")
       assert.include(e.detail, "the leaf's public key is not the requested key")
+      // The driver failure is kept as the cause, not only flattened into the message.
+      const issuance = e.cause as IssuanceError
+      assert.strictEqual(issuance._tag, "IssuanceError")
+      assert.strictEqual(issuance.reason, "BadChain")
       assert.strictEqual((yield* Ref.get((yield* VolumeStoreMemory).volumes)).size, 0)
     }).pipe(Effect.provide(stack())))
 
