@@ -13,21 +13,27 @@ export const VERSION = "v1"
 export const PLURAL = "certificaterequests"
 export const API_VERSION = `${GROUP}/${VERSION}`
 
+/**
+ * The prefix of every annotation, attribute and label key this project sets or reads, also the reason
+ * on its approval conditions (cert-manager/csi-driver-spiffe's `annotations.Prefix`,
+ * https://github.com/cert-manager/csi-driver-spiffe).
+ */
+export const ANNOTATION_PREFIX = "spiffe.csi.cert-manager.io"
 /** Annotation carrying the SPIFFE ID the driver asked for; the approver only considers these. */
-export const IDENTITY_ANNOTATION = "spiffe.csi.cert-manager.io/identity"
+export const IDENTITY_ANNOTATION = `${ANNOTATION_PREFIX}/identity`
 /**
  * Annotation the Pod Certificate signer puts on the CertificateRequest for its own intermediate CA,
  * valued with the trust domain; the approver judges these by `IntermediateRules.ts`.
  */
-export const INTERMEDIATE_ANNOTATION = "spiffe.csi.cert-manager.io/intermediate"
+export const INTERMEDIATE_ANNOTATION = `${ANNOTATION_PREFIX}/intermediate`
 /** The usages of the signer's intermediate CA request, spelled as cert-manager spells them. */
 export const INTERMEDIATE_USAGES = ["digital signature", "cert sign", "crl sign"] as const
 /** Label with the hash of the node that created the request (csi-lib's key and hash). */
 export const NODE_ID_HASH_LABEL = "csi.cert-manager.io/node-id-hash"
 /** Label with the hash of the volume the request is for (csi-lib's key and hash). */
 export const VOLUME_ID_HASH_LABEL = "csi.cert-manager.io/volume-id-hash"
-/** Reason the original approver puts on its Approved / Denied conditions. */
-export const APPROVER_REASON = "spiffe.csi.cert-manager.io"
+/** Reason the approver puts on its Approved / Denied conditions (the prefix itself, as upstream's). */
+export const APPROVER_REASON = ANNOTATION_PREFIX
 
 /** The four usages every SVID request carries, spelled as cert-manager spells them. */
 export const REQUIRED_USAGES = ["digital signature", "key encipherment", "server auth", "client auth"] as const

@@ -32,11 +32,7 @@ import type { KubeError } from "../services/KubeClient.ts"
 import { SignerConfig } from "../services/SignerConfig.ts"
 import { x509 } from "../x509.ts"
 
-/** Annotation naming the trust domain an intermediate request is for (the approver's rule keys on it). */
-export const INTERMEDIATE_ANNOTATION = "spiffe.csi.cert-manager.io/intermediate"
 export const GENERATE_NAME = "csi-driver-spiffe-signer-"
-/** The usages of the intermediate request, spelled as cert-manager spells them. */
-export const INTERMEDIATE_USAGES = ["digital signature", "cert sign", "crl sign"] as const
 export const subjectFor = (trustDomain: string): string => `CN=csi-driver-spiffe signer ${trustDomain}`
 
 /**
@@ -157,12 +153,12 @@ export const layer: Layer.Layer<Intermediate, never, KubeClient | SignerConfig> 
       const created = yield* kube.create(CertificateRequests, ns, {
         apiVersion: CR.API_VERSION,
         kind: "CertificateRequest",
-        metadata: { generateName: GENERATE_NAME, namespace: ns, annotations: { [INTERMEDIATE_ANNOTATION]: config.trustDomain } },
+        metadata: { generateName: GENERATE_NAME, namespace: ns, annotations: { [CR.INTERMEDIATE_ANNOTATION]: config.trustDomain } },
         spec: {
           request: Buffer.from(key.csrPem).toString("base64"),
           isCA: true,
           duration: CR.formatGoDuration(config.intermediateMillis),
-          usages: [...INTERMEDIATE_USAGES],
+          usages: [...CR.INTERMEDIATE_USAGES],
           issuerRef: config.issuer
         }
       }).pipe(Effect.mapError(apiError("creating the intermediate CertificateRequest")))
@@ -189,7 +185,7 @@ export const layer: Layer.Layer<Intermediate, never, KubeClient | SignerConfig> 
       kube.list(CertificateRequests, { namespace: ns }).pipe(
         Effect.flatMap(({ items }) =>
           Effect.forEach(
-            items.filter((cr) => cr.metadata.name !== keep && cr.metadata.annotations?.[INTERMEDIATE_ANNOTATION] === config.trustDomain),
+            items.filter((cr) => cr.metadata.name !== keep && cr.metadata.annotations?.[CR.INTERMEDIATE_ANNOTATION] === config.trustDomain),
             (cr) => kube.delete(CertificateRequests, ns, cr.metadata.name),
             { discard: true }
           )),

@@ -9,7 +9,7 @@
 import { Clock, Context, Effect, Layer, Ref, Stream, SubscriptionRef } from "effect"
 import * as CR from "../../src/domain/CertificateRequest.ts"
 import { CertificateRequests } from "../../src/domain/KubeObjects.ts"
-import { INTERMEDIATE_ANNOTATION } from "../../src/layers/Intermediate.ts"
+import { INTERMEDIATE_ANNOTATION } from "../../src/domain/CertificateRequest.ts"
 import { KubeClientMemory } from "../../src/layers/KubeClient.ts"
 import { x509 } from "../../src/x509.ts"
 import type { TestCa } from "./TestSigner.ts"

@@ -47,7 +47,7 @@ describe("Intermediate", () => {
       assert.strictEqual(created!.namespace, "signer-ns")
       assert.match(created!.name, /^csi-driver-spiffe-signer-[0-9a-z]{5}$/)
       const cr = (yield* kube.client.get(CertificateRequests, "signer-ns", created!.name))!
-      assert.deepStrictEqual(cr.metadata.annotations, { [IntermediateLayers.INTERMEDIATE_ANNOTATION]: "example.org" })
+      assert.deepStrictEqual(cr.metadata.annotations, { [CR.INTERMEDIATE_ANNOTATION]: "example.org" })
       assert.strictEqual(cr.spec.isCA, true)
       assert.strictEqual(cr.spec.duration, "6h0m0s")
       assert.deepStrictEqual(cr.spec.usages, ["digital signature", "cert sign", "crl sign"])
@@ -79,8 +79,8 @@ describe("Intermediate", () => {
       // A request a previous process left behind (its key died with it), and another trust domain's;
       // both already answered, so the test issuer leaves them alone.
       const stale = { spec: { request: "", issuerRef: { name: "x" } }, status: { conditions: [{ type: "Ready", status: "True" }] } }
-      yield* kube.upsert(CertificateRequests, { ...stale, metadata: { name: "left-over", namespace: "signer-ns", annotations: { [IntermediateLayers.INTERMEDIATE_ANNOTATION]: "example.org" } } })
-      yield* kube.upsert(CertificateRequests, { ...stale, metadata: { name: "other-td", namespace: "signer-ns", annotations: { [IntermediateLayers.INTERMEDIATE_ANNOTATION]: "other.org" } } })
+      yield* kube.upsert(CertificateRequests, { ...stale, metadata: { name: "left-over", namespace: "signer-ns", annotations: { [CR.INTERMEDIATE_ANNOTATION]: "example.org" } } })
+      yield* kube.upsert(CertificateRequests, { ...stale, metadata: { name: "other-td", namespace: "signer-ns", annotations: { [CR.INTERMEDIATE_ANNOTATION]: "other.org" } } })
       yield* Effect.forkScoped(intermediate.run)
       const first = yield* awaitCurrent
       yield* kube.until(Effect.map(kube.client.get(CertificateRequests, "signer-ns", "left-over"), (cr) => cr === undefined).pipe(Effect.orDie))
