@@ -79,6 +79,18 @@ const holder = Effect.gen(function*() {
   return lease?.spec?.holderIdentity
 })
 
+/** Every log line, its message parts joined by spaces, and the logger layer that records them. */
+const captureLogs = () => {
+  const lines: Array<string> = []
+  const capture = Logger.layer([
+    Logger.make(({ message }) => {
+      const parts = Array.isArray(message) ? message : [message]
+      lines.push(parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" "))
+    })
+  ])
+  return { capture, lines }
+}
+
 describe("LeaderElection (Lease)", () => {
   it.effect("one leader at a time; a partitioned leader steps down within 10 s and the other takes over after 15 s", () =>
     Effect.gen(function*() {
@@ -145,13 +157,7 @@ describe("LeaderElection (Lease)", () => {
     }).pipe(Effect.provide(layerMemory)))
 
   it.effect("a leader that cannot renew logs every failed renewal with its cause, and the loss with the last one", () => {
-    const lines: Array<string> = []
-    const capture = Logger.layer([
-      Logger.make(({ message }) => {
-        const parts = Array.isArray(message) ? message : [message]
-        lines.push(parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" "))
-      })
-    ])
+    const { capture, lines } = captureLogs()
     return Effect.gen(function*() {
       const memory = yield* KubeClientMemory
       // Calls that never answer while `hung` is set (a stalled connection), not errors.
@@ -187,13 +193,7 @@ describe("LeaderElection (Lease)", () => {
   })
 
   it.effect("a renewal refused by the API server is logged with the server's reason", () => {
-    const lines: Array<string> = []
-    const capture = Logger.layer([
-      Logger.make(({ message }) => {
-        const parts = Array.isArray(message) ? message : [message]
-        lines.push(parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" "))
-      })
-    ])
+    const { capture, lines } = captureLogs()
     return Effect.gen(function*() {
       const a = yield* elector("a")
       yield* advance(1, [a])
