@@ -16,8 +16,10 @@ export type Component =
   | "helm"
   | "spiffe-checker"
 
-/** The components startControlPlane needs. */
-/** helm renders the RBAC of our chart, which the plane applies (least privilege proven by the real authorizer). */
+/**
+ * The components startControlPlane needs; helm renders the RBAC of our chart, which the plane applies
+ * (least privilege proven by the real authorizer).
+ */
 export const controlPlaneComponents: ReadonlyArray<Component> = ["etcd", "kube-apiserver", "cert-manager", "helm"]
 
 /** What a plane without cert-manager needs (`startControlPlane({ certManager: false })`). */
