@@ -44,7 +44,7 @@ import type { Fiber } from "effect"
 import * as Schedules from "../domain/Schedules.ts"
 import { CsiError } from "../services/CsiPlugin.ts"
 import { loadRegistrationService } from "./CsiProto.ts"
-import { bind, GrpcServerError, shutdown, statusOfCause } from "./GrpcServer.ts"
+import { bind, GrpcServerError, shutdown, statusOfCause, UNIX_SOCKET_PATH_MAX_BYTES } from "./GrpcServer.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Facts of the API
@@ -95,9 +95,6 @@ const SHUTDOWN_GRACE = Duration.seconds(1)
 
 // The registrar sets umask 0077 before listening; only the kubelet (root) needs to dial.
 const SOCKET_MODE = 0o600
-
-// Linux `sun_path` holds 108 bytes including the terminating NUL.
-const MAX_SOCKET_PATH_BYTES = 107
 
 // ---------------------------------------------------------------------------------------------
 // Handlers
@@ -201,8 +198,8 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
   })
 
   const pathBytes = new TextEncoder().encode(socketPath).length
-  if (pathBytes > MAX_SOCKET_PATH_BYTES) {
-    return yield* socketError(`the path is ${pathBytes} bytes; a unix socket path may have at most ${MAX_SOCKET_PATH_BYTES} (shorten --kubelet-root-dir)`)
+  if (pathBytes > UNIX_SOCKET_PATH_MAX_BYTES) {
+    return yield* socketError(`the path is ${pathBytes} bytes; a unix socket path may have at most ${UNIX_SOCKET_PATH_MAX_BYTES} (shorten --kubelet-root-dir)`)
   }
   const directory = yield* Effect.result(fs.makeDirectory(options.registryDir, { recursive: true }))
   if (Result.isFailure(directory)) {

@@ -6,6 +6,7 @@
  * (signer name `spiffe.csi.cert-manager.io/svid`, intermediate 168 h, leaves at most 24 h).
  */
 import { Context, Layer } from "effect"
+import { DEFAULT_INTERMEDIATE_DURATION_MS } from "../domain/IntermediateRules.ts"
 import type { DefaultedIssuerRef } from "../domain/IssuerRef.ts"
 import { DEFAULT_SIGNER_NAME } from "../domain/PodCertificate.ts"
 import type { SignerPolicy } from "../domain/PodCertificate.ts"
@@ -33,7 +34,7 @@ export const defaults: SignerConfigShape = {
   beginRefreshAfterMillis: undefined,
   issuer: { name: "my-spiffe-ca", kind: "ClusterIssuer", group: "cert-manager.io" },
   certificateNamespace: "cert-manager",
-  intermediateMillis: 168 * 3_600_000,
+  intermediateMillis: DEFAULT_INTERMEDIATE_DURATION_MS,
   leaderElectionNamespace: "cert-manager"
 }
 

@@ -21,6 +21,12 @@ export class GrpcServerError extends Schema.TaggedError<GrpcServerError>()("Grpc
   }
 }
 
+/**
+ * The longest path a unix socket address holds on Linux, in bytes: `sun_path` is 108 bytes
+ * including the terminating NUL (unix(7)).
+ */
+export const UNIX_SOCKET_PATH_MAX_BYTES = 107
+
 /** Where the server listens: a unix socket path (always absolute) or a TCP host and port. */
 export type Endpoint =
   | { readonly _tag: "Unix"; readonly path: string }
