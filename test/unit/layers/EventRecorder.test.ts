@@ -65,6 +65,9 @@ describe("EventRecorder layer", () => {
       assert.isAtMost(Buffer.byteLength(e!.message, "utf8"), EventRecorderLayers.MAX_MESSAGE_BYTES)
       assert.isTrue(e!.message.endsWith("..."))
       assert.isFalse(e!.message.includes("\uFFFD"), "no half character")
+      // The API server's 1 KiB, not whatever the module says: 1021 bytes leave 510 two-byte
+      // characters (the 511th would be cut in half) and the ellipsis, 1023 bytes in all.
+      assert.strictEqual(e!.message, `${"é".repeat(510)}...`)
     }).pipe(Effect.provide(live)))
 
   /** Records one event after the memory API server fails the next create with `reason`; the events stored. */
