@@ -9,6 +9,13 @@
  *
  *   CSI_SPIFFE_IDLE_VARIANTS='--max-semi-space-size=2;--max-semi-space-size=1' node scripts/bench-idle-rss.ts [rounds=2] [volumes=110]
  *
+ * A variant is the driver's Node flags, plus optional words: `a:<flag>` is a Node flag of the
+ * approver (which runs with none otherwise), `@<dir>` runs another build of dist/ (a copy made
+ * with other bundle options), `NAME=value` sets an environment variable of both processes
+ * (`MALLOC_ARENA_MAX=2`, say), and `+gc` adds a last sample after a full garbage
+ * collection forced at idle (a preload module that runs V8's gc on SIGUSR2; what a GC at idle
+ * would hand back). The approver's VmRSS after the burst (it decided every request) is sampled too.
+ *
  * Needs root (the driver mounts) and `npm run build:bundle`.
  */
 import * as fs from "node:fs"
@@ -27,8 +34,26 @@ const rounds = Number(process.argv[2] ?? 2)
 const volumes = Number(process.argv[3] ?? 110)
 const variants = (process.env["CSI_SPIFFE_IDLE_VARIANTS"] ?? "--max-semi-space-size=2").split(";").map((v) => v.trim())
 const SAMPLE_AT_S = [10, 30] as const
+/** The key of the sample taken after the forced GC (variants with `+gc`). */
+const GC_AT = -1
 const NS = "idle-rss"
 const VOLUME = "spiffe"
+
+/** A full GC on SIGUSR2, for `+gc` variants: loaded with --import before the binary. */
+const gcPreload = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "idle-rss-gc-")), "gc-on-sigusr2.mjs")
+// flavor "last-resort" is V8's memory-reducing full GC, which also hands its pooled pages back.
+fs.writeFileSync(gcPreload, 'import v8 from "node:v8"\nimport vm from "node:vm"\nprocess.on("SIGUSR2", () => {\n  v8.setFlagsFromString("--expose-gc")\n  vm.runInNewContext("gc")({ type: "major", execution: "sync", flavor: "last-resort" })\n})\n')
+
+const parseVariant = (spec: string) => {
+  const words = spec.split(/\s+/).filter((w) => w !== "")
+  const dist = words.find((w) => w.startsWith("@"))?.slice(1) ?? path.join(repo, "dist")
+  const gc = words.includes("+gc")
+  const env = words.filter((w) => /^[A-Z_][A-Z0-9_]*=/.test(w))
+  const approver = words.filter((w) => w.startsWith("a:")).map((w) => w.slice(2))
+  const driver = words.filter((w) => !w.startsWith("@") && !w.startsWith("a:") && w !== "+gc" && !env.includes(w))
+  const preload = gc ? ["--import", gcPreload] : []
+  return { dist: path.resolve(dist), env, driver: [...driver, ...preload], approver: [...approver, ...preload], gc }
+}
 
 const t0 = Date.now()
 const progress = (msg: string) => process.stderr.write(`[idle-rss ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${msg}\n`)
@@ -36,8 +61,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const statusKiB = (pid: number, field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN)
 
 if (process.getuid?.() !== 0) throw new Error("run as root: the driver mounts a tmpfs and bind mounts")
-const entry = path.join(repo, "dist/csi.mjs")
-if (!fs.existsSync(entry)) throw new Error(`${entry} is missing: run npm run build:bundle`)
+for (const v of variants) {
+  const entry = path.join(parseVariant(v).dist, "csi.mjs")
+  if (!fs.existsSync(entry)) throw new Error(`${entry} is missing: run npm run build:bundle`)
+}
 const cacheRoot = fs.mkdtempSync(path.join(os.tmpdir(), "idle-rss-cache-"))
 process.env["NODE_COMPILE_CACHE"] = cacheRoot
 
@@ -46,6 +73,7 @@ const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "csi-spiffe-idle-rss-"))
 const plane = await startControlPlane({ tmpDir, upstream, log: (m) => progress(m) })
 const samples = new Map<string, Map<number, Array<{ rss: number; anon: number }>>>()
 const latencies = new Map<string, Array<number>>()
+const approverSamples = new Map<string, Array<number>>()
 try {
   const info = toInfo(plane)
   const admin = connect(info)
@@ -53,11 +81,13 @@ try {
   let setup = true
   for (let round = 0; round < rounds; round++) {
     for (const [vi, flags] of variants.entries()) {
-      const v8 = flags === "" ? [] : flags.split(/\s+/)
+      const v = parseVariant(flags)
+      // env(1) execs node in the same process, so the pid sampled is the driver's.
+      const command = (node: ReadonlyArray<string>, script: string, extra: ReadonlyArray<string>) => ({ command: "/usr/bin/env", args: [...v.env, process.execPath, ...node, script, ...extra] })
       const impl: Impl = {
         name: "ours",
-        driver: { command: process.execPath, args: [...v8, entry, "--plugin-registration=false"] },
-        approver: { command: process.execPath, args: [path.join(repo, "dist/approver.mjs")] },
+        driver: command(v.driver, path.join(v.dist, "csi.mjs"), ["--plugin-registration=false"]),
+        approver: command(v.approver, path.join(v.dist, "approver.mjs"), []),
         cwd: repo
       }
       const nodeId = `idle-rss-${round}-${vi}`
@@ -90,15 +120,24 @@ try {
         progress(`round ${round + 1} [${flags}]: ${lat.length}/${volumes} published, p99 ${p99.toFixed(0)} ms (volume hash of the first ${labelHash(pods[0]!.req.volume_id)}); RSS before the burst ${before.toFixed(1)} MiB`)
         if (failed > 0) progress(`  ${failed} publishes failed`)
         latencies.set(flags, [...(latencies.get(flags) ?? []), p99])
-        for (const at of SAMPLE_AT_S) {
+        for (const at of [...SAMPLE_AT_S, ...(v.gc ? [GC_AT] : [])]) {
+          if (at === GC_AT) {
+            // The approver's figure below is then after its own forced GC too.
+            process.kill(s.driver.pid, "SIGUSR2")
+            process.kill(s.approver.pid, "SIGUSR2")
+            await sleep(2_000)
+          }
           await sleep(Math.max(0, published + at * 1000 - performance.now()))
           const rss = statusKiB(s.driver.pid, "VmRSS") / 1024
           const anon = statusKiB(s.driver.pid, "RssAnon") / 1024
-          progress(`  +${at} s: VmRSS ${rss.toFixed(1)} MiB, RssAnon ${anon.toFixed(1)} MiB`)
+          progress(`  ${at === GC_AT ? "after a full GC" : `+${at} s`}: VmRSS ${rss.toFixed(1)} MiB, RssAnon ${anon.toFixed(1)} MiB`)
           const byAt = samples.get(flags) ?? new Map<number, Array<{ rss: number; anon: number }>>()
           samples.set(flags, byAt)
           byAt.set(at, [...(byAt.get(at) ?? []), { rss, anon }])
         }
+        const approverRss = statusKiB(s.approver.pid, "VmRSS") / 1024
+        progress(`  approver VmRSS ${approverRss.toFixed(1)} MiB`)
+        approverSamples.set(flags, [...(approverSamples.get(flags) ?? []), approverRss])
         await mapLimit(pods, 8, async (p) => {
           await s.conn.call("Node", "NodeUnpublishVolume", nodeUnpublishRequest(p.w, VOLUME, s.kubeletRoot)).catch(() => undefined)
           await deletePod(admin, p.w).catch(() => undefined)
@@ -116,9 +155,10 @@ try {
 
 const range = (xs: ReadonlyArray<number>) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`
 console.log(`${new Date().toISOString()} on ${os.hostname()}, ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}, Node ${process.version}; ${volumes} volumes, ${rounds} round(s)`)
-console.log(`| V8 flags | burst p99 (ms) | ${SAMPLE_AT_S.map((a) => `VmRSS +${a} s (MiB)`).join(" | ")} | RssAnon +${SAMPLE_AT_S.at(-1)} s (MiB) |`)
-console.log(`|---|---|${SAMPLE_AT_S.map(() => "---").join("|")}|---|`)
+console.log(`| variant | burst p99 (ms) | ${SAMPLE_AT_S.map((a) => `VmRSS +${a} s (MiB)`).join(" | ")} | RssAnon +${SAMPLE_AT_S.at(-1)} s (MiB) | VmRSS after a full GC (MiB) | approver VmRSS (MiB) |`)
+console.log(`|---|---|${SAMPLE_AT_S.map(() => "---").join("|")}|---|---|---|`)
 for (const [flags, byAt] of samples) {
   const last = byAt.get(SAMPLE_AT_S.at(-1)!) ?? []
-  console.log(`| \`${flags}\` | ${range(latencies.get(flags) ?? [])} | ${SAMPLE_AT_S.map((a) => range((byAt.get(a) ?? []).map((x) => x.rss))).join(" | ")} | ${range(last.map((x) => x.anon))} |`)
+  const gc = byAt.get(GC_AT)
+  console.log(`| \`${flags}\` | ${range(latencies.get(flags) ?? [])} | ${SAMPLE_AT_S.map((a) => range((byAt.get(a) ?? []).map((x) => x.rss))).join(" | ")} | ${range(last.map((x) => x.anon))} | ${gc === undefined ? "—" : range(gc.map((x) => x.rss))} | ${range(approverSamples.get(flags) ?? [])} |`)
 }
