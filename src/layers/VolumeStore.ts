@@ -30,7 +30,7 @@ const METADATA_TMP_FILE = ".metadata.json.tmp"
 
 type StoredMetadata =
   | { readonly _tag: "Missing" }
-  | { readonly _tag: "Invalid"; readonly detail: string }
+  | { readonly _tag: "Invalid"; readonly detail: string; readonly cause?: unknown }
   | { readonly _tag: "Valid"; readonly metadata: VolumeMetadata }
 
 /**
@@ -91,7 +91,7 @@ export const layer = (root: string): Layer.Layer<VolumeStore, never, FileSystem.
               : { _tag: "Invalid", detail: "metadata.json names another volume" }
           ),
           Effect.catch((error) =>
-            Effect.succeed<StoredMetadata>({ _tag: "Invalid", detail: `metadata.json does not decode: ${error.message}` })
+            Effect.succeed<StoredMetadata>({ _tag: "Invalid", detail: `metadata.json does not decode: ${error.message}`, cause: error })
           )
         )
       })
@@ -102,7 +102,7 @@ export const layer = (root: string): Layer.Layer<VolumeStore, never, FileSystem.
           case "Missing":
             return undefined
           case "Invalid":
-            return yield* new VolumeStoreError({ operation: "read", volumeId, detail: truncate(stored.detail) })
+            return yield* new VolumeStoreError({ operation: "read", volumeId, detail: truncate(stored.detail), cause: stored.cause })
           case "Valid":
             return stored.metadata
         }

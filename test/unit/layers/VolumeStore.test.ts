@@ -181,6 +181,7 @@ describe.skipIf(!isRoot)("layerFileSystem on disk (needs root)", () => {
     const error = yield* Effect.flip(store.read("garbage"))
     assert.strictEqual(error._tag, "VolumeStoreError")
     assert.include(error.detail, "metadata.json")
+    assert.isDefined(error.cause, "the decode failure is kept as the cause")
     assert.deepStrictEqual(yield* store.list, [metadataFor("good")])
     assert.deepStrictEqual(yield* sortedEntries(store.root), ["good", "not-a-volume"])
   }))
