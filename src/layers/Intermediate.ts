@@ -197,20 +197,21 @@ export const layer: Layer.Layer<Intermediate, never, KubeClient | SignerConfig> 
       Effect.retry(Schedules.intermediateRetry)
     )
 
-    const run: Effect.Effect<never> = Effect.gen(function*() {
-      while (true) {
-        const ca = yield* Effect.orDie(obtainWithRetry)
-        yield* SubscriptionRef.set(ref, ca)
-        yield* deleteOthers(ca.requestName)
-        const renewAt = intermediateRenewAt(ca.notBefore, ca.notAfter, config.maxLeafMillis)
-        yield* Effect.logInfo("intermediate CA in force", {
-          certificateRequest: `${ns}/${ca.requestName}`,
-          notAfter: new Date(ca.notAfter).toISOString(),
-          renewAt: new Date(renewAt).toISOString()
-        })
-        yield* Effect.sleep(Duration.millis(Math.max(0, renewAt - (yield* Clock.currentTimeMillis))))
-      }
-    }).pipe(Effect.ensuring(SubscriptionRef.set(ref, undefined)))
+    /** One CA's term: obtain it (retrying), put it in force, and wait until it is due for renewal. */
+    const term = Effect.gen(function*() {
+      const ca = yield* Effect.orDie(obtainWithRetry)
+      yield* SubscriptionRef.set(ref, ca)
+      yield* deleteOthers(ca.requestName)
+      const renewAt = intermediateRenewAt(ca.notBefore, ca.notAfter, config.maxLeafMillis)
+      yield* Effect.logInfo("intermediate CA in force", {
+        certificateRequest: `${ns}/${ca.requestName}`,
+        notAfter: new Date(ca.notAfter).toISOString(),
+        renewAt: new Date(renewAt).toISOString()
+      })
+      yield* Effect.sleep(Duration.millis(Math.max(0, renewAt - (yield* Clock.currentTimeMillis))))
+    })
+
+    const run: Effect.Effect<never> = term.pipe(Effect.forever, Effect.ensuring(SubscriptionRef.set(ref, undefined)))
 
     return Intermediate.of({ run, current: SubscriptionRef.get(ref), changes: SubscriptionRef.changes(ref) })
   })
