@@ -5,17 +5,16 @@
  * (cert-manager/csi-driver-spiffe, internal/approver/controller/controller_test.go).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import { isAdmissionRefusal, reconcile } from "../../../src/approver/Reconcile.ts"
-import { KubeError } from "../../../src/services/KubeClient.ts"
+import { KubeClient, KubeError } from "../../../src/services/KubeClient.ts"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { CertificateRequests, Events } from "../../../src/domain/KubeObjects.ts"
 import type { SpiffePolicy } from "../../../src/domain/SpiffeRules.ts"
 import { layerStatic } from "../../../src/approver/Evaluator.ts"
 import * as EventRecorderLayers from "../../../src/layers/EventRecorder.ts"
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
-import { joinAdvancing } from "../../support/clock.ts"
 import { certificateRequest, type CrOptions, csrRequest, IDENTITY, NAMESPACE, TEST_POLICY } from "../../support/csr.ts"
 
 const POLICY = TEST_POLICY
@@ -31,6 +30,40 @@ const run = <A, E>(effect: Effect.Effect<A, E, any>, policy = POLICY) =>
     yield* TestClock.setTime(NOW)
     return yield* effect
   }).pipe(Effect.provide(withPolicy(policy))) as Effect.Effect<A, E>
+
+/**
+ * `run` on a memory API server that counts finished status writes, with `retrying(fiber, retries)`:
+ * joins `fiber` after moving the clock past each of its first `retries` conflict retries. A refused
+ * write is counted when it returns, and the reconcile registers its retry's sleep before it next
+ * yields, so each adjust comes once that sleep exists (the signature check between attempts runs on
+ * the event loop, which a TestClock cannot drive).
+ */
+const runCountingWrites = <A, E>(
+  body: (retrying: <B, F>(fiber: Fiber.Fiber<B, F>, retries: number) => Effect.Effect<B, F>) => Effect.Effect<A, E, any>
+) =>
+  run(Effect.gen(function*() {
+    const writes = yield* SubscriptionRef.make(0)
+    const counting = Layer.effect(
+      KubeClient,
+      Effect.map(KubeClientMemory, (memory) =>
+        KubeClient.of({
+          ...memory.client,
+          replaceStatus: (resource, namespace, name, body) =>
+            memory.client.replaceStatus(resource, namespace, name, body).pipe(Effect.ensuring(SubscriptionRef.update(writes, (n) => n + 1)))
+        }))
+    )
+    const retrying = <B, F>(fiber: Fiber.Fiber<B, F>, retries: number) =>
+      Effect.gen(function*() {
+        for (let written = 1; written <= retries; written++) {
+          yield* SubscriptionRef.changes(writes).pipe(Stream.filter((n) => n >= written), Stream.take(1), Stream.runDrain)
+          // Past the longest of CONFLICT_RETRY's delays (10 ms doubling, five retries: 160 ms).
+          yield* TestClock.adjust("1 second")
+        }
+        return yield* Fiber.join(fiber)
+      })
+    const kube = yield* KubeClientMemory
+    return yield* body(retrying).pipe(Effect.provide(counting.pipe(Layer.provide(Layer.succeed(KubeClientMemory, kube)))))
+  }))
 
 /** Stores a request as the driver (and cert-manager's webhook) would have created it. */
 const seed = (name: string, options: CrOptions = {}, status?: CertificateRequest["status"]) =>
@@ -172,17 +205,17 @@ describe("Reconcile.reconcile", () => {
     })))
 
   it.effect("a Conflict on the status write is retried with a fresh read", () =>
-    run(Effect.gen(function*() {
+    runCountingWrites((retrying) => Effect.gen(function*() {
       const memory = yield* KubeClientMemory
       yield* seed("ok")
       yield* memory.failNext("replaceStatus", "Conflict", 3)
       const fiber = yield* Effect.forkChild(reconcile(key("ok")))
-      assert.deepStrictEqual(yield* joinAdvancing(fiber), { _tag: "Approved" })
+      assert.deepStrictEqual(yield* retrying(fiber, 3), { _tag: "Approved" })
       assert.deepStrictEqual((yield* conditionsOf("ok")).map((c) => c.type), ["Approved"])
     })))
 
   it.effect("a real conflict (cert-manager wrote in between) converges on the newer object", () =>
-    run(Effect.gen(function*() {
+    runCountingWrites((retrying) => Effect.gen(function*() {
       const memory = yield* KubeClientMemory
       yield* seed("ok")
       // cert-manager adds its Pending condition while we decide: our first write carries a stale
@@ -194,17 +227,18 @@ describe("Reconcile.reconcile", () => {
         ...cr,
         status: { conditions: [{ type: "Ready", status: "False", reason: "Pending", message: "waiting" }] }
       }))
-      yield* joinAdvancing(fiber)
+      yield* retrying(fiber, 1)
       assert.deepStrictEqual((yield* conditionsOf("ok")).map((c) => c.type), ["Ready", "Approved"])
     })))
 
   it.effect("conflicts that outlive the retries fail the reconcile (the controller requeues)", () =>
-    run(Effect.gen(function*() {
+    runCountingWrites((retrying) => Effect.gen(function*() {
       const memory = yield* KubeClientMemory
       yield* seed("ok")
       yield* memory.failNext("replaceStatus", "Conflict", 6)
       const fiber = yield* Effect.forkChild(Effect.flip(reconcile(key("ok"))))
-      const error = yield* joinAdvancing(fiber)
+      // Six writes, all refused: five retries, then the Conflict is returned.
+      const error = yield* retrying(fiber, 5)
       assert.strictEqual(error._tag === "KubeError" ? error.reason : error._tag, "Conflict")
       assert.deepStrictEqual(yield* conditionsOf("ok"), [])
     })))
