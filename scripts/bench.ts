@@ -641,8 +641,11 @@ const benchImpl = async (info: ControlPlaneInfo, admin: KubeClient, impl: Impl):
 
 // ------------------------------------------------------------------ method text
 
+/** A command line of ours as the report shows it: paths relative to the repository. */
+const shownArgs = (args: ReadonlyArray<string>) => args.map((a) => (path.isAbsolute(a) ? path.relative(repo, a) : a)).join(" ")
+
 const method = (goReason: string | undefined) => `Everything runs on this one machine: etcd, kube-apiserver, the cert-manager webhook and controller (CA ClusterIssuer), our
-approver and driver as separate processes (\`node ${path.relative(repo, ours.approver.args[0]!)}\`, \`node ${path.relative(repo, ours.driver.args[0]!)}\`, both at \`--log-level=1\`), and
+approver and driver as separate processes (\`node ${shownArgs(ours.approver.args)}\`, \`node ${shownArgs(ours.driver.args)}\`, both at \`--log-level=1\`), and
 this script, which plays the kubelet (test/harness/kubelet.ts): for every pod it creates a Pod bound to the driver's node and
 a Pod-bound TokenRequest token, then calls NodePublishVolume over the CSI unix socket with the volume context the kubelet
 builds. Creating Pods and tokens is never timed. Times are taken with the monotonic clock (\`performance.now()\`) of this

@@ -28,21 +28,24 @@ export interface Impl {
 
 /**
  * Our binaries: the sources, or with CSI_SPIFFE_BENCH_BUNDLE=1 the production bundle of
- * `npm run build:bundle` (what the image runs).
+ * `npm run build:bundle` (what the image runs), with the Node flags of its first line
+ * (`#!/usr/bin/env -S node --optimize-for-size` for the driver), which the image runs it with and
+ * which NODE_OPTIONS cannot carry.
  */
 const bundled = process.env["CSI_SPIFFE_BENCH_BUNDLE"] === "1"
-const ourEntry = (name: "csi" | "approver") => {
-  if (!bundled) return path.join(repo, `src/bin/${name}.ts`)
+const ourEntry = (name: "csi" | "approver"): ReadonlyArray<string> => {
+  if (!bundled) return [path.join(repo, `src/bin/${name}.ts`)]
   const f = path.join(repo, `dist/${name}.mjs`)
   if (!fs.existsSync(f)) throw new Error(`CSI_SPIFFE_BENCH_BUNDLE=1 but ${f} is missing: run npm run build:bundle`)
-  return f
+  const first = /^#!\/usr\/bin\/env -S node(.*)$/.exec(fs.readFileSync(f, "utf8").split("\n", 1)[0] ?? "")
+  return [...(first === null ? [] : first[1]!.trim().split(/\s+/).filter((a) => a !== "")), f]
 }
 
 export const ours: Impl = {
   name: "ours",
   // No kubelet watches a bench node, so the driver serves no plugin registration.
-  driver: { command: process.execPath, args: [ourEntry("csi"), "--plugin-registration=false"] },
-  approver: { command: process.execPath, args: [ourEntry("approver")] },
+  driver: { command: process.execPath, args: [...ourEntry("csi"), "--plugin-registration=false"] },
+  approver: { command: process.execPath, args: [...ourEntry("approver")] },
   cwd: repo
 }
 
