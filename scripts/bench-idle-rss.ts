@@ -74,6 +74,8 @@ const plane = await startControlPlane({ tmpDir, upstream, log: (m) => progress(m
 const samples = new Map<string, Map<number, Array<{ rss: number; anon: number }>>>()
 const latencies = new Map<string, Array<number>>()
 const approverSamples = new Map<string, Array<number>>()
+/** The approver's VmRSS just before the forced GC (`+gc` variants), which the sample after it follows. */
+const approverBeforeGc = new Map<string, Array<number>>()
 try {
   const info = toInfo(plane)
   const admin = connect(info)
@@ -122,6 +124,7 @@ try {
         latencies.set(flags, [...(latencies.get(flags) ?? []), p99])
         for (const at of [...SAMPLE_AT_S, ...(v.gc ? [GC_AT] : [])]) {
           if (at === GC_AT) {
+            approverBeforeGc.set(flags, [...(approverBeforeGc.get(flags) ?? []), statusKiB(s.approver.pid, "VmRSS") / 1024])
             // The approver's figure below is then after its own forced GC too.
             process.kill(s.driver.pid, "SIGUSR2")
             process.kill(s.approver.pid, "SIGUSR2")
@@ -155,10 +158,10 @@ try {
 
 const range = (xs: ReadonlyArray<number>) => `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`
 console.log(`${new Date().toISOString()} on ${os.hostname()}, ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}, Node ${process.version}; ${volumes} volumes, ${rounds} round(s)`)
-console.log(`| variant | burst p99 (ms) | ${SAMPLE_AT_S.map((a) => `VmRSS +${a} s (MiB)`).join(" | ")} | RssAnon +${SAMPLE_AT_S.at(-1)} s (MiB) | VmRSS after a full GC (MiB) | approver VmRSS (MiB) |`)
-console.log(`|---|---|${SAMPLE_AT_S.map(() => "---").join("|")}|---|---|---|`)
+console.log(`| variant | burst p99 (ms) | ${SAMPLE_AT_S.map((a) => `VmRSS +${a} s (MiB)`).join(" | ")} | RssAnon +${SAMPLE_AT_S.at(-1)} s (MiB) | VmRSS after a full GC (MiB) | approver VmRSS (MiB) | approver VmRSS before its full GC (MiB) |`)
+console.log(`|---|---|${SAMPLE_AT_S.map(() => "---").join("|")}|---|---|---|---|`)
 for (const [flags, byAt] of samples) {
   const last = byAt.get(SAMPLE_AT_S.at(-1)!) ?? []
   const gc = byAt.get(GC_AT)
-  console.log(`| \`${flags}\` | ${range(latencies.get(flags) ?? [])} | ${SAMPLE_AT_S.map((a) => range((byAt.get(a) ?? []).map((x) => x.rss))).join(" | ")} | ${range(last.map((x) => x.anon))} | ${gc === undefined ? "—" : range(gc.map((x) => x.rss))} | ${range(approverSamples.get(flags) ?? [])} |`)
+  console.log(`| \`${flags}\` | ${range(latencies.get(flags) ?? [])} | ${SAMPLE_AT_S.map((a) => range((byAt.get(a) ?? []).map((x) => x.rss))).join(" | ")} | ${range(last.map((x) => x.anon))} | ${gc === undefined ? "—" : range(gc.map((x) => x.rss))} | ${range(approverSamples.get(flags) ?? [])} | ${approverBeforeGc.has(flags) ? range(approverBeforeGc.get(flags)!) : "—"} |`)
 }
