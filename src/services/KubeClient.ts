@@ -100,7 +100,13 @@ export class KubeError extends Schema.TaggedError<KubeError>()("KubeError", {
   operation: Schema.String,
   reason: KubeErrorReason,
   status: Schema.optional(Schema.Int),
-  detail: Schema.String
+  detail: Schema.String,
+  /**
+   * The failure below HTTP behind it (connection, TLS, credentials, reading the configuration),
+   * when there is one. Replies of the API server and decode failures have none: a Schema issue can
+   * quote the values it rejected, and those may be secrets.
+   */
+  cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     return `${this.operation}: ${this.reason}${this.status === undefined ? "" : ` (${this.status})`}: ${this.detail}`

@@ -60,19 +60,24 @@ export const reasonOf = (verb: Verb, status: number): KubeErrorReason => {
   return "Unknown"
 }
 
-/** A KubeError for `KubeClient.<operation>`; the status defaults to the reason's usual one. */
+/**
+ * A KubeError for `KubeClient.<operation>`; the status defaults to the reason's usual one. `cause`
+ * is for failures below HTTP only, never for a decode failure (see `KubeError.cause`).
+ */
 export const kubeError = (
   operation: Verb | "layer",
   reason: KubeErrorReason,
   detail: string,
-  status?: number
+  status?: number,
+  cause?: unknown
 ): KubeError => {
   const code = status ?? statusOf(reason)
   return new KubeError({
     operation: `KubeClient.${operation}`,
     reason,
     detail: truncate(detail),
-    ...(code === undefined ? {} : { status: code })
+    ...(code === undefined ? {} : { status: code }),
+    ...(cause === undefined ? {} : { cause })
   })
 }
 

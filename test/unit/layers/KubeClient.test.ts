@@ -4,11 +4,14 @@
  * (credentials per call, status mapping, decoding, chunked watch streams, abort on interruption).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Redacted, Stream } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Cause, Deferred, Duration, Effect, Fiber, Logger, Redacted, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { CertificateRequest } from "../../../src/domain/CertificateRequest.ts"
 import { CertificateRequests, ConfigMaps, Leases } from "../../../src/domain/KubeObjects.ts"
 import { KubeClientMemory, layer, layerMemory } from "../../../src/layers/KubeClient.ts"
+import * as Logging from "../../../src/layers/Logging.ts"
 import { KubeClient } from "../../../src/services/KubeClient.ts"
 import type { KubeError, WatchEvent } from "../../../src/services/KubeClient.ts"
 import { makeFakeApiServer, reply, status, writeKubeconfig } from "../../support/FakeApiServer.ts"
@@ -27,6 +30,16 @@ const summary = (events: ReadonlyArray<WatchEvent<CertificateRequest>>): Readonl
   events.map((e) => (e.type === "BOOKMARK" ? `BOOKMARK ${e.resourceVersion}` : `${e.type} ${e.object.metadata.name}`))
 
 const failed = <A, R>(effect: Effect.Effect<A, KubeError, R>) => Effect.flip(effect)
+
+/** The lines `effect` logs in klog text and in Kubernetes JSON, as the binaries write them. */
+const logged = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    for (const format of ["text", "json"] as const) {
+      yield* effect.pipe(Effect.provide(Logger.layer([Logger.map(Logging.make(format, 1), (line) => void lines.push(line))])))
+    }
+    return lines
+  })
 
 describe("layerMemory", () => {
   const memory = <A, E>(effect: Effect.Effect<A, E, KubeClient | KubeClientMemory>) =>
@@ -540,7 +553,7 @@ describe("layer (live, against a fake API server)", () => {
       yield* Fiber.interrupt(watching)
     }), { timeout: 10_000 })
 
-  it.effect("connection failures are Unavailable", () =>
+  it.effect("connection failures are Unavailable, with undici's error as the cause; no log of it names the token", () =>
     Effect.gen(function*() {
       // A port that was just listened on and closed again refuses connections.
       const closed = yield* Effect.scoped(Effect.map(makeFakeApiServer(() => undefined), (s) => s.url))
@@ -552,6 +565,38 @@ describe("layer (live, against a fake API server)", () => {
       assert.include(refused.detail, "ECONNREFUSED")
       const watch = yield* failed(Stream.runCollect(kube.watch(CertificateRequests, { resourceVersion: "1" })))
       assert.strictEqual(watch.reason, "Unavailable")
+      for (const error of [refused, watch]) {
+        assert.instanceOf(error.cause, TypeError)
+        assert.strictEqual((error.cause as TypeError).message, "fetch failed")
+        assert.strictEqual(((error.cause as TypeError).cause as { readonly code?: unknown }).code, "ECONNREFUSED")
+        // What an operator sees of it: the pretty cause (with the chain below it) and both log formats.
+        const pretty = Cause.pretty(Cause.fail(error))
+        assert.include(pretty, "ECONNREFUSED")
+        const lines = yield* logged(Effect.logWarning("call failed", Cause.fail(error), { error, failure: error }))
+        for (const text of [pretty, ...lines]) assert.notInclude(text, "driver-sa-token")
+      }
+    }))
+
+  it.effect("a credential plugin whose output is not JSON: the call fails Unauthorized without quoting it", () =>
+    Effect.gen(function*() {
+      const valid = yield* writeKubeconfig("http://127.0.0.1:1", "unused")
+      const file = path.join(path.dirname(valid), "exec")
+      // V8 quotes the text around an unexpected token in its message: here, the start of the token.
+      const output = `{"kind":"ExecCredential","status":{"token":SECRET-TOKEN}}`
+      fs.writeFileSync(file, [
+        "apiVersion: v1",
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1', insecure-skip-tls-verify: true}}]",
+        `users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: sh, args: ['-c', ${JSON.stringify(`echo '${output}'`)}]}}}]`,
+        "contexts: [{name: x, context: {cluster: c, user: u}}]",
+        "current-context: x",
+        ""
+      ].join("\n"))
+      const kube = yield* KubeClient.pipe(Effect.provide(layer({ kubeconfig: file })))
+      const error = yield* failed(kube.get(CertificateRequests, NS, "a"))
+      assert.strictEqual(error.reason, "Unauthorized")
+      assert.notInclude(error.detail, "SECRET")
+      assert.strictEqual(error.detail, "cannot apply credentials: not valid JSON")
+      assert.isUndefined(error.cause)
     }))
 
   it.effect("a kubeconfig that cannot be loaded fails the layer with a clear error", () =>
@@ -559,5 +604,18 @@ describe("layer (live, against a fake API server)", () => {
       const error = yield* failed(KubeClient.pipe(Effect.provide(layer({ kubeconfig: "does-not-exist/kubeconfig" }))))
       assert.strictEqual(error.operation, "KubeClient.layer")
       assert.include(error.detail, "cannot load kubeconfig does-not-exist/kubeconfig")
+      assert.strictEqual((error.cause as { readonly code?: unknown } | undefined)?.code, "ENOENT")
+    }))
+
+  it.effect("a kubeconfig that is not valid YAML is named by line, never quoted, and not kept as the cause", () =>
+    Effect.gen(function*() {
+      const valid = yield* writeKubeconfig("http://127.0.0.1:1", "driver-sa-token")
+      const broken = path.join(path.dirname(valid), "broken")
+      fs.writeFileSync(broken, ["apiVersion: v1", "users:", "- name: u", "  user:", "    token: SECRET-TOKEN", "    : bad: [", ""].join("\n"))
+      const error = yield* failed(KubeClient.pipe(Effect.provide(layer({ kubeconfig: broken }))))
+      assert.strictEqual(error.reason, "Invalid")
+      assert.strictEqual(error.detail, `cannot load kubeconfig ${broken}: not valid YAML: deficient indentation (line 7)`)
+      assert.isUndefined(error.cause)
+      assert.notInclude(Cause.pretty(Cause.fail(error)), "SECRET-TOKEN")
     }))
 })

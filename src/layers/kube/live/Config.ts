@@ -13,7 +13,7 @@ import type { KubeClientFlags } from "../../../services/KubeClient.ts"
 import { noKubeClientFlags } from "../../../services/KubeClient.ts"
 import { kubeError } from "../Errors.ts"
 import { applyKubeClientFlags } from "../Overrides.ts"
-import { messageOf } from "./Wire.ts"
+import { transportError } from "./Wire.ts"
 
 export interface LiveOptions {
   /** Path of a kubeconfig file; when absent, in-cluster config, then the default kubeconfig search. */
@@ -48,7 +48,7 @@ export const loadConfig = Effect.fn("KubeClient.loadConfig")(function*(options: 
       else if (Option.isSome(inCluster)) kc.loadFromCluster()
       else kc.loadFromDefault()
     },
-    catch: (e) => kubeError("layer", "Invalid", `cannot load ${source}: ${messageOf(e)}`)
+    catch: (e) => transportError("layer", "Invalid", `cannot load ${source}`, e)
   })
   const flags = options.kubeClientFlags ?? noKubeClientFlags
   if (options.kubeconfig === undefined && Option.isNone(inCluster) && isNothingFound(kc) && flags.server === undefined) {

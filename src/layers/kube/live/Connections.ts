@@ -16,7 +16,7 @@ import { Clock, Duration, Effect } from "effect"
 import type { KubeError } from "../../../services/KubeClient.ts"
 import { kubeError } from "../Errors.ts"
 import type { Call, Reply } from "./Wire.ts"
-import { messageOf } from "./Wire.ts"
+import { transportError } from "./Wire.ts"
 
 /**
  * How long one connection pool (undici dispatcher) is reused before a fresh one is taken from the
@@ -86,7 +86,7 @@ export const restClient = (
       }
       yield* Effect.tryPromise({
         try: () => kc.applySecurityAuthentication(ctx),
-        catch: (e) => kubeError(call.verb, "Unauthorized", `cannot apply credentials: ${messageOf(e)}`)
+        catch: (e) => transportError(call.verb, "Unauthorized", "cannot apply credentials", e)
       })
       // A dedicated call keeps the dispatcher client-node just built for it.
       if (connection === "dedicated") return ctx
@@ -118,7 +118,7 @@ export const restClient = (
           const response = await send(ctx)
           return { status: response.httpStatusCode, text: await response.body.text() }
         },
-        catch: (e) => kubeError(call.verb, "Unavailable", `request failed: ${messageOf(e)}`)
+        catch: (e) => transportError(call.verb, "Unavailable", "request failed", e)
       })
     )
 

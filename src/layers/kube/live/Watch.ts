@@ -18,7 +18,7 @@ import type { KubeError, WatchEvent, WatchOptions } from "../../../services/Kube
 import { decodeSummary, kubeError, reasonOf } from "../Errors.ts"
 import type { RestClient } from "./Connections.ts"
 import { send } from "./Connections.ts"
-import { collectionPath, decodeJson, failure, messageOf, Status } from "./Wire.ts"
+import { collectionPath, decodeJson, failure, Status, transportError } from "./Wire.ts"
 
 /**
  * Server-side watch timeout, drawn per watch as client-go's reflector does so that the watches of
@@ -94,12 +94,12 @@ export const makeWatch = (own: RestClient) =>
       ctx.setSignal(yield* Effect.abortSignal)
       const response = yield* Effect.tryPromise({
         try: () => send(ctx),
-        catch: (e) => kubeError("watch", "Unavailable", `request failed: ${messageOf(e)}`)
+        catch: (e) => transportError("watch", "Unavailable", "request failed", e)
       })
       if (response.httpStatusCode !== 200) {
         const text = yield* Effect.tryPromise({
           try: () => response.body.text(),
-          catch: (e) => kubeError("watch", "Unavailable", `reading error response: ${messageOf(e)}`)
+          catch: (e) => transportError("watch", "Unavailable", "reading error response", e)
         })
         return yield* failure("watch", { status: response.httpStatusCode, text })
       }
@@ -107,7 +107,7 @@ export const makeWatch = (own: RestClient) =>
       if (body === null) return Stream.empty
       return Stream.fromReadableStream({
         evaluate: () => body,
-        onError: (e) => kubeError("watch", "Unavailable", `watch connection: ${messageOf(e)}`)
+        onError: (e) => transportError("watch", "Unavailable", "watch connection", e)
       }).pipe(
         Stream.decodeText(),
         Stream.splitLines,
