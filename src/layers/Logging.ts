@@ -11,8 +11,9 @@
  *
  * The message is always one string, the first of the logged values; objects logged after it become
  * key/value pairs, as do log annotations; any other value becomes `detail` (then `detail2`, …), an
- * `Error` or a failure cause becomes `err` (its message, never a stack). `Redacted` values print as
- * `<redacted>`.
+ * `Error` or a failure cause becomes `err` (its message, never a stack). An `Error` anywhere else in
+ * a logged value prints as its message too, never its fields or its cause. `Redacted` values print
+ * as `<redacted>`.
  *
  * Verbosity is klog's `-v`: Info is V(0) and always shown, Debug is V(4), Trace V(5); so
  * `--log-level=4` adds debug lines and `--log-level=5` trace lines.
@@ -98,9 +99,19 @@ const textValue = (v: unknown): string => {
   return json ?? JSON.stringify(String(v))
 }
 
+/**
+ * JSON of a logged value in which every `Error`, at any depth, is its message: an error's own
+ * `toJSON` (Effect's tagged errors have one) would print its fields and its `cause`, and a cause is
+ * whatever a library threw, which this module cannot vouch for.
+ */
 const safeJson = (v: unknown): string | undefined => {
   try {
-    return JSON.stringify(v, (_k, x: unknown) => (Predicate.isBigInt(x) ? x.toString() : x))
+    // A `function`: the holder (`this`) still has the value as it was before its `toJSON` ran.
+    return JSON.stringify(v, function(this: unknown, k: string, x: unknown) {
+      const original: unknown = Predicate.isObject(this) ? (this as Record<string, unknown>)[k] : x
+      if (original instanceof Error) return original.message
+      return Predicate.isBigInt(x) ? x.toString() : x
+    })
   } catch {
     return undefined
   }

@@ -4,7 +4,7 @@
  * verbosity, and secrets kept out.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Layer, Logger, Redacted, References } from "effect"
+import { Cause, Effect, Layer, Logger, Redacted, References, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as Logging from "../../../src/layers/Logging.ts"
 
@@ -92,6 +92,24 @@ describe("klog text", () => {
       for (const l of [...lines, ...json]) {
         assert.notInclude(l, "s3cr3t-token")
         assert.include(l, "<redacted>")
+      }
+    }))
+
+  it.effect("an Error inside a logged value prints as its message: not its fields, not its cause", () =>
+    Effect.gen(function*() {
+      class CallError extends Schema.TaggedError<CallError>()("CallError", { detail: Schema.String, cause: Schema.optional(Schema.Defect()) }) {
+        override get message() {
+          return `call failed: ${this.detail}`
+        }
+      }
+      // A library's error with a field it should not have: the request's headers.
+      const thrown = Object.assign(new TypeError("fetch failed"), { headers: { authorization: "Bearer s3cr3t-token" } })
+      const error = new CallError({ detail: "refused", cause: thrown })
+      const logged = Effect.logWarning("call failed", { failure: error, nested: { thrown } })
+      for (const line of [...yield* capture("text", logged), ...yield* capture("json", logged)]) {
+        assert.notInclude(line, "s3cr3t-token")
+        assert.include(line, "call failed: refused")
+        assert.include(line, "fetch failed")
       }
     }))
 
