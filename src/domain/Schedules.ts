@@ -38,11 +38,12 @@ export const reconcileRetry: Schedule.Schedule<Duration.Duration> = cappedExpone
 export const statusRefusedRequeue: Duration.Duration = Duration.minutes(15)
 
 /**
- * Redoing a status write that failed with 409 Conflict, each time on a fresh read: the other writer
- * (cert-manager adding its own condition, usually) is done within milliseconds, so the first retry
- * comes after 10 ms (client-go's `retry.DefaultRetry` step). Five retries, doubling, span about
- * 300 ms; a key still conflicting after that goes back to its work queue, whose own backoff
- * (`reconcileRetry`) takes over.
+ * Redoing a status write that failed with 409 Conflict, each time on a fresh read, in the approver
+ * (a CertificateRequest) and the signer (a PodCertificateRequest): the other writer (cert-manager
+ * adding its own condition, usually) is done within milliseconds, so the first retry comes after
+ * 10 ms (client-go's `retry.DefaultRetry` step). Five retries, doubling, span about 300 ms; a key
+ * still conflicting after that goes back to its work queue, whose own backoff (`reconcileRetry`,
+ * `podCertificateRetry`) takes over.
  */
 export const conflictRetry: Schedule.Schedule<Duration.Duration> = Schedule.exponential("10 millis", 2).pipe(
   Schedule.upTo({ times: 5 })

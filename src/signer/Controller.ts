@@ -5,8 +5,8 @@
  * Owns: while leading, the intermediate CA's life (`Intermediate.run`), publishing its roots in the
  * ClusterTrustBundle, the list+watch of PodCertificateRequests in all namespaces
  * (`layers/ListWatch.ts`), the work queue (`layers/WorkQueue.ts`), the reconcile (fresh read → rules
- * → sign → status write, conflicts retried on a fresh read), per-key retries on
- * `Schedules.podCertificateRetry`, and requests waiting for an intermediate: re-queued as soon as
+ * → sign → status write, conflicts retried on a fresh read on `Schedules.conflictRetry`), per-key
+ * retries on `Schedules.podCertificateRetry`, and requests waiting for an intermediate: re-queued as soon as
  * one is in force, failed with `IntermediateUnavailable` once they are `FAIL_AFTER` old.
  * Does not own: the rules (`domain/PodCertificate.ts`), leaf contents (`Leaf.ts`), the election.
  *
@@ -46,9 +46,6 @@ export const FAIL_AFTER = Duration.minutes(5)
  * eight in flight stay under client-go's default burst of 10, as the approver's.
  */
 const CONCURRENCY = 8
-
-/** Status writes on a fresh read after a conflict, before the key goes back to the queue. */
-const CONFLICT_ATTEMPTS = 5
 
 export interface SignerControllerShape {
   /** Standing by, or leading with the first list done and an intermediate CA in force. */
@@ -131,7 +128,7 @@ export const reconcile = (
     return { outcome: "issued" } satisfies Reconciled
   })
   return attempt.pipe(
-    Effect.retry({ while: (e) => e.reason === "Conflict", times: CONFLICT_ATTEMPTS - 1 }),
+    Effect.retry({ schedule: Schedules.conflictRetry, while: (e: KubeError) => e.reason === "Conflict" }),
     Effect.annotateLogs({ podCertificateRequest: key })
   )
 }

@@ -6,7 +6,7 @@
  * intermediate.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import type { webcrypto } from "node:crypto"
 import { ClusterTrustBundles, Events, PodCertificateRequests } from "../../src/domain/KubeObjects.ts"
@@ -15,6 +15,7 @@ import * as EventRecorderLayers from "../../src/layers/EventRecorder.ts"
 import * as IntermediateLayers from "../../src/layers/Intermediate.ts"
 import { KubeClientMemory, layerMemory } from "../../src/layers/KubeClient.ts"
 import { layerAlwaysLeader } from "../../src/layers/LeaderElection.ts"
+import { KubeClient } from "../../src/services/KubeClient.ts"
 import * as SignerConfig from "../../src/services/SignerConfig.ts"
 import * as Controller from "../../src/signer/Controller.ts"
 import { x509 } from "../../src/x509.ts"
@@ -131,14 +132,34 @@ describe("signer", () => {
       assert.isUndefined((yield* kube.client.get(PodCertificateRequests, "team-a", "other"))!.status)
     }).pipe(Effect.provide(world)))
 
-  it.effect("a status write that conflicts is redone on a fresh read; one that fails is retried on podCertificateRetry", () =>
+  it.effect("a status write that conflicts is redone on a fresh read after conflictRetry's delay; one that fails is retried on podCertificateRetry", () =>
     Effect.gen(function*() {
       const kube = yield* KubeClientMemory
-      const controller = yield* start
+      // Status writes that have returned, refused or not. A refused write is counted when it returns,
+      // and the reconcile registers its retry's sleep before it next yields, so once the count is in,
+      // the clock can be moved by the retry's delay (the signature before each write runs on the
+      // event loop, which a TestClock cannot drive).
+      const writes = yield* SubscriptionRef.make(0)
+      const written = (n: number) => SubscriptionRef.changes(writes).pipe(Stream.filter((w) => w >= n), Stream.take(1), Stream.runDrain)
+      const counting = KubeClient.of({
+        ...kube.client,
+        replaceStatus: (resource, namespace, name, body) =>
+          kube.client.replaceStatus(resource, namespace, name, body).pipe(Effect.ensuring(SubscriptionRef.update(writes, (n) => n + 1)))
+      })
+      const controller = yield* start.pipe(Effect.provideService(KubeClient, counting))
       yield* kube.until(Effect.map(kube.all(ClusterTrustBundles), (b) => b.length === 1).pipe(Effect.orDie))
       yield* kube.failNext("replaceStatus", "Conflict", 2)
       yield* createPcr("conflicted", (yield* stubCsr("P-256")).base64)
+      yield* written(1)
+      // Not redone at once: the second write waits for conflictRetry's first delay (10 ms), the third for its second (20 ms).
+      yield* settle()
+      assert.strictEqual(yield* SubscriptionRef.get(writes), 1)
+      yield* TestClock.adjust("10 millis")
+      yield* written(2)
+      yield* TestClock.adjust("20 millis")
       assert.strictEqual(PC.terminal(yield* answered("conflicted")), PC.ISSUED)
+      yield* written(3)
+      assert.strictEqual(yield* SubscriptionRef.get(writes), 3)
       yield* kube.failNext("replaceStatus", "Unavailable", 1)
       yield* createPcr("unavailable", (yield* stubCsr("P-256")).base64)
       // The failed write is behind us once the key's retry waits on the clock with nothing in hand.
