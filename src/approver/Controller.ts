@@ -10,8 +10,7 @@
  *
  * Memory: keys only. Watch events are filtered and dropped as they arrive; no object is cached.
  */
-import { Clock, Context, Duration, Effect, Layer, Ref, Schedule, Stream, SubscriptionRef } from "effect"
-import type { Pull } from "effect"
+import { Context, Duration, Effect, Layer, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import * as CR from "../domain/CertificateRequest.ts"
 import { CertificateRequests } from "../domain/KubeObjects.ts"
 import * as Schedules from "../domain/Schedules.ts"
@@ -23,6 +22,7 @@ import { LeaderElection } from "../services/LeaderElection.ts"
 import { ApproverConfig } from "../services/ApproverConfig.ts"
 import { alreadySettled, emitRefused, keyString, parseKey, reconcile } from "./Reconcile.ts"
 import * as ApproverMetrics from "./ApproverMetrics.ts"
+import * as KeyedBackoff from "../layers/KeyedBackoff.ts"
 import * as WorkQueue from "../layers/WorkQueue.ts"
 
 export interface ControllerShape {
@@ -89,27 +89,7 @@ const runTerm = (
     const queue = yield* WorkQueue.makeNamed(ApproverMetrics.CONTROLLER_NAME)
     yield* Ref.set(current, queue)
 
-    /** Per failing key, the step of its retry schedule (one key is never reconciled twice at once). */
-    type Step = (now: number, input: unknown) => Pull.Pull<[unknown, Duration.Duration], never, unknown>
-    const failures = yield* Ref.make<ReadonlyMap<string, Step>>(new Map())
-    const forget = (key: string) =>
-      Ref.update(failures, (map) => {
-        if (!map.has(key)) return map
-        const next = new Map(map)
-        next.delete(key)
-        return next
-      })
-    const retryDelay = (key: string) =>
-      Effect.gen(function*() {
-        let step = (yield* Ref.get(failures)).get(key)
-        if (step === undefined) {
-          const fresh = yield* Schedule.toStep(options.retry)
-          step = fresh
-          yield* Ref.update(failures, (map) => new Map(map).set(key, fresh))
-        }
-        const [, delay] = yield* Effect.orDie(step(yield* Clock.currentTimeMillis, undefined))
-        return delay
-      })
+    const backoff = yield* KeyedBackoff.make(options.retry)
     /** Keys whose status write admission refused; each gets one Warning Event and WARN line. */
     const refused = yield* Ref.make<ReadonlySet<string>>(new Set())
     const setRefused = (key: string, on: boolean) =>
@@ -129,7 +109,7 @@ const runTerm = (
         Effect.provideService(EventRecorder, events),
         Effect.tap((result) =>
           Effect.andThen(
-            Effect.andThen(forget(key), setRefused(key, false)),
+            Effect.andThen(backoff.forget(key), setRefused(key, false)),
             result._tag === "Skipped"
               ? Effect.logDebug("skipped", result.why)
               : result._tag === "Approved"
@@ -139,13 +119,13 @@ const runTerm = (
         ),
         Effect.catchTag("KubeError", (e) =>
           Effect.gen(function*() {
-            const delay = yield* retryDelay(key)
+            const delay = yield* backoff.delay(key)
             yield* Effect.logWarning("reconcile failed; will retry", { err: e.message, retryIn: Duration.format(delay) })
             yield* queue.addAfter(key, delay)
           })),
         Effect.catchTag("StatusRefusedError", (e) =>
           Effect.gen(function*() {
-            yield* forget(key)
+            yield* backoff.forget(key)
             const retryIn = Duration.format(Schedules.statusRefusedRequeue)
             if (yield* setRefused(key, true)) yield* Effect.logDebug("status write still refused; will retry", { err: e.detail, retryIn })
             else {

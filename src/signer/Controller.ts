@@ -12,11 +12,11 @@
  *
  * Memory: keys only, plus the keys waiting for an intermediate.
  */
-import { Clock, Context, Duration, Effect, Layer, Ref, Result, Schedule, Stream } from "effect"
-import type { Pull } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Ref, Result, Stream } from "effect"
 import { PodCertificateRequests, rfc3339 } from "../domain/KubeObjects.ts"
 import * as PC from "../domain/PodCertificate.ts"
 import * as Schedules from "../domain/Schedules.ts"
+import * as KeyedBackoff from "../layers/KeyedBackoff.ts"
 import * as ListWatch from "../layers/ListWatch.ts"
 import * as WorkQueue from "../layers/WorkQueue.ts"
 import { EventRecorder } from "../services/EventRecorder.ts"
@@ -168,24 +168,14 @@ const runTerm = (synced: Ref.Ref<boolean>, current: Ref.Ref<WorkQueue.WorkQueue 
       )
     )
 
-    const failures = new Map<string, (now: number, input: unknown) => Pull.Pull<[unknown, Duration.Duration], never, unknown>>()
-    const retryDelay = (key: string) =>
-      Effect.gen(function*() {
-        let step = failures.get(key)
-        if (step === undefined) {
-          step = yield* Schedule.toStep(Schedules.podCertificateRetry)
-          failures.set(key, step)
-        }
-        const [, delay] = yield* Effect.orDie(step(yield* Clock.currentTimeMillis, undefined))
-        return delay
-      })
+    const backoff = yield* KeyedBackoff.make(Schedules.podCertificateRetry)
 
     // A waiting key is re-queued by the next intermediate, or when its wait is over (then failed).
     const handle = (key: string): Effect.Effect<void> =>
       reconcile(kube, events, config, intermediate.current, key).pipe(
         Effect.tap((r) =>
           Effect.gen(function*() {
-            failures.delete(key)
+            yield* backoff.forget(key)
             if (r.outcome !== "waiting") return
             yield* Ref.update(waiting, (s) => new Set([...s, key]))
             yield* queue.addAfter(key, Duration.millis(r.waitMillis ?? 0))
@@ -195,7 +185,7 @@ const runTerm = (synced: Ref.Ref<boolean>, current: Ref.Ref<WorkQueue.WorkQueue 
         Effect.asVoid,
         Effect.catchTag("KubeError", (e) =>
           Effect.gen(function*() {
-            const delay = yield* retryDelay(key)
+            const delay = yield* backoff.delay(key)
             yield* Effect.logWarning("reconcile failed; will retry", { podCertificateRequest: key, err: e.message, retryIn: Duration.format(delay) })
             yield* queue.addAfter(key, delay)
           }))

@@ -56,7 +56,7 @@ const runCountingWrites = <A, E>(
       Effect.gen(function*() {
         for (let written = 1; written <= retries; written++) {
           yield* SubscriptionRef.changes(writes).pipe(Stream.filter((n) => n >= written), Stream.take(1), Stream.runDrain)
-          // Past the longest of CONFLICT_RETRY's delays (10 ms doubling, five retries: 160 ms).
+          // Past the longest of Schedules.conflictRetry's delays (10 ms doubling, five retries: 160 ms).
           yield* TestClock.adjust("1 second")
         }
         return yield* Fiber.join(fiber)
