@@ -7,30 +7,21 @@
  * scrape time.
  *
  * Owns: the event-loop delay monitor (a native histogram Node samples on its own; enabled for the
- * scope's lifetime) and rendering everything in Prometheus text format.
+ * scope's lifetime) and the readings; `Metrics.exposition` renders them in Prometheus text format.
  * Does not own: serving /metrics (`HttpEndpoint`).
  */
 import { Clock, Effect, FileSystem } from "effect"
 import type { PlatformError, Scope } from "effect"
 import { monitorEventLoopDelay, performance } from "node:perf_hooks"
 import * as v8 from "node:v8"
+import * as Metrics from "./Metrics.ts"
 
 /** Resolution of the event-loop delay histogram; prom-client's default (10 ms). */
 const EVENT_LOOP_RESOLUTION_MS = 10
 
-interface Sample {
-  readonly name: string
-  readonly help: string
-  readonly type: "gauge" | "counter"
-  readonly values: ReadonlyArray<readonly [labels: string, value: number]>
-}
-
-const one = (name: string, type: Sample["type"], help: string, value: number | undefined): ReadonlyArray<Sample> =>
-  value === undefined || !Number.isFinite(value) ? [] : [{ name, help, type, values: [["", value]] }]
-
-const render = (samples: ReadonlyArray<Sample>): string =>
-  samples.map((s) => [`# HELP ${s.name} ${s.help}`, `# TYPE ${s.name} ${s.type}`, ...s.values.map(([l, v]) => `${s.name}${l} ${v}`)].join("\n"))
-    .join("\n") + "\n"
+/** One gauge or counter with a single unlabelled value; left out when the value is unknown. */
+const one = (name: string, type: Metrics.Family["type"], help: string, value: number | undefined): ReadonlyArray<Metrics.Family> =>
+  value === undefined || !Number.isFinite(value) ? [] : [{ name, help, type, samples: [{ value }] }]
 
 /** Linux only: virtual memory size from /proc/self/stat (field 23, bytes). */
 const virtualMemoryBytes = (fs: FileSystem.FileSystem) =>
@@ -80,7 +71,7 @@ export const make: Effect.Effect<Effect.Effect<string>, never, Scope.Scope | Fil
     const spaces = v8.getHeapSpaceStatistics()
     const resources = process.getActiveResourcesInfo()
     const seconds = (ns: number) => (Number.isFinite(ns) ? ns / 1e9 : 0)
-    const samples: Array<Sample> = [
+    const families: Array<Metrics.Family> = [
       ...one("process_cpu_user_seconds_total", "counter", "CPU seconds in user mode since the process started.", cpu.user / 1e6),
       ...one("process_cpu_system_seconds_total", "counter", "CPU seconds in kernel mode since the process started.", cpu.system / 1e6),
       ...one("process_cpu_seconds_total", "counter", "CPU seconds, user and kernel, since the process started.", (cpu.user + cpu.system) / 1e6),
@@ -106,27 +97,27 @@ export const make: Effect.Effect<Effect.Effect<string>, never, Scope.Scope | Fil
         name: "nodejs_heap_space_size_total_bytes",
         help: "Size of each V8 heap space in bytes.",
         type: "gauge",
-        values: spaces.map((s) => [`{space="${s.space_name.replace(/_space$/, "")}"}`, s.space_size])
+        samples: spaces.map((s) => ({ labels: { space: s.space_name.replace(/_space$/, "") }, value: s.space_size }))
       },
       {
         name: "nodejs_heap_space_size_used_bytes",
         help: "Bytes in use in each V8 heap space.",
         type: "gauge",
-        values: spaces.map((s) => [`{space="${s.space_name.replace(/_space$/, "")}"}`, s.space_used_size])
+        samples: spaces.map((s) => ({ labels: { space: s.space_name.replace(/_space$/, "") }, value: s.space_used_size }))
       },
       {
         name: "nodejs_heap_space_size_available_bytes",
         help: "Bytes still available in each V8 heap space.",
         type: "gauge",
-        values: spaces.map((s) => [`{space="${s.space_name.replace(/_space$/, "")}"}`, s.space_available_size])
+        samples: spaces.map((s) => ({ labels: { space: s.space_name.replace(/_space$/, "") }, value: s.space_available_size }))
       },
       {
         name: "nodejs_version_info",
         help: "The Node.js version, as labels; always 1.",
         type: "gauge",
-        values: [[`{version="${process.version}",major="${major}",minor="${minor}",patch="${patch}"}`, 1]]
+        samples: [{ labels: { version: process.version, major: major ?? "", minor: minor ?? "", patch: patch ?? "" }, value: 1 }]
       }
     ]
-    return render(samples)
+    return Metrics.exposition(families)
   })
 })
