@@ -1,7 +1,8 @@
 /**
  * EventRecorder implementations: `layer` writes core/v1 Events through the KubeClient with the
  * process's own identity; `make` is the same recorder for code that already holds a KubeClient;
- * `layerMemory` keeps them for assertions.
+ * `layerMemory` keeps them for assertions (messages cut to 1 KiB as the live layer cuts them).
+ * Both run the contract in `test/unit/layers/EventRecorder.contract.ts`.
  */
 import { Clock, Context, Effect, Layer, Random, Ref } from "effect"
 import { Events, rfc3339 } from "../domain/KubeObjects.ts"
@@ -64,6 +65,7 @@ export const layerMemory = Layer.effect(
   EventRecorder,
   Effect.gen(function*() {
     const events = yield* EventRecorderMemory
-    return EventRecorder.of({ record: (e) => Ref.update(events, (all) => [...all, e]) })
+    // The message is cut as the live layer cuts it, so a test sees what the API server would keep.
+    return EventRecorder.of({ record: (e) => Ref.update(events, (all) => [...all, { ...e, message: truncateBytes(e.message, MAX_MESSAGE_BYTES) }]) })
   })
 ).pipe(Layer.provideMerge(Layer.effect(EventRecorderMemory, Ref.make<ReadonlyArray<RecordedEvent>>([]))))

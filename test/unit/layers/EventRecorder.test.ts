@@ -13,6 +13,7 @@ import * as EventRecorderLayers from "../../../src/layers/EventRecorder.ts"
 import { KubeClientMemory, layerMemory } from "../../../src/layers/KubeClient.ts"
 import type { RecordedEvent } from "../../../src/services/EventRecorder.ts"
 import { EventRecorder } from "../../../src/services/EventRecorder.ts"
+import { contract } from "./EventRecorder.contract.ts"
 
 const NOW = Date.UTC(2030, 0, 2, 3, 4, 5, 678)
 
@@ -96,3 +97,10 @@ describe("EventRecorder layerMemory", () => {
       assert.deepStrictEqual(kept.map((e) => e.message), ["first", "second"])
     }).pipe(Effect.provide(EventRecorderLayers.layerMemory)))
 })
+
+contract(
+  "live (core/v1 Events through the memory API server)",
+  live,
+  Effect.orDie(Effect.map(recorded, (all) => all.map((e) => ({ involvedObject: e.involvedObject, type: e.type as RecordedEvent["type"], reason: e.reason, message: e.message }))))
+)
+contract("memory twin", EventRecorderLayers.layerMemory, Effect.flatMap(Effect.service(EventRecorderLayers.EventRecorderMemory), Ref.get))
