@@ -17,8 +17,8 @@
  * Medians over the runs with their spread (min–max), printed and written to
  * bench/results/startup.json. `CSI_SPIFFE_BENCH_VARIANTS=bundle,image` keeps only the variants
  * named (the sources take seconds per start); `CSI_SPIFFE_BENCH_BASELINE=<dir>` adds another
- * build of dist/ as `baseline`, run like `image` (its driver with this checkout's first-line
- * flags), `CSI_SPIFFE_BENCH_BASELINE=a=<dir>,b=<dir>` several, named;
+ * build of dist/ as `baseline`, run like `image` (its driver with the flags of its own
+ * `csi.mjs` first line), `CSI_SPIFFE_BENCH_BASELINE=a=<dir>,b=<dir>` several, named;
  * `CSI_SPIFFE_BENCH_PARTS=driver` measures only the parts named (`help`, `driver`, `approver`),
  * for more turns in the same time.
  *
@@ -64,9 +64,9 @@ interface Variant {
   readonly driverNodeArgs?: ReadonlyArray<string>
 }
 
-/** What the driver's `#!/usr/bin/env -S node <args>` line adds (src/bin/csi.ts), as the image runs it. */
-const driverShebangArgs = (): ReadonlyArray<string> => {
-  const first = fs.readFileSync(path.join(repo, "src/bin/csi.ts"), "utf8").split("\n", 1)[0] ?? ""
+/** What a driver's `#!/usr/bin/env -S node <args>` line adds (its bundled `csi.mjs`), as the image runs it. */
+const driverShebangArgs = (entry: string): ReadonlyArray<string> => {
+  const first = fs.readFileSync(path.resolve(repo, entry), "utf8").split("\n", 1)[0] ?? ""
   const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)
   return m === null ? [] : m[1]!.trim().split(/\s+/).filter((a) => a !== "")
 }
@@ -85,7 +85,7 @@ if (fs.existsSync(path.join(repo, "dist/csi.mjs"))) {
       driver: "dist/csi.mjs",
       approver: "dist/approver.mjs",
       env: { NODE_COMPILE_CACHE: cacheDir, NODE_OPTIONS: "--max-semi-space-size=2" },
-      driverNodeArgs: driverShebangArgs()
+      driverNodeArgs: driverShebangArgs("dist/csi.mjs")
     }
   )
 } else {
@@ -220,7 +220,7 @@ for (const [i, entry] of (process.env["CSI_SPIFFE_BENCH_BASELINE"] ?? "").split(
     driver: path.join(path.resolve(dir), "csi.mjs"),
     approver: path.join(path.resolve(dir), "approver.mjs"),
     env: { NODE_COMPILE_CACHE: path.join(tmp, `compile-cache-${name}`), NODE_OPTIONS: "--max-semi-space-size=2" },
-    driverNodeArgs: driverShebangArgs()
+    driverNodeArgs: driverShebangArgs(path.join(path.resolve(dir), "csi.mjs"))
   })
 }
 const only = process.env["CSI_SPIFFE_BENCH_VARIANTS"]?.split(",").filter((n) => n !== "")
