@@ -42,16 +42,18 @@ RUN node scripts/bundle.ts \
 # compiled here is not compiled again at start-up, which also saves the heap the compiler needs.
 # Node keeps one cache directory per uid: filled for root (the driver) and 65532 (approver, signer).
 # The modules are imported with `--help` as the only argument, so they load but run nothing.
-# V8 keys the cache by its flags too: NODE_OPTIONS here is the runtime stage's (see there), and the
-# driver's cache is filled with the --optimize-for-size its first line (`#!/usr/bin/env -S node
-# --optimize-for-size`, src/bin/csi.ts) adds.
+# V8 keys the cache by its flags too, as they are when a module is compiled: NODE_OPTIONS here is
+# the runtime stage's (see there); the driver starts without other flags and sets V8's
+# --optimize-for-size once its CSI socket listens (src/bin/CsiLive.ts), before its X.509 chunk
+# loads (on the first publish), so that chunk is cached after the same flag is set here.
 ENV NODE_COMPILE_CACHE=/app/compile-cache NODE_OPTIONS=--max-semi-space-size=2
-RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) await import(f)'; \
+RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) f.startsWith("--") ? (await import("node:v8")).setFlagsFromString(f) : await import(f)'; \
     mkdir -m 1777 /app/compile-cache; \
     for bin in csi approver signer; do \
-      flags=""; [ "$bin" = csi ] && flags=--optimize-for-size; \
-      node $flags --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
-      setpriv --reuid=65532 --regid=65532 --clear-groups node $flags --input-type=module -e "$warm" /app/dist/$bin.mjs /app/dist/$bin-*.mjs >/dev/null; \
+      files="$(ls /app/dist/$bin.mjs /app/dist/$bin-*.mjs)"; \
+      [ "$bin" = csi ] && files="$(ls /app/dist/csi.mjs /app/dist/csi-*.mjs | grep -v -- -x509-) --optimize-for-size $(ls /app/dist/csi-x509-*.mjs)"; \
+      node --input-type=module -e "$warm" $files >/dev/null; \
+      setpriv --reuid=65532 --regid=65532 --clear-groups node --input-type=module -e "$warm" $files >/dev/null; \
     done; \
     chmod 0755 /app/compile-cache; ls -l /app/compile-cache/*
 
@@ -83,8 +85,8 @@ COPY --from=build /rootfs/ /
 # --max-semi-space-size=2 (MiB): V8's young generation grows to 16 MiB semi-spaces under a burst of
 # publishes and keeps them; capped at 2 MiB, the driver idles with 110 volumes at 123-166 MiB RSS
 # instead of 204-208 and the approver after 500 requests at 111-124 instead of 130-138
-# (scripts/bench.ts --quick, bench/results/footprint.md). The driver adds --optimize-for-size
-# through its first line (src/bin/csi.ts says why).
+# (scripts/bench.ts --quick, bench/results/footprint.md). The driver sets --optimize-for-size
+# itself once its socket listens (src/bin/CsiLive.ts says why).
 # glibc's malloc (mallopt(3)): at most 2 arenas instead of 8 per core, a fixed 128 KiB threshold
 # above which a block is its own mapping (unmapped when freed; by default the threshold rises after
 # the first large free, and such blocks then stay in the heap), and the heap's free top handed back

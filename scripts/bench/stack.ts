@@ -28,9 +28,9 @@ export interface Impl {
 
 /**
  * Our binaries: the sources, or with CSI_SPIFFE_BENCH_BUNDLE=1 the production bundle of
- * `npm run build:bundle` (what the image runs), with the Node flags of its first line
- * (`#!/usr/bin/env -S node --optimize-for-size` for the driver), which the image runs it with and
- * which NODE_OPTIONS cannot carry.
+ * `npm run build:bundle` (what the image runs), with the Node flags of its first line if it has
+ * any (`#!/usr/bin/env -S node <flags>`), which the image runs it with and which NODE_OPTIONS may
+ * not carry.
  */
 const bundled = process.env["CSI_SPIFFE_BENCH_BUNDLE"] === "1"
 const ourEntry = (name: "csi" | "approver"): ReadonlyArray<string> => {

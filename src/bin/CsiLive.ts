@@ -2,8 +2,9 @@
  * Composition root of the CSI node driver: every service wired with its live implementation.
  */
 import { NodeServices } from "@effect/platform-node"
-import { Duration, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as path from "node:path"
+import * as v8 from "node:v8"
 import { GrpcServer } from "../csi/GrpcServer.ts"
 import * as HealthServer from "../csi/HealthServer.ts"
 import { Registration } from "../csi/Registration.ts"
@@ -35,6 +36,13 @@ export const registrationLayer = (config: DriverConfigShape) =>
       kubeletRegistrationPath: config.pluginRegistration.kubeletRegistrationPath
     }).pipe(Layer.provide(NodeServices.layer))
 
+/**
+ * V8's `--optimize-for-size`, set once the CSI socket listens (provided after `ServerLive`): it
+ * keeps the driver's heap small after a burst of publishes, and set from the first line it cost
+ * start-up 50–80 ms of CPU (bench/results/footprint.md, round 3).
+ */
+const optimizeForSize = Layer.effectDiscard(Effect.sync(() => v8.setFlagsFromString("--optimize-for-size")))
+
 export const CsiLive = (config: DriverConfigShape) => {
   const ConfigLive = DriverConfig.layer(config)
   const KubeLive = KubeClientLayers.layer({
@@ -56,8 +64,9 @@ export const CsiLive = (config: DriverConfigShape) => {
   // Offered to the kubelet only once the CSI socket it will dial is listening (provide builds
   // ServerLive first), and withdrawn before that socket closes.
   const RegistrationLive = registrationLayer(config).pipe(Layer.provide(ServerLive))
+  const HeapLive = optimizeForSize.pipe(Layer.provide(ServerLive))
   const HealthLive = config.metricsBindAddress === undefined
     ? Layer.empty
     : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive, RegistrationLive, NodeServices.layer]))
-  return Layer.mergeAll(ServerLive, RegistrationLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel, config.logFormat)))
+  return Layer.mergeAll(ServerLive, RegistrationLive, HeapLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel, config.logFormat)))
 }

@@ -1,14 +1,15 @@
-#!/usr/bin/env -S node --optimize-for-size
+#!/usr/bin/env node
 /**
  * Entry point of the CSI node driver (`csi-driver-spiffe`). The composition root is imported only
  * when the driver runs: `--help`, `--version` and a bad flag never load gRPC, the Kubernetes
  * client or the X.509 code (in the bundle, a chunk of its own).
  *
- * `--optimize-for-size` (V8; the driver only, through this line, which the image runs): after a
- * burst of 110 publishes the driver idles at 113–119 MiB RSS instead of 124–171 MiB, with the
- * burst's p99 unchanged (scripts/bench-idle-rss.ts, bench/results/footprint.md). The approver
- * and the signer do without it: it cost the approver about half its decisions per second
- * (scripts/bench-approver-memory.ts).
+ * V8's `--optimize-for-size` (the driver only) is set by `CsiLive.ts` once the CSI socket
+ * listens, not on this line: after a burst of 110 publishes the driver idles at 113–119 MiB RSS
+ * instead of 124–171 MiB, with the burst's p99 unchanged (scripts/bench-idle-rss.ts,
+ * bench/results/footprint.md), and set from the start it cost 50–80 ms of start-up CPU. The
+ * approver and the signer do without it: it cost the approver about half its decisions per
+ * second (scripts/bench-approver-memory.ts).
  */
 import { Effect, Layer } from "effect"
 import type { DriverArgs } from "../config/DriverFlags.ts"
