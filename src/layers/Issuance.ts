@@ -196,7 +196,14 @@ export const layer = Layer.effect(
       if (!config.useOwnServiceAccount && token === undefined) {
         return yield* new IssuanceError({ reason: "NotReady", detail: "no token for the pod since the driver started; waiting for the kubelet's next republish" })
       }
-      yield* Deferred.await(synced)
+      // Bounded like the wait for the outcome: while the API server does not answer the first list,
+      // an attempt fails as an API fault instead of hanging until the caller gives up.
+      yield* Deferred.await(synced).pipe(
+        Effect.timeoutOrElse({
+          duration: config.issuanceTimeoutMillis,
+          orElse: () => Effect.fail(new IssuanceError({ reason: "Api", detail: "this node's CertificateRequests have not been listed yet: the API server has not answered the list" }))
+        })
+      )
       let p = pending.get(input.volumeId)
       if (p !== undefined) {
         const current = cache.get(keyOf(p.namespace, p.name))

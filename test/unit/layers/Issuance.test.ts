@@ -190,4 +190,18 @@ describe("Issuance", () => {
       const issued = yield* Fiber.join(second)
       assert.strictEqual(issued.requestName, creation.name)
     }).pipe(Effect.provide(stack({ issuanceTimeoutMillis: 60_000 }))))
+
+  it.effect("an attempt while the API server does not answer the first list fails with reason Api at the issuance timeout", () =>
+    Effect.gen(function*() {
+      const kube = yield* KubeClientMemory
+      yield* kube.failNext("list", "Unavailable", 1_000)
+      const fiber = yield* Effect.forkChild(Effect.flatMap(Issuance, (i) => i.issue(input)))
+      yield* settle()
+      yield* TestClock.adjust(59_999)
+      yield* settle()
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust(1)
+      assert.strictEqual(yield* failureOf(fiber), "Api")
+      assert.lengthOf(yield* kube.creations, 0)
+    }).pipe(Effect.provide(stack({ issuanceTimeoutMillis: 60_000 }))))
 })
