@@ -40,6 +40,11 @@ export interface ControllerShape {
    * TestClock on this signal.
    */
   readonly awaitQueue: (holds: (state: WorkQueue.QueueState) => boolean) => Effect.Effect<void>
+  /**
+   * True while this term's queue has a key queued or being reconciled, false otherwise (standing
+   * by, or only retries waiting on their delay): the current value first, then every change.
+   */
+  readonly busy: Stream.Stream<boolean>
 }
 
 export class Controller extends Context.Service<Controller, ControllerShape>()("csi-driver-spiffe/approver/Controller") {}
@@ -79,7 +84,7 @@ export const wantsDecision = (cr: CR.CertificateRequest, autoApproveNonSpiffe: b
 const runTerm = (
   options: ControllerOptions,
   synced: SubscriptionRef.SubscriptionRef<boolean>,
-  current: Ref.Ref<WorkQueue.WorkQueue | undefined>
+  current: SubscriptionRef.SubscriptionRef<WorkQueue.WorkQueue | undefined>
 ) =>
   Effect.gen(function*() {
     const kube = yield* KubeClient
@@ -87,7 +92,7 @@ const runTerm = (
     const events = yield* EventRecorder
     const config = yield* ApproverConfig
     const queue = yield* WorkQueue.makeNamed(ApproverMetrics.CONTROLLER_NAME)
-    yield* Ref.set(current, queue)
+    yield* SubscriptionRef.set(current, queue)
 
     const backoff = yield* KeyedBackoff.make(options.retry)
     /** Keys whose status write admission refused; each gets one Warning Event and WARN line. */
@@ -150,7 +155,7 @@ const runTerm = (
     })
   }).pipe(
     Effect.scoped,
-    Effect.ensuring(Effect.andThen(SubscriptionRef.set(synced, false), Ref.set(current, undefined)))
+    Effect.ensuring(Effect.andThen(SubscriptionRef.set(synced, false), SubscriptionRef.set(current, undefined)))
   )
 
 /** The controller with `options`; it runs (in the layer's scope) only while this replica leads. */
@@ -162,7 +167,7 @@ export const layerWith = (
     Effect.gen(function*() {
       const leader = yield* LeaderElection
       const synced = yield* SubscriptionRef.make(false)
-      const current = yield* Ref.make<WorkQueue.WorkQueue | undefined>(undefined)
+      const current = yield* SubscriptionRef.make<WorkQueue.WorkQueue | undefined>(undefined)
       yield* Effect.forkScoped(leader.whileLeader(runTerm(options, synced, current)))
       return Controller.of({
         synced: SubscriptionRef.get(synced),
@@ -170,8 +175,11 @@ export const layerWith = (
         ready: Effect.gen(function*() {
           return !(yield* leader.isLeader) || (yield* SubscriptionRef.get(synced))
         }),
-        drain: Effect.flatMap(Ref.get(current), (queue) => queue?.drain ?? Effect.void),
-        awaitQueue: (holds) => Effect.flatMap(Ref.get(current), (queue) => queue?.awaitState(holds) ?? Effect.void)
+        drain: Effect.flatMap(SubscriptionRef.get(current), (queue) => queue?.drain ?? Effect.void),
+        awaitQueue: (holds) => Effect.flatMap(SubscriptionRef.get(current), (queue) => queue?.awaitState(holds) ?? Effect.void),
+        busy: SubscriptionRef.changes(current).pipe(
+          Stream.switchMap((queue) => (queue === undefined ? Stream.make(false) : Stream.map(queue.states, (state) => state.active > 0)))
+        )
       })
     })
   )

@@ -36,6 +36,8 @@ export interface WorkQueue {
    * (a test moves the clock then, knowing every retry's sleep is registered).
    */
   readonly awaitState: (holds: (state: QueueState) => boolean) => Effect.Effect<void>
+  /** The queue's state: the current one first, then every change (a signal, never a poll). */
+  readonly states: Stream.Stream<QueueState>
   /** Keys queued or being handled. */
   readonly size: Effect.Effect<number>
 }
@@ -150,6 +152,7 @@ export const makeNamed = (name: string | undefined): Effect.Effect<WorkQueue, ne
     run,
     drain: awaitState((s) => s.active === 0 && s.delayed === 0),
     awaitState,
+    states: SubscriptionRef.changes(state),
     size: Effect.sync(() => new Set([...dirty, ...processing]).size)
   } satisfies WorkQueue
 })

@@ -4,7 +4,7 @@
  * this replica leads.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Ref, Stream, SubscriptionRef } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Ref, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import * as ApproverConfig from "../../../src/services/ApproverConfig.ts"
 import { Controller, type ControllerShape, layerWith as controllerWith, DEFAULT_OPTIONS } from "../../../src/approver/Controller.ts"
@@ -189,6 +189,30 @@ describe("Controller", () => {
       yield* controller.drain
       const memory = yield* KubeClientMemory
       assert.strictEqual((yield* memory.all(Events)).length, 20)
+    }).pipe(Effect.provide(world())))
+
+  it.effect("busy (the idle GC's signal): false before work, true while a burst is in hand, false once it is decided", () =>
+    Effect.gen(function*() {
+      const controller = yield* start
+      yield* controller.awaitSynced
+      const subscribed = yield* Deferred.make<void>()
+      const first = yield* Deferred.make<boolean>()
+      const drainedAfterWork = yield* controller.busy.pipe(
+        Stream.tap((busy) => Effect.andThen(Deferred.succeed(first, busy), Deferred.succeed(subscribed, undefined))),
+        Stream.changes,
+        Stream.dropWhile((busy) => !busy),
+        Stream.filter((busy) => !busy),
+        Stream.take(1),
+        Stream.runDrain,
+        Effect.forkScoped
+      )
+      yield* Deferred.await(subscribed)
+      assert.isFalse(yield* Deferred.await(first), "nothing in hand before the first request")
+      yield* createMany("busy", 10)
+      yield* Fiber.join(drainedAfterWork)
+      assert.deepStrictEqual(yield* awaitDecisions, { approved: 10, denied: 0 })
+      yield* controller.drain
+      assert.deepStrictEqual(Array.from(yield* controller.busy.pipe(Stream.take(1), Stream.runCollect)), [false])
     }).pipe(Effect.provide(world())))
 
   it.effect("leaves already decided requests untouched and decides the rest found by the first list", () =>
