@@ -15,6 +15,7 @@ import { LeaderElection } from "../services/LeaderElection.ts"
 import * as EvaluatorLayers from "../approver/Evaluator.ts"
 import * as EventRecorderLayers from "../layers/EventRecorder.ts"
 import * as HttpEndpointLayers from "../layers/HttpEndpoint.ts"
+import * as IdleGc from "../layers/IdleGc.ts"
 import * as IssuerConfigLayers from "../layers/IssuerConfig.ts"
 import * as KubeClientLayers from "../layers/KubeClient.ts"
 import * as LeaderElectionLayers from "../layers/LeaderElection.ts"
@@ -91,12 +92,26 @@ export const approverWith = <E>(settings: ApproverSettings, KubeLive: Layer.Laye
   return Layer.mergeAll(ControllerLive, ReadinessLive, MetricsLive).pipe(Layer.provide(Logging.layer(settings.logLevel, settings.logFormat)))
 }
 
+/**
+ * A memory-reducing full GC once the controller's queue has drained and stayed empty for
+ * `IdleGc.QUIET` (`layers/IdleGc.ts` says why), as a scoped fiber. Only in the live approver: the
+ * tests of the whole graph over the memory twin have no heap worth collecting.
+ */
+const idleGc = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const controller = yield* Controller
+    yield* Effect.forkScoped(IdleGc.run(controller.busy, IdleGc.QUIET, IdleGc.fullGc))
+  })
+)
+
 export const ApproverLive = (settings: ApproverSettings) =>
-  approverWith(
-    settings,
-    KubeClientLayers.layer({
-      kubeconfig: settings.kubeconfig,
-      poolRefresh: settings.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(settings.kubeClientPoolRefreshMillis),
-      kubeClientFlags: settings.kubeClient
-    })
+  idleGc.pipe(
+    Layer.provideMerge(approverWith(
+      settings,
+      KubeClientLayers.layer({
+        kubeconfig: settings.kubeconfig,
+        poolRefresh: settings.kubeClientPoolRefreshMillis === undefined ? undefined : Duration.millis(settings.kubeClientPoolRefreshMillis),
+        kubeClientFlags: settings.kubeClient
+      })
+    ))
   )

@@ -1,0 +1,52 @@
+/**
+ * One memory-reducing full garbage collection once a process's work has drained and stayed drained.
+ *
+ * Why: V8 hands the garbage of a burst back to the system through its memory reducer, which runs
+ * when the embedder tells V8 the process went idle; Node never does. So after deciding a burst of
+ * CertificateRequests the approver keeps what the burst left: on the real plane about 10 MiB of RSS
+ * that a forced full GC gives back (bench/results/footprint.md, round 3).
+ *
+ * Owns: watching a `busy` signal and, once it has been false for `quiet` after having been true,
+ * running `collect` once; the next one only after work came and went again. Work that arrives
+ * during the quiet period restarts it.
+ * Does not own: what "busy" means (the caller's work queue) or when a process is worth collecting.
+ *
+ * How the GC is reached without a command-line flag: `--expose-gc` set at run time makes V8 give
+ * every context created afterwards a global `gc`; a fresh `vm` context hands it over, while the
+ * process' own global stays without it. The "last-resort" flavour is V8's memory-reducing full GC
+ * (it compacts and returns freed pages, as the memory reducer would).
+ */
+import { Duration, Effect, Stream } from "effect"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
+
+/**
+ * 30 s: longer than the gaps inside a burst of requests (the approver decides one in milliseconds
+ * to a few seconds), so one burst costs one GC (tens of ms of CPU) and a steady trickle costs none.
+ */
+export const QUIET = Duration.seconds(30)
+
+type GcFunction = (options: { readonly type: "major"; readonly execution: "sync"; readonly flavor: "last-resort" }) => void
+
+/**
+ * V8's memory-reducing full GC, run synchronously on this thread. The context that hands `gc` over
+ * is made on each call (about a millisecond, once per quiet period) rather than kept.
+ */
+export const fullGc: Effect.Effect<void> = Effect.sync(() => {
+  v8.setFlagsFromString("--expose-gc")
+  const gc = vm.runInNewContext("gc") as GcFunction
+  gc({ type: "major", execution: "sync", flavor: "last-resort" })
+})
+
+/**
+ * Runs `collect` each time `busy` has been false for `quiet` after being true. Never returns; run it
+ * as a scoped fiber. `busy` is a signal (each change, current value first), never polled.
+ */
+export const run = (busy: Stream.Stream<boolean>, quiet: Duration.Input, collect: Effect.Effect<void>): Effect.Effect<never> =>
+  busy.pipe(
+    Stream.changes,
+    Stream.dropWhile((working) => !working),
+    Stream.switchMap((working) => (working ? Stream.empty : Stream.fromEffect(Effect.andThen(Effect.sleep(quiet), collect)))),
+    Stream.runDrain,
+    Effect.andThen(Effect.never)
+  )

@@ -1,0 +1,71 @@
+/**
+ * The idle GC's timing: nothing before any work, nothing while work is in hand, one collection once
+ * the work has drained and stayed drained for the quiet period, none more until work comes and goes
+ * again, and work arriving during the quiet period restarts it. Driven by a SubscriptionRef as the
+ * busy signal and the TestClock; the real GC is run once too (it must not throw).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Duration, Effect, Ref, Stream, SubscriptionRef } from "effect"
+import { TestClock } from "effect/testing"
+import * as IdleGc from "../../../src/layers/IdleGc.ts"
+
+const QUIET = Duration.seconds(30)
+
+/** A busy signal under the test's control and a counting collect, with the idle GC running on them. */
+const setup = Effect.gen(function*() {
+  const busy = yield* SubscriptionRef.make(false)
+  const collected = yield* Ref.make(0)
+  const subscribed = yield* Deferred.make<void>()
+  const signal = SubscriptionRef.changes(busy).pipe(Stream.tap(() => Deferred.succeed(subscribed, undefined)))
+  yield* Effect.forkScoped(IdleGc.run(signal, QUIET, Ref.update(collected, (n) => n + 1)))
+  yield* Deferred.await(subscribed)
+  /** Moves the clock by `elapsed`, then checks how many collections ran so far. */
+  const after = (elapsed: Duration.Input, expected: number, message?: string) =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust(elapsed)
+      assert.strictEqual(yield* Ref.get(collected), expected, message)
+    })
+  return { setBusy: (on: boolean) => SubscriptionRef.set(busy, on), after }
+})
+
+describe("IdleGc", () => {
+  it.effect("nothing before any work: an idle process from its start is not collected", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* t.after("10 minutes", 0)
+    }))
+
+  it.effect("runs once after the queue drains and stays empty for the quiet period, not while work is in hand", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* t.setBusy(true)
+      yield* t.after("10 minutes", 0, "not while work is in hand")
+      yield* t.setBusy(false)
+      yield* t.after("29 seconds", 0, "not before the quiet period is over")
+      yield* t.after("1 second", 1)
+      yield* t.after("1 hour", 1, "once per drain")
+      yield* t.setBusy(true)
+      yield* t.setBusy(false)
+      yield* t.after("30 seconds", 2, "again after the next work drained")
+    }))
+
+  it.effect("work arriving during the quiet period restarts it", () =>
+    Effect.gen(function*() {
+      const t = yield* setup
+      yield* t.setBusy(true)
+      yield* t.setBusy(false)
+      yield* t.after("20 seconds", 0)
+      yield* t.setBusy(true)
+      yield* t.after("20 seconds", 0, "interrupted by the new work")
+      yield* t.setBusy(false)
+      yield* t.after("20 seconds", 0, "the quiet period starts again at the last drain")
+      yield* t.after("10 seconds", 1)
+    }))
+
+  it.effect("the real memory-reducing GC runs, and the process' own global gets no gc", () =>
+    Effect.gen(function*() {
+      yield* IdleGc.fullGc
+      yield* IdleGc.fullGc
+      assert.strictEqual((globalThis as { gc?: unknown }).gc, undefined)
+    }))
+})
