@@ -4,7 +4,10 @@
  * real clock. Every tenth request is invalid (wrong duration) so denials and their Events are in the
  * mix. Prints decisions per second (first create → last decision) and create→decision percentiles.
  *
- *   node scripts/bench-approver-memory.ts [requests=1000]
+ * With CSI_SPIFFE_APPROVER_IDLE_GC=1 the idle GC watches the controller's queue as in the live
+ * approver (`bin/ApproverLive.ts`, `layers/IdleGc.ts`), so its cost on the burst is measured too.
+ *
+ *   [CSI_SPIFFE_APPROVER_IDLE_GC=1] node scripts/bench-approver-memory.ts [requests=1000]
  */
 import { Clock, Context, Effect, Fiber, Layer, References, Stream } from "effect"
 import * as ApproverConfig from "../src/services/ApproverConfig.ts"
@@ -14,6 +17,7 @@ import * as EvaluatorLayers from "../src/approver/Evaluator.ts"
 import * as EventRecorderLayers from "../src/layers/EventRecorder.ts"
 import { layerStatic as issuerStatic } from "../src/layers/IssuerConfig.ts"
 import { KubeClientMemory, layerMemory } from "../src/layers/KubeClient.ts"
+import * as IdleGc from "../src/layers/IdleGc.ts"
 import { layerAlwaysLeader } from "../src/layers/LeaderElection.ts"
 import { certificateRequest, csrRequest, IDENTITY, NAMESPACE } from "../test/support/csr.ts"
 
@@ -36,6 +40,8 @@ const program = Effect.gen(function*() {
   const memory = yield* KubeClientMemory
   const request = yield* Effect.promise(() => csrRequest(IDENTITY))
   const controller = Context.get(yield* Layer.build(Controller.layer), Controller.Controller)
+  const idleGc = process.env["CSI_SPIFFE_APPROVER_IDLE_GC"] === "1"
+  if (idleGc) yield* Effect.forkScoped(IdleGc.run(controller.busy, IdleGc.QUIET, IdleGc.fullGc))
   while (!(yield* controller.synced)) yield* Effect.yieldNow
 
   const created = new Map<string, number>()
@@ -71,6 +77,7 @@ const program = Effect.gen(function*() {
   const last = Math.max(...decided.values())
   const result = {
     requests,
+    idleGc,
     createPhaseMs: createdAll - start,
     totalMs: last - start,
     decisionsPerSecond: Math.round((requests / (last - start)) * 1000),

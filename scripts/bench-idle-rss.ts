@@ -2,7 +2,9 @@
  * The driver's RSS after a burst of publishes, per set of V8 flags: one real control plane (as in
  * `npm run bench`), and for each variant a fresh driver + approver (the bundle, `dist/`), 110 pods
  * published at once (their p99 latency is printed too: a flag that saves memory must not cost the
- * burst), then VmRSS and RssAnon sampled 10 and 30 s after the last publish returned. Variants run in turns (A B A B …), so the load of a shared machine falls on each alike;
+ * burst), then VmRSS and RssAnon sampled 10, 30 and 60 s after the last publish returned (the
+ * approver runs its own memory-reducing GC 30 s after its queue drained, `layers/IdleGc.ts`, so the
+ * last sample falls after it). Variants run in turns (A B A B …), so the load of a shared machine falls on each alike;
  * the first turn of a variant starts with its compile cache cold (V8 keys the cache by its flags)
  * and fills it; every turn is counted.
  * Prints one line per sample and a table of medians with min–max; writes nothing.
@@ -33,7 +35,7 @@ import { mapLimit } from "./bench/watch.ts"
 const rounds = Number(process.argv[2] ?? 2)
 const volumes = Number(process.argv[3] ?? 110)
 const variants = (process.env["CSI_SPIFFE_IDLE_VARIANTS"] ?? "--max-semi-space-size=2").split(";").map((v) => v.trim())
-const SAMPLE_AT_S = [10, 30] as const
+const SAMPLE_AT_S = [10, 30, 60] as const
 /** The key of the sample taken after the forced GC (variants with `+gc`). */
 const GC_AT = -1
 const NS = "idle-rss"
