@@ -8,6 +8,11 @@
  * Does not own: what a key means or how failures are retried (the handler and its caller decide).
  *
  * Only keys are held, so memory is proportional to the number of requests awaiting a decision.
+ * The bookkeeping (`dirty`, `processing`, `addedAt`, `queued`, `waiting`) is plain variables of this
+ * closure, not a Ref: every transition reads and writes them in one synchronous step (no `yield`
+ * between the read and the write), so no other fiber can see or make a half-done transition, and
+ * the hot path of a 500-request burst copies no Set per key. The state others may wait on is
+ * published through the `state` SubscriptionRef after each transition.
  * Everything lives in the scope it is made in: closing it interrupts workers and pending re-adds.
  */
 import { Clock, Duration, Effect, FiberSet, Metric, Queue, Scope, Stream, SubscriptionRef } from "effect"
