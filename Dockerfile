@@ -43,23 +43,26 @@ RUN node scripts/bundle.ts \
 # Node keeps one cache directory per uid: filled for root (the driver) and 65532 (approver, signer).
 # The modules are imported with `--help` as the only argument, so they load but run nothing.
 # V8 keys the cache by its flags too, as they are when a module is compiled: NODE_OPTIONS here is
-# the runtime stage's (see there); the driver starts without other flags and sets V8's
-# --optimize-for-size once its CSI socket listens (src/bin/CsiLive.ts), before its X.509 chunk
-# loads (on the first publish), so that chunk is cached after the same flag is set here.
+# the runtime stage's (see there); the driver starts with the --max-opt=0 of its first line
+# (src/bin/csi.ts) and sets V8's --optimize-for-size once its CSI socket listens
+# (src/bin/CsiLive.ts), before its X.509 chunk loads (on the first publish), so that chunk is
+# cached after the same flag is set here.
 ENV NODE_COMPILE_CACHE=/app/compile-cache NODE_OPTIONS=--max-semi-space-size=2
 RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) f.startsWith("--") ? (await import("node:v8")).setFlagsFromString(f) : await import(f)'; \
     mkdir -m 1777 /app/compile-cache; \
     for bin in csi approver signer; do \
       files="$(ls /app/dist/$bin.mjs /app/dist/$bin-*.mjs)"; \
+      flags=""; [ "$bin" = csi ] && flags="$(head -n 1 /app/dist/csi.mjs | sed -n 's|^#!/usr/bin/env -S node ||p')"; \
       [ "$bin" = csi ] && files="$(ls /app/dist/csi.mjs /app/dist/csi-*.mjs | grep -v -- -x509-) --optimize-for-size $(ls /app/dist/csi-x509-*.mjs)"; \
-      node --input-type=module -e "$warm" $files >/dev/null; \
-      setpriv --reuid=65532 --regid=65532 --clear-groups node --input-type=module -e "$warm" $files >/dev/null; \
+      node $flags --input-type=module -e "$warm" $files >/dev/null; \
+      setpriv --reuid=65532 --regid=65532 --clear-groups node $flags --input-type=module -e "$warm" $files >/dev/null; \
     done; \
     chmod 0755 /app/compile-cache; ls -l /app/compile-cache/*
 
 # The runtime's whole file system in /rootfs: the bundle at /app/dist, its compile cache, each program below at the
 # path it has here, and every shared library `ldd` names for it (with the loader) at its path.
-# env(1) runs the bundle's `#!/usr/bin/env node`; id(1) and true(1) (coreutils, libc only) let a
+# env(1) runs the bundles' first lines (`#!/usr/bin/env node`; the driver's
+# `#!/usr/bin/env -S node --max-opt=0`); id(1) and true(1) (coreutils, libc only) let a
 # container runtime check the user and start-up without the binaries.
 RUN set -eu; r=/rootfs; \
     mkdir -p "$r/app" "$r/tmp" "$r/usr/local/bin"; chmod 1777 "$r/tmp"; \

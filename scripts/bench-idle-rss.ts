@@ -11,7 +11,7 @@
  *
  *   CSI_SPIFFE_IDLE_VARIANTS='--max-semi-space-size=2;--max-semi-space-size=1' node scripts/bench-idle-rss.ts [rounds=2] [volumes=110]
  *
- * A variant is the driver's Node flags, plus optional words: `a:<flag>` is a Node flag of the
+ * A variant is the driver's Node flags (added to those of its first line), plus optional words: `a:<flag>` is a Node flag of the
  * approver (which runs with none otherwise), `@<dir>` runs another build of dist/ (a copy made
  * with other bundle options), `NAME=value` sets an environment variable of both processes
  * (`MALLOC_ARENA_MAX=2`, say), and `+gc` adds a last sample after a full garbage
@@ -29,6 +29,7 @@ import { createWorkload, deletePod, ensureCsiDriver, nodePublishRequest, nodeUnp
 import { startControlPlane } from "../test/harness/plane.ts"
 import { controlPlaneComponents, ensureUpstream } from "../test/harness/upstream.ts"
 import { median, percentile } from "./bench/report.ts"
+import { firstLineNodeFlags } from "./bench/nodeFlags.ts"
 import { type Impl, repo, startBenchStack } from "./bench/stack.ts"
 import { mapLimit } from "./bench/watch.ts"
 
@@ -90,8 +91,9 @@ try {
       const command = (node: ReadonlyArray<string>, script: string, extra: ReadonlyArray<string>) => ({ command: "/usr/bin/env", args: [...v.env, process.execPath, ...node, script, ...extra] })
       const impl: Impl = {
         name: "ours",
-        driver: command(v.driver, path.join(v.dist, "csi.mjs"), ["--plugin-registration=false"]),
-        approver: command(v.approver, path.join(v.dist, "approver.mjs"), []),
+        // Each binary with the Node flags of its first line too, as the image runs it.
+        driver: command([...firstLineNodeFlags(path.join(v.dist, "csi.mjs")), ...v.driver], path.join(v.dist, "csi.mjs"), ["--plugin-registration=false"]),
+        approver: command([...firstLineNodeFlags(path.join(v.dist, "approver.mjs")), ...v.approver], path.join(v.dist, "approver.mjs"), []),
         cwd: repo
       }
       const nodeId = `idle-rss-${round}-${vi}`

@@ -34,6 +34,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { loadCsiServices } from "../src/csi/CsiProto.ts"
+import { firstLineNodeFlags } from "./bench/nodeFlags.ts"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
 const runs = Number(process.argv[2] ?? 5)
@@ -64,13 +65,6 @@ interface Variant {
   readonly driverNodeArgs?: ReadonlyArray<string>
 }
 
-/** What a driver's `#!/usr/bin/env -S node <args>` line adds (its bundled `csi.mjs`), as the image runs it. */
-const driverShebangArgs = (entry: string): ReadonlyArray<string> => {
-  const first = fs.readFileSync(path.resolve(repo, entry), "utf8").split("\n", 1)[0] ?? ""
-  const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)
-  return m === null ? [] : m[1]!.trim().split(/\s+/).filter((a) => a !== "")
-}
-
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-startup-"))
 const cacheDir = path.join(tmp, "compile-cache")
 const variants: Array<Variant> = [
@@ -85,7 +79,7 @@ if (fs.existsSync(path.join(repo, "dist/csi.mjs"))) {
       driver: "dist/csi.mjs",
       approver: "dist/approver.mjs",
       env: { NODE_COMPILE_CACHE: cacheDir, NODE_OPTIONS: "--max-semi-space-size=2" },
-      driverNodeArgs: driverShebangArgs("dist/csi.mjs")
+      driverNodeArgs: firstLineNodeFlags(path.resolve(repo, "dist/csi.mjs"))
     }
   )
 } else {
@@ -220,7 +214,7 @@ for (const [i, entry] of (process.env["CSI_SPIFFE_BENCH_BASELINE"] ?? "").split(
     driver: path.join(path.resolve(dir), "csi.mjs"),
     approver: path.join(path.resolve(dir), "approver.mjs"),
     env: { NODE_COMPILE_CACHE: path.join(tmp, `compile-cache-${name}`), NODE_OPTIONS: "--max-semi-space-size=2" },
-    driverNodeArgs: driverShebangArgs(path.join(path.resolve(dir), "csi.mjs"))
+    driverNodeArgs: firstLineNodeFlags(path.join(path.resolve(dir), "csi.mjs"))
   })
 }
 const only = process.env["CSI_SPIFFE_BENCH_VARIANTS"]?.split(",").filter((n) => n !== "")

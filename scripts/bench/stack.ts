@@ -14,6 +14,7 @@ import { loadCsiServices } from "../../src/csi/CsiProto.ts"
 import type { ControlPlaneInfo } from "../../test/harness/globalSetup.ts"
 import { freePort } from "../../test/harness/plane.ts"
 import { acceptsConnections, type ManagedProcess, startProcess, waitFor } from "../../test/harness/process.ts"
+import { firstLineNodeFlags } from "./nodeFlags.ts"
 
 export const repo = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -28,17 +29,13 @@ export interface Impl {
 
 /**
  * Our binaries: the sources, or with CSI_SPIFFE_BENCH_BUNDLE=1 the production bundle of
- * `npm run build:bundle` (what the image runs), with the Node flags of its first line if it has
- * any (`#!/usr/bin/env -S node <flags>`), which the image runs it with and which NODE_OPTIONS may
- * not carry.
+ * `npm run build:bundle` (what the image runs), each with the Node flags of its first line.
  */
 const bundled = process.env["CSI_SPIFFE_BENCH_BUNDLE"] === "1"
 const ourEntry = (name: "csi" | "approver"): ReadonlyArray<string> => {
-  if (!bundled) return [path.join(repo, `src/bin/${name}.ts`)]
-  const f = path.join(repo, `dist/${name}.mjs`)
+  const f = bundled ? path.join(repo, `dist/${name}.mjs`) : path.join(repo, `src/bin/${name}.ts`)
   if (!fs.existsSync(f)) throw new Error(`CSI_SPIFFE_BENCH_BUNDLE=1 but ${f} is missing: run npm run build:bundle`)
-  const first = /^#!\/usr\/bin\/env -S node(.*)$/.exec(fs.readFileSync(f, "utf8").split("\n", 1)[0] ?? "")
-  return [...(first === null ? [] : first[1]!.trim().split(/\s+/).filter((a) => a !== "")), f]
+  return [...firstLineNodeFlags(f), f]
 }
 
 export const ours: Impl = {
