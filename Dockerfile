@@ -43,16 +43,16 @@ RUN node scripts/bundle.ts \
 # Node keeps one cache directory per uid: filled for root (the driver) and 65532 (approver, signer).
 # The modules are imported with `--help` as the only argument, so they load but run nothing.
 # V8 keys the cache by its flags too, as they are when a module is compiled: NODE_OPTIONS here is
-# the runtime stage's (see there); the driver starts with the --max-opt=0 of its first line
-# (src/bin/csi.ts) and sets V8's --optimize-for-size once its CSI socket listens
-# (src/bin/CsiLive.ts), before its X.509 chunk loads (on the first publish), so that chunk is
-# cached after the same flag is set here.
+# the runtime stage's (see there), and each binary's is filled with the Node flags of its first
+# line (`#!/usr/bin/env -S node --max-opt=…`, src/bin/*.ts). The driver sets V8's
+# --optimize-for-size once its CSI socket listens (src/bin/CsiLive.ts), before its X.509 chunk
+# loads (on the first publish), so that chunk is cached after the same flag is set here.
 ENV NODE_COMPILE_CACHE=/app/compile-cache NODE_OPTIONS=--max-semi-space-size=2
 RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) f.startsWith("--") ? (await import("node:v8")).setFlagsFromString(f) : await import(f)'; \
     mkdir -m 1777 /app/compile-cache; \
     for bin in csi approver signer; do \
       files="$(ls /app/dist/$bin.mjs /app/dist/$bin-*.mjs)"; \
-      flags=""; [ "$bin" = csi ] && flags="$(head -n 1 /app/dist/csi.mjs | sed -n 's|^#!/usr/bin/env -S node ||p')"; \
+      flags="$(head -n 1 /app/dist/$bin.mjs | sed -n 's|^#!/usr/bin/env -S node ||p')"; \
       [ "$bin" = csi ] && files="$(ls /app/dist/csi.mjs /app/dist/csi-*.mjs | grep -v -- -x509-) --optimize-for-size $(ls /app/dist/csi-x509-*.mjs)"; \
       node $flags --input-type=module -e "$warm" $files >/dev/null; \
       setpriv --reuid=65532 --regid=65532 --clear-groups node $flags --input-type=module -e "$warm" $files >/dev/null; \
@@ -61,8 +61,7 @@ RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.
 
 # The runtime's whole file system in /rootfs: the bundle at /app/dist, its compile cache, each program below at the
 # path it has here, and every shared library `ldd` names for it (with the loader) at its path.
-# env(1) runs the bundles' first lines (`#!/usr/bin/env node`; the driver's
-# `#!/usr/bin/env -S node --max-opt=0`); id(1) and true(1) (coreutils, libc only) let a
+# env(1) runs the bundles' first lines (`#!/usr/bin/env -S node --max-opt=…`); id(1) and true(1) (coreutils, libc only) let a
 # container runtime check the user and start-up without the binaries.
 RUN set -eu; r=/rootfs; \
     mkdir -p "$r/app" "$r/tmp" "$r/usr/local/bin"; chmod 1777 "$r/tmp"; \
@@ -90,15 +89,16 @@ COPY --from=build /rootfs/ /
 # instead of 204-208 and the approver after 500 requests at 111-124 instead of 130-138
 # (scripts/bench.ts --quick, bench/results/footprint.md). The driver sets --optimize-for-size
 # itself once its socket listens (src/bin/CsiLive.ts says why).
-# glibc's malloc (mallopt(3)): at most 2 arenas instead of 8 per core, a fixed 128 KiB threshold
-# above which a block is its own mapping (unmapped when freed; by default the threshold rises after
-# the first large free, and such blocks then stay in the heap), and the heap's free top handed back
-# above 128 KiB: the driver after a burst of 110 publishes idles 5-6 MiB lower (98-103 MiB RSS
-# against 102-109, 5 runs each, scripts/bench-idle-rss.ts), the approver and its decisions per
-# second unchanged within the noise.
+# glibc's malloc (mallopt(3)): at most 2 arenas instead of 8 per core, a fixed threshold above
+# which a block is its own mapping (unmapped when freed; by default the threshold rises after the
+# first large free, and such blocks then stay in the heap), and the heap's free top handed back
+# above the same size. At 128 KiB the driver after a burst of 110 publishes idled 5-6 MiB lower
+# (98-103 MiB RSS against 102-109, 5 runs each, scripts/bench-idle-rss.ts); at 32 KiB, with the
+# driver in V8's interpreter, 78.5 (78.4-78.5) against 80.2 (78.5-81.9) and the approver 83.9
+# against 85.1 (2 runs each); the burst's p99 and the decisions per second within their noise.
 ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_ENV=production NODE_COMPILE_CACHE=/app/compile-cache \
     NODE_OPTIONS=--max-semi-space-size=2 \
-    MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
+    MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=32768 MALLOC_TRIM_THRESHOLD_=32768
 WORKDIR /app
 # Numeric so that the approver's `runAsNonRoot: true` can be verified by the kubelet; the driver
 # DaemonSet sets runAsUser: 0 itself.

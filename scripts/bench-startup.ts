@@ -2,7 +2,7 @@
  * Start-up cost of both binaries without a cluster (the full `npm run bench` measures Probe
  * ready=true on a real plane): for the sources (`src/bin/*.ts`) and, when `dist/` is built
  * (`npm run build:bundle`), the bundle, and the bundle as the image runs it (V8's compile cache
- * warm, the image's NODE_OPTIONS, and the driver's first-line Node flags):
+ * warm, the image's NODE_OPTIONS, and each binary's first-line Node flags):
  *
  * - help_ms: spawn → exit of `--help`
  * - driver_probe_ms: spawn → first answer of Identity.Probe on the driver's socket (the kubeconfig
@@ -17,8 +17,8 @@
  * Medians over the runs with their spread (min–max), printed and written to
  * bench/results/startup.json. `CSI_SPIFFE_BENCH_VARIANTS=bundle,image` keeps only the variants
  * named (the sources take seconds per start); `CSI_SPIFFE_BENCH_BASELINE=<dir>` adds another
- * build of dist/ as `baseline`, run like `image` (its driver with the flags of its own
- * `csi.mjs` first line), `CSI_SPIFFE_BENCH_BASELINE=a=<dir>,b=<dir>` several, named;
+ * build of dist/ as `baseline`, run like `image` (each binary with the flags of its own
+ * first line), `CSI_SPIFFE_BENCH_BASELINE=a=<dir>,b=<dir>` several, named;
  * `CSI_SPIFFE_BENCH_PARTS=driver` measures only the parts named (`help`, `driver`, `approver`),
  * for more turns in the same time.
  *
@@ -61,8 +61,8 @@ interface Variant {
   readonly driver: string
   readonly approver: string
   readonly env: Readonly<Record<string, string>>
-  /** Node options the driver's first line adds when the image runs it (`#!/usr/bin/env -S node …`). */
-  readonly driverNodeArgs?: ReadonlyArray<string>
+  /** Each binary runs with the Node flags of its first line, as the image runs it (`#!/usr/bin/env -S node …`). */
+  readonly firstLine?: boolean
 }
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-startup-"))
@@ -79,7 +79,7 @@ if (fs.existsSync(path.join(repo, "dist/csi.mjs"))) {
       driver: "dist/csi.mjs",
       approver: "dist/approver.mjs",
       env: { NODE_COMPILE_CACHE: cacheDir, NODE_OPTIONS: "--max-semi-space-size=2" },
-      driverNodeArgs: firstLineNodeFlags(path.resolve(repo, "dist/csi.mjs"))
+      firstLine: true
     }
   )
 } else {
@@ -104,7 +104,7 @@ const services = Effect.runSync(loadCsiServices)
 
 const start = (v: Variant, script: string, args: ReadonlyArray<string>) => {
   const t0 = performance.now()
-  const nodeArgs = script === v.driver ? (v.driverNodeArgs ?? []) : []
+  const nodeArgs = v.firstLine === true ? firstLineNodeFlags(path.resolve(repo, script)) : []
   const proc = spawn(process.execPath, [...nodeArgs, path.resolve(repo, script), ...args], {
     cwd: tmp,
     env: { ...process.env, ...v.env },
@@ -214,7 +214,7 @@ for (const [i, entry] of (process.env["CSI_SPIFFE_BENCH_BASELINE"] ?? "").split(
     driver: path.join(path.resolve(dir), "csi.mjs"),
     approver: path.join(path.resolve(dir), "approver.mjs"),
     env: { NODE_COMPILE_CACHE: path.join(tmp, `compile-cache-${name}`), NODE_OPTIONS: "--max-semi-space-size=2" },
-    driverNodeArgs: firstLineNodeFlags(path.join(path.resolve(dir), "csi.mjs"))
+    firstLine: true
   })
 }
 const only = process.env["CSI_SPIFFE_BENCH_VARIANTS"]?.split(",").filter((n) => n !== "")
@@ -232,7 +232,7 @@ try {
       const stem = path.basename(script).replace(/\.(mjs|ts)$/, "")
       const files = [path.resolve(repo, script), ...fs.readdirSync(dir).filter((f) => f.startsWith(`${stem}-`) && f.endsWith(".mjs")).map((f) => path.join(dir, f))]
       const warm = 'const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) await import(f)'
-      const nodeArgs = script === v.driver ? (v.driverNodeArgs ?? []) : []
+      const nodeArgs = v.firstLine === true ? firstLineNodeFlags(path.resolve(repo, script)) : []
       execFileSync(process.execPath, [...nodeArgs, "--input-type=module", "-e", warm, ...files], { env: { ...process.env, ...v.env }, stdio: "ignore" })
     }
   }

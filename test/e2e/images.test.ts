@@ -206,11 +206,11 @@ describe("local images in a real containerd", () => {
   })
 
   // V8 keys its code cache by the flags a process runs with: the image's warm-up (Dockerfile) must
-  // run each entry with the Node flags of its first line (the driver's `--max-opt=0`), or every
+  // run each entry with the Node flags of its first line (`--max-opt=…`), or every
   // start silently compiles the whole bundle again. Node reports what it did with each cache entry
   // when NODE_DEBUG_NATIVE=COMPILE_CACHE is set.
   it("starts each binary's entry from the compile cache built into the image", async () => {
-    for (const [bin, entry] of [["csi-driver-spiffe", "csi.mjs"], ["csi-driver-spiffe-approver", "approver.mjs"]] as const) {
+    for (const [bin, entry] of [["csi-driver-spiffe", "csi.mjs"], ["csi-driver-spiffe-approver", "approver.mjs"], ["csi-driver-spiffe-signer", "signer.mjs"]] as const) {
       const r = await ctrRun(scratch!, images.driver.ref, ["env", "NODE_DEBUG_NATIVE=COMPILE_CACHE", bin, "--help"])
       const lines = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => l.includes(`/app/dist/${entry}`))
       expect(lines.join("\n")).toContain(`V8 code cache for ESM file:///app/dist/${entry} was accepted`)
