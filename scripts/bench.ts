@@ -578,6 +578,9 @@ const renewalStorm = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchS
       cw.close()
       await dropPods(admin, s, pods)
     }
+    // what the storm leaves once its volumes are gone: against storm_rss_before_mib, the driver's leak or keep
+    await sleep(IDLE_SETTLE_S * 1000)
+    addRun(r, "storm_rss_unpublished_mib", rssMiB(s.driver.pid))
   }
 }
 
@@ -680,7 +683,8 @@ process unless said otherwise. Each metric is measured in ${RUNS} run(s); the ta
   payload link) detects each renewal (wall clock); at the end the new serial in \`tls.crt\` is checked. The value is the time
   from the earliest possible due instant (earliest NotBefore + 61.7 % of the lifetime; NotBefore has 1 s resolution) to the
   last volume holding a new serial; the note gives the due window itself (its lower bound), failures (volumes without a new
-  serial by the last NotAfter + 30 s, Denied/Failed requests, publish errors).
+  serial by the last NotAfter + 30 s, Denied/Failed requests, publish errors). The driver's VmRSS is read before the publish
+  burst, once every volume is renewed (all ${STORM_VOLUMES} still published) and ${IDLE_SETTLE_S} s after all of them were unpublished.
 - **cold_start_ms**: a fresh driver process (own socket, data root and node id) from \`spawn()\` to the first
   \`Identity.Probe\` that answers \`ready=true\` (ready means: volume state loaded, the CertificateRequest informer synced,
   the issuer known). The socket is checked every 2 ms; each probe uses a new connection. Node's start-up (loading and

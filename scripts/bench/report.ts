@@ -44,7 +44,8 @@ export const METRICS: ReadonlyArray<MetricDef> = [
   { name: "help_ms", unit: "ms", lowerIsBetter: true, what: "driver `--help`, process spawn to exit" },
   { name: "approver_idle_rss_mib", unit: "MiB", lowerIsBetter: true, what: "approver VmRSS, idle after the sequential and burst phases" },
   { name: "storm_rss_before_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS before its publish burst" },
-  { name: "storm_rss_after_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS once every volume is renewed" }
+  { name: "storm_rss_after_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS once every volume is renewed" },
+  { name: "storm_rss_unpublished_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS after every storm volume is unpublished" }
 ]
 
 export interface ImplResult {
