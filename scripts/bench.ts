@@ -116,6 +116,8 @@ const liveStacks = new Set<BenchStack>()
 const liveProcs = new Set<ManagedProcess>()
 const closers = new Set<() => void>()
 let tearingDown: Promise<boolean> | undefined
+/** Set when a phase fails: the run directory (the processes' logs) is then kept for a look. */
+let phaseFailed = false
 
 const teardown = (keepRunDir: boolean): Promise<boolean> => {
   tearingDown ??= (async () => {
@@ -145,7 +147,7 @@ const teardown = (keepRunDir: boolean): Promise<boolean> => {
         clean = false
         process.stderr.write(`bench: stopping the control plane: ${String(err)}\n`)
       })
-      if (clean && !keepRunDir) fs.rmSync(plane.tmpDir, { recursive: true, force: true })
+      if (clean && !keepRunDir && !phaseFailed) fs.rmSync(plane.tmpDir, { recursive: true, force: true })
       else process.stderr.write(`bench: run directory kept (process logs are in it): ${plane.tmpDir}\n`)
     }
     return clean
@@ -210,7 +212,8 @@ const crWatch = (info: ControlPlaneInfo, ns: string, selector: string, onEvent: 
   }
 }
 
-const errMsg = (err: unknown) => (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 300)
+// 1000: a mount(8) error names the target twice (the driver's detail, then mount's own words), 150 characters each here
+const errMsg = (err: unknown) => (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 1000)
 
 // ------------------------------------------------------------------ phases
 
@@ -593,6 +596,7 @@ const phase = async (r: ImplResult, name: string, f: () => Promise<void>) => {
     await f()
   } catch (err) {
     const msg = errMsg(err)
+    phaseFailed = true
     r.notes.push(`phase ${name} failed: ${msg}`)
     progress(`  FAILED: ${msg}`)
   }
