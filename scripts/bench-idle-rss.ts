@@ -3,7 +3,7 @@
  * `npm run bench`), and for each variant a fresh driver + approver (the bundle, `dist/`), 110 pods
  * published at once (their p99 latency is printed too: a flag that saves memory must not cost the
  * burst), then VmRSS and RssAnon sampled 10, 30 and 60 s after the last publish returned (the
- * approver runs its own memory-reducing GC 30 s after its queue drained, `layers/IdleGc.ts`, so the
+ * approver runs its own memory-reducing GC 10 s after its queue drained, `layers/IdleGc.ts`, so the
  * last sample falls after it). Variants run in turns (A B A B …), so the load of a shared machine falls on each alike;
  * the first turn of a variant starts with its compile cache cold (V8 keys the cache by its flags)
  * and fills it; every turn is counted.

@@ -97,12 +97,7 @@ export const approverWith = <E>(settings: ApproverSettings, KubeLive: Layer.Laye
  * `IdleGc.QUIET` (`layers/IdleGc.ts` says why), as a scoped fiber. Only in the live approver: the
  * tests of the whole graph over the memory twin have no heap worth collecting.
  */
-const idleGc = Layer.effectDiscard(
-  Effect.gen(function*() {
-    const controller = yield* Controller
-    yield* Effect.forkScoped(IdleGc.run(controller.busy, IdleGc.QUIET, IdleGc.fullGc))
-  })
-)
+const idleGc = IdleGc.layer(Effect.map(Effect.service(Controller), (controller) => controller.busy))
 
 export const ApproverLive = (settings: ApproverSettings) =>
   idleGc.pipe(

@@ -4,27 +4,33 @@
  * Why: V8 hands the garbage of a burst back to the system through its memory reducer, which runs
  * when the embedder tells V8 the process went idle; Node never does. So after deciding a burst of
  * CertificateRequests the approver kept what the burst left: on the real plane its RSS 60 s after a
- * burst of 110 was 96.9 MiB without this and 84.6 MiB with it (bench/results/footprint.md, round 3).
+ * burst of 110 was 96.9 MiB without this and 84.6 MiB with it (bench/results/footprint.md, round 3);
+ * the driver, once 500 volumes had been published and unpublished, 91.3 MiB without and 80.7 with
+ * it (round 4).
  *
  * Owns: watching a `busy` signal and, once it has been false for `quiet` after having been true,
  * running `collect` once; the next one only after work came and went again. Work that arrives
  * during the quiet period restarts it.
- * Does not own: what "busy" means (the caller's work queue) or when a process is worth collecting.
+ * Does not own: what "busy" means (the approver's work queue, the driver's publishes and
+ * unpublishes in hand) or when a process is worth collecting.
  *
  * How the GC is reached without a command-line flag: `--expose-gc` set at run time makes V8 give
  * every context created afterwards a global `gc`; a fresh `vm` context hands it over, while the
  * process' own global stays without it. The "last-resort" flavour is V8's memory-reducing full GC
  * (it compacts and returns freed pages, as the memory reducer would).
  */
-import { Duration, Effect, Stream } from "effect"
+import { Duration, Effect, Layer, Stream } from "effect"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 
 /**
- * 30 s: longer than the gaps inside a burst of requests (the approver decides one in milliseconds
- * to a few seconds), so one burst costs one GC (tens of ms of CPU) and a steady trickle costs none.
+ * 10 s: longer than the gaps inside a burst (a rollout's pods, their volumes and requests come
+ * milliseconds to a second apart; each takes milliseconds to a few seconds), so one burst costs one
+ * GC (tens of ms of CPU); short enough that what a burst left goes back to the node within seconds
+ * of it rather than half a minute later. A trickle with gaps over 10 s pays one GC per piece of
+ * work, which at that rate is well under 1 % of a core.
  */
-export const QUIET = Duration.seconds(30)
+export const QUIET = Duration.seconds(10)
 
 type GcFunction = (options: { readonly type: "major"; readonly execution: "sync"; readonly flavor: "last-resort" }) => void
 
@@ -50,3 +56,10 @@ export const run = (busy: Stream.Stream<boolean>, quiet: Duration.Input, collect
     Stream.runDrain,
     Effect.andThen(Effect.never)
   )
+
+/**
+ * `run` with `QUIET` and `fullGc` on the busy signal `busy` yields, as a scoped fiber for the
+ * layer's life: what each binary's composition root adds (`bin/ApproverLive.ts`, `bin/CsiLive.ts`).
+ */
+export const layer = <R>(busy: Effect.Effect<Stream.Stream<boolean>, never, R>) =>
+  Layer.effectDiscard(Effect.flatMap(busy, (signal) => Effect.forkScoped(run(signal, QUIET, fullGc))))

@@ -4,14 +4,14 @@
  * of which owns one job, and itself owns only what ties them together for the layer's life.
  *
  * Owns (this file): the order of start-up (recovery, then following API reconnects and CA changes,
- * then one CA pass), the readiness flag, and the status views (`status`, `awaitStatus`, `statuses`,
- * `managed`). The pieces, from the bottom up: `State.ts` (per-volume state and the volume map),
+ * then one CA pass), the readiness flag, the count of publishes and unpublishes in hand (`busy`),
+ * and the status views (`status`, `awaitStatus`, `statuses`, `managed`). The pieces, from the bottom up: `State.ts` (per-volume state and the volume map),
  * `Files.ts` (a volume's files and SVID, the CA refresh), `Socket.ts` (the Workload API socket
  * scope), `Forget.ts` (deleting a volume's requests in the background), `Issue.ts` (one issuance),
  * `Renewal.ts` (the renewal fiber), `Publish.ts`, `Unpublish.ts`, `Recovery.ts`.
  * Does not own: any of those jobs itself.
  */
-import { Effect, Layer, PubSub, Ref, Stream } from "effect"
+import { Effect, Layer, PubSub, Ref, Stream, SubscriptionRef } from "effect"
 import { CaBundle } from "../services/CaBundle.ts"
 import { Issuance } from "../services/Issuance.ts"
 import { VolumeManager } from "../services/VolumeManager.ts"
@@ -44,6 +44,10 @@ export const layer = Layer.effect(
     const unpublish = yield* Unpublish.make(parts)
     const refreshCaFiles = files.refreshCaFiles(volumes)
     const resumed = yield* Ref.make(false)
+    const inHand = yield* SubscriptionRef.make(0)
+    /** Counts `work` in hand from its start to its end, however it ends. */
+    const counted = <E>(work: Effect.Effect<void, E>) =>
+      Effect.acquireUseRelease(SubscriptionRef.update(inHand, (n) => n + 1), () => work, () => SubscriptionRef.update(inHand, (n) => n - 1))
 
     yield* Recovery.resumeStored(parts)
     // The API server answers again after an outage: renewals waiting on a backoff try at once.
@@ -66,8 +70,8 @@ export const layer = Layer.effect(
       Effect.flatMap(volumes.get(volumeId), (s) => (s === undefined ? Effect.succeed(undefined) : statusOf(s)))
 
     return VolumeManager.of({
-      publish,
-      unpublish,
+      publish: (request) => counted(publish(request)),
+      unpublish: (request) => counted(unpublish(request)),
       refreshCaFiles,
       ready: Ref.get(resumed),
       status: look,
@@ -83,7 +87,8 @@ export const layer = Layer.effect(
           return status
         })),
       statuses: Effect.flatMap(volumes.all, (all) => Effect.forEach(all, statusOf)),
-      managed: renewals.size
+      managed: renewals.size,
+      busy: SubscriptionRef.changes(inHand).pipe(Stream.map((n) => n > 0), Stream.changes)
     })
   })
 )

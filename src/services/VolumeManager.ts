@@ -13,7 +13,7 @@
  * files (VolumeStore), mounts (Mounter).
  */
 import { Context, Schema } from "effect"
-import type { Effect } from "effect"
+import type { Effect, Stream } from "effect"
 import type { PublishRequest, UnpublishRequest } from "../domain/PublishRequest.ts"
 import type { IssuanceError } from "./Issuance.ts"
 import type { MountError } from "./Mounter.ts"
@@ -89,6 +89,11 @@ export interface VolumeManagerShape {
   readonly statuses: Effect.Effect<ReadonlyArray<VolumeStatus>>
   /** Volumes with a running renewal fiber. */
   readonly managed: Effect.Effect<number>
+  /**
+   * True while a publish or an unpublish is in hand, false otherwise: the current value first, then
+   * each change. The driver's idle GC watches it (`bin/CsiLive.ts`).
+   */
+  readonly busy: Stream.Stream<boolean>
 }
 
 export class VolumeManager extends Context.Service<VolumeManager, VolumeManagerShape>()("csi-driver-spiffe/services/VolumeManager") {}

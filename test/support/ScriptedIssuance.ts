@@ -5,7 +5,7 @@
  * retry instant can be asserted to the millisecond.
  */
 import { assert } from "@effect/vitest"
-import { Clock, Context, Effect, Layer, PubSub, Queue, Redacted, Ref, Stream } from "effect"
+import { Clock, Context, Deferred, Effect, Layer, PubSub, Queue, Redacted, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { PublishRequest } from "../../src/domain/PublishRequest.ts"
 import * as CaBundleLayers from "../../src/layers/CaBundle.ts"
@@ -34,12 +34,15 @@ interface Attempt {
 export class Script extends Context.Service<Script, {
   readonly attempts: Queue.Queue<Attempt>
   readonly outcome: Ref.Ref<"Sign" | IssuanceFailure>
+  /** While set, every attempt waits for it after it was announced: a publish held in its issuance. */
+  readonly hold: Ref.Ref<Deferred.Deferred<void> | undefined>
   readonly reconnect: Effect.Effect<void>
 }>()("test/support/ScriptedIssuance/Script") {}
 
 const scripted = Layer.effectContext(Effect.gen(function*() {
   const attempts = yield* Queue.unbounded<Attempt>()
   const outcome = yield* Ref.make<"Sign" | IssuanceFailure>("Sign")
+  const hold = yield* Ref.make<Deferred.Deferred<void> | undefined>(undefined)
   const reconnected = yield* PubSub.unbounded<void>()
   let serial = 0
   const issuance = Issuance.of({
@@ -47,6 +50,8 @@ const scripted = Layer.effectContext(Effect.gen(function*() {
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         yield* Queue.offer(attempts, { at: now, volumeId: input.volumeId, token: input.token === undefined ? undefined : Redacted.value(input.token) })
+        const held = yield* Ref.get(hold)
+        if (held !== undefined) yield* Deferred.await(held)
         const o = yield* Ref.get(outcome)
         if (o !== "Sign") return yield* new IssuanceError({ reason: o, detail: `scripted ${o}` })
         serial += 1
@@ -58,7 +63,7 @@ const scripted = Layer.effectContext(Effect.gen(function*() {
     reconnected: Stream.fromPubSub(reconnected)
   })
   return Context.make(Issuance, issuance).pipe(
-    Context.add(Script, Script.of({ attempts, outcome, reconnect: Effect.asVoid(PubSub.publish(reconnected, undefined)) }))
+    Context.add(Script, Script.of({ attempts, outcome, hold, reconnect: Effect.asVoid(PubSub.publish(reconnected, undefined)) }))
   )
 }))
 
@@ -89,9 +94,20 @@ const request = (volumeId: string, token: string): PublishRequest => ({
 
 export const publish = (volumeId: string, token = "token-1") => Effect.flatMap(Effect.service(VolumeManager), (m) => m.publish(request(volumeId, token)))
 
+export const unpublish = (volumeId: string) =>
+  Effect.flatMap(Effect.service(VolumeManager), (m) => m.unpublish({ volumeId, targetPath: request(volumeId, "").targetPath }))
+
 export const nextAttempt = Effect.flatMap(Effect.service(Script), (s) => Queue.take(s.attempts))
 
 export const setOutcome = (o: "Sign" | IssuanceFailure) => Effect.flatMap(Effect.service(Script), (s) => Ref.set(s.outcome, o))
+
+/** Holds every attempt from now on until the returned effect releases them. */
+export const holdAttempts = Effect.gen(function*() {
+  const script = yield* Script
+  const gate = yield* Deferred.make<void>()
+  yield* Ref.set(script.hold, gate)
+  return Effect.andThen(Ref.set(script.hold, undefined), Deferred.succeed(gate, undefined))
+})
 
 /** Moves the clock to `at` exactly (absolute, from TestClock's 0). */
 export const advanceTo = (at: number) => Effect.flatMap(Clock.currentTimeMillis, (now) => TestClock.adjust(at - now))
