@@ -5,10 +5,11 @@
  *
  * Owns (this file): the order of start-up (recovery, then following API reconnects and CA changes,
  * then one CA pass), the readiness flag, the count of publishes and unpublishes in hand (`busy`),
- * and the status views (`status`, `awaitStatus`, `statuses`, `managed`). The pieces, from the bottom up: `State.ts` (per-volume state and the volume map),
- * `Files.ts` (a volume's files and SVID, the CA refresh), `Socket.ts` (the Workload API socket
- * scope), `Forget.ts` (deleting a volume's requests in the background), `Issue.ts` (one issuance),
- * `Renewal.ts` (the renewal fiber), `Publish.ts`, `Unpublish.ts`, `Recovery.ts`.
+ * and the status views (`status`, `awaitStatus`, `statuses`, `managed`). The pieces, from the
+ * bottom up: `State.ts` (per-volume state and the volume map), `Files.ts` (a volume's files and
+ * SVID, the CA refresh), `Socket.ts` (the Workload API socket scope), `Forget.ts` (deleting a
+ * volume's requests in the background), `Issue.ts` (one issuance), `Renewal.ts` (the renewal
+ * fiber), `Publish.ts`, `Unpublish.ts`, `Recovery.ts`.
  * Does not own: any of those jobs itself.
  */
 import { Effect, Layer, PubSub, Ref, Stream, SubscriptionRef } from "effect"
