@@ -41,27 +41,23 @@ RUN node scripts/bundle.ts \
 # V8's compile cache of every module of the bundle (NODE_COMPILE_CACHE, read at each start): code
 # compiled here is not compiled again at start-up, which also saves the heap the compiler needs.
 # Node keeps one cache directory per uid: filled for root (the driver) and 65532 (approver, signer).
-# The modules are imported with `--help` as the only argument, so they load but run nothing.
-# V8 keys the cache by its flags too, as they are when a module is compiled: NODE_OPTIONS here is
-# the runtime stage's (see there), and each binary's is filled with the Node flags of its first
-# line (`#!/usr/bin/env -S node --max-opt=…`, src/bin/*.ts). The driver sets V8's
-# --optimize-for-size once its CSI socket listens (src/bin/CsiLive.ts), before its X.509 chunk
-# loads (on the first publish), so that chunk is cached after the same flag is set here.
+# V8 keys each entry by its flags as they are when the module is compiled, and each binary sets
+# flags of its own as it starts (src/bin/CompilerTiers.ts), so dist/warm-up.mjs (written by
+# scripts/bundle.ts) imports each binary's files in the order a start compiles them, with the same
+# flags set between them; the entry gets `--help` as its only argument, so it loads but runs
+# nothing. NODE_OPTIONS here is the runtime stage's (see there).
 ENV NODE_COMPILE_CACHE=/app/compile-cache NODE_OPTIONS=--max-semi-space-size=2
-RUN set -eu; warm='const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) f.startsWith("--") ? (await import("node:v8")).setFlagsFromString(f) : await import(f)'; \
+RUN set -eu; \
     mkdir -m 1777 /app/compile-cache; \
     for bin in csi approver signer; do \
-      files="$(ls /app/dist/$bin.mjs /app/dist/$bin-*.mjs)"; \
-      flags="$(head -n 1 /app/dist/$bin.mjs | sed -n 's|^#!/usr/bin/env -S node ||p')"; \
-      [ "$bin" = csi ] && files="$(ls /app/dist/csi.mjs /app/dist/csi-*.mjs | grep -v -- -x509-) --optimize-for-size $(ls /app/dist/csi-x509-*.mjs)"; \
-      node $flags --input-type=module -e "$warm" $files >/dev/null; \
-      setpriv --reuid=65532 --regid=65532 --clear-groups node $flags --input-type=module -e "$warm" $files >/dev/null; \
+      node /app/dist/warm-up.mjs $bin >/dev/null; \
+      setpriv --reuid=65532 --regid=65532 --clear-groups node /app/dist/warm-up.mjs $bin >/dev/null; \
     done; \
     chmod 0755 /app/compile-cache; ls -l /app/compile-cache/*
 
 # The runtime's whole file system in /rootfs: the bundle at /app/dist, its compile cache, each program below at the
 # path it has here, and every shared library `ldd` names for it (with the loader) at its path.
-# env(1) runs the bundles' first lines (`#!/usr/bin/env -S node --max-opt=…`); id(1) and true(1) (coreutils, libc only) let a
+# env(1) runs the bundles' first lines (`#!/usr/bin/env node`); id(1) and true(1) (coreutils, libc only) let a
 # container runtime check the user and start-up without the binaries.
 RUN set -eu; r=/rootfs; \
     mkdir -p "$r/app" "$r/tmp" "$r/usr/local/bin"; chmod 1777 "$r/tmp"; \

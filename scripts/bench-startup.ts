@@ -226,10 +226,17 @@ const samples: Record<string, Record<string, Array<number>>> = {}
 try {
   for (const v of variants) {
     // Fills the compile cache (and the page cache) before the counted runs, as the Dockerfile
-    // does: every module of the binary imported with `--help` as the only argument.
+    // does: with the build's `warm-up.mjs` when it has one (each binary's files in the order a
+    // start compiles them, with the V8 flags it sets between them), else every module of the
+    // binary imported with `--help` as the only argument and the flags of its first line.
     for (const script of [v.driver, v.approver]) {
       const dir = path.dirname(path.resolve(repo, script))
       const stem = path.basename(script).replace(/\.(mjs|ts)$/, "")
+      const warmUp = path.join(dir, "warm-up.mjs")
+      if (script.endsWith(".mjs") && fs.existsSync(warmUp)) {
+        execFileSync(process.execPath, [warmUp, stem], { env: { ...process.env, ...v.env }, stdio: "ignore" })
+        continue
+      }
       const files = [path.resolve(repo, script), ...fs.readdirSync(dir).filter((f) => f.startsWith(`${stem}-`) && f.endsWith(".mjs")).map((f) => path.join(dir, f))]
       const warm = 'const files = process.argv.slice(1); process.argv = [process.argv[0], "warm", "--help"]; for (const f of files) await import(f)'
       const nodeArgs = v.firstLine === true ? firstLineNodeFlags(path.resolve(repo, script)) : []

@@ -7,6 +7,7 @@
  *
  *   node scripts/bundle.ts            # or: npm run build:bundle
  *   node scripts/bundle.ts --readable # not minified (names, comments and layout as in the sources)
+ *   node scripts/bundle.ts --out=DIR  # into DIR instead of dist/ (tests)
  *
  * Why: from the sources Node resolves, reads and compiles hundreds of modules of node_modules at
  * each start (`@kubernetes/client-node`'s index loads every generated API model, `effect` ships
@@ -24,9 +25,11 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { protoJson, protoNames } from "../src/csi/ProtoSource.ts"
+import * as CompilerTiers from "../src/bin/CompilerTiers.ts"
 
 const repo = fileURLToPath(new URL("..", import.meta.url))
-const out = path.join(repo, "dist")
+const outFlag = process.argv.find((a) => a.startsWith("--out="))
+const out = outFlag === undefined ? path.join(repo, "dist") : path.resolve(outFlag.slice("--out=".length))
 const pkg = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8")) as { name: string; version: string }
 /**
  * The output is minified (whitespace removed, local names shortened, dead code dropped) with every
@@ -124,6 +127,39 @@ export const { ${names.join(", ")} } = http
   }
 }
 
+/**
+ * `dist/warm-up.mjs <csi|approver|signer>` fills V8's compile cache (`NODE_COMPILE_CACHE`: the
+ * Dockerfile, the benchmarks) as a real start of that binary compiles its files: in the same order,
+ * with the same V8 flags set between them (`src/bin/CompilerTiers.ts`), since V8 keys each cache
+ * entry by the flags as they are when the file is compiled. The entry is imported with `--help` as
+ * the only argument, so it runs nothing; the driver's X.509 chunk, loaded on its first publish,
+ * comes after the flag set once its socket listens.
+ */
+const warmUpScript = (files: ReadonlyArray<string>): string => {
+  const chunks = (name: string) => files.filter((f) => f.startsWith(`${name}-`) && f.endsWith(".mjs")).sort()
+  const x509 = chunks("csi").filter((f) => f.startsWith("csi-x509-"))
+  if (x509.length !== 1) throw new Error(`expected one dist/csi-x509-*.mjs, found ${x509.length}`)
+  const steps = {
+    csi: ["csi.mjs", CompilerTiers.DRIVER.flags, ...chunks("csi").filter((f) => !x509.includes(f)), CompilerTiers.DRIVER_LISTENING, ...x509],
+    approver: ["approver.mjs", CompilerTiers.APPROVER.flags, ...chunks("approver")],
+    signer: ["signer.mjs", ...chunks("signer")]
+  }
+  return `// Written by scripts/bundle.ts: fills the compile cache as a start of the binary named compiles its files.
+import * as v8 from "node:v8"
+const steps = ${JSON.stringify(steps)}
+const bin = process.argv[2]
+if (!Object.hasOwn(steps, bin ?? "")) {
+  console.error("usage: node warm-up.mjs " + Object.keys(steps).join("|"))
+  process.exit(2)
+}
+process.argv = [process.argv[0], bin, "--help"]
+for (const step of steps[bin]) {
+  if (step.startsWith("--")) v8.setFlagsFromString(step)
+  else await import(new URL(step, import.meta.url).href)
+}
+`
+}
+
 fs.rmSync(out, { recursive: true, force: true })
 const t0 = performance.now()
 // One build per binary, so that its files hold only what that binary reaches (no chunk shared
@@ -157,6 +193,7 @@ for (const f of fs.readdirSync(out).filter((f) => f.endsWith(".mjs"))) {
 // PROTO_SOURCE); a proto the sources name but proto/ lacks fails here.
 fs.mkdirSync(path.join(out, "proto"))
 for (const name of protoNames) fs.writeFileSync(path.join(out, "proto", `${name}.json`), JSON.stringify(protoJson(name)))
+fs.writeFileSync(path.join(out, "warm-up.mjs"), warmUpScript(fs.readdirSync(out)))
 fs.writeFileSync(path.join(out, "package.json"), JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2) + "\n")
 for (const f of ["csi.mjs", "approver.mjs", "signer.mjs"]) fs.chmodSync(path.join(out, f), 0o755)
 const sizes = fs.readdirSync(out).filter((f) => f.endsWith(".mjs")).map((f) => `${f} ${(fs.statSync(path.join(out, f)).size / 1024).toFixed(0)} KiB`)

@@ -24,6 +24,7 @@ import * as MounterLayers from "../layers/Mounter.ts"
 import * as VolumeManagerLayers from "../layers/VolumeManager.ts"
 import * as VolumeStoreLayers from "../layers/VolumeStore.ts"
 import * as WorkloadApiServer from "../csi/WorkloadApiServer.ts"
+import * as CompilerTiers from "./CompilerTiers.ts"
 
 /**
  * The kubelet's plugin registration on `<kubeletRootDir>/plugins_registry/`; nothing at all with
@@ -38,12 +39,8 @@ export const registrationLayer = (config: DriverConfigShape) =>
       kubeletRegistrationPath: config.pluginRegistration.kubeletRegistrationPath
     }).pipe(Layer.provide(NodeServices.layer))
 
-/**
- * V8's `--optimize-for-size`, set once the CSI socket listens (provided after `ServerLive`): it
- * keeps the driver's heap small after a burst of publishes, and set from the first line it cost
- * start-up 50–80 ms of CPU (bench/results/footprint.md, round 3).
- */
-const optimizeForSize = Layer.effectDiscard(Effect.sync(() => v8.setFlagsFromString("--optimize-for-size")))
+/** `CompilerTiers.DRIVER_LISTENING`, set once the CSI socket listens (provided after `ServerLive`). */
+const optimizeForSize = Layer.effectDiscard(Effect.sync(() => v8.setFlagsFromString(CompilerTiers.DRIVER_LISTENING)))
 
 /**
  * A memory-reducing full GC once no publish or unpublish has been in hand for `IdleGc.QUIET`

@@ -205,10 +205,11 @@ describe("local images in a real containerd", () => {
     expect(r.stdout).toContain("csi-driver-spiffe-approver")
   })
 
-  // V8 keys its code cache by the flags a process runs with: the image's warm-up (Dockerfile) must
-  // run each entry with the Node flags of its first line (`--max-opt=…`), or every
-  // start silently compiles the whole bundle again. Node reports what it did with each cache entry
-  // when NODE_DEBUG_NATIVE=COMPILE_CACHE is set.
+  // V8 keys its code cache by the flags a process runs with: the image's warm-up (Dockerfile,
+  // `dist/warm-up.mjs`) must compile each entry with the flags a start has then, or every start
+  // silently compiles the whole bundle again (test/integration/compiler-tiers.test.ts follows a
+  // start past the entry). Node reports what it did with each cache entry when
+  // NODE_DEBUG_NATIVE=COMPILE_CACHE is set.
   it("starts each binary's entry from the compile cache built into the image", async () => {
     for (const [bin, entry] of [["csi-driver-spiffe", "csi.mjs"], ["csi-driver-spiffe-approver", "approver.mjs"], ["csi-driver-spiffe-signer", "signer.mjs"]] as const) {
       const r = await ctrRun(scratch!, images.driver.ref, ["env", "NODE_DEBUG_NATIVE=COMPILE_CACHE", bin, "--help"])

@@ -1,0 +1,102 @@
+/**
+ * Which of V8's compilers each binary runs with, and when that is set: at run time, once the Node
+ * built-ins the binary needs are loaded, just before its composition root is imported (and, for
+ * the driver, once more when its CSI socket listens).
+ *
+ * Why not on the first line (`#!/usr/bin/env -S node --max-opt=0`, as before): V8 keys every code
+ * cache by its flags, and so rejects the one built into the Node binary for Node's own JavaScript
+ * when a process starts with any compiler flag. Every built-in (http2, tls, crypto, child_process
+ * and the 140-odd internal modules under them) was then compiled from its source at each start:
+ * with `NODE_DEBUG_NATIVE=CODE_CACHE` the driver printed 141 "is rejected" lines before its CSI
+ * socket listened, and now prints one (a module loaded by a call, below). A flag set at run time
+ * changes the key only for what is compiled after it, so the built-ins are loaded first, with
+ * their cache, then the flags are set, then the binary's own chunk is imported (its entry in the
+ * image's compile cache is made after the same flags: `dist/warm-up.mjs`, `scripts/bundle.ts`).
+ * The driver's start to its first Probe answer without a cluster: 70 ms less CPU (380 against
+ * 450 ms, median of 12), about 2 MiB more RSS (the pages of the Node binary that hold that
+ * cache); bench/results/footprint.md, round 5.
+ *
+ * V8 reads `--max-opt` only at start (its implications are resolved then: set at run time it
+ * changed nothing), so the tiers are turned off by name. A hot loop, 20 × 10^6 iterations: 166 ms
+ * with every tier, 1463 ms after `--no-sparkplug --no-maglev --no-turbofan` at run time, 1828 ms
+ * with `--max-opt=0` on the command line.
+ *
+ * The built-ins listed are what each binary loads before it listens: the integration test
+ * `test/integration/compiler-tiers.test.ts` starts each one with `NODE_DEBUG_NATIVE=CODE_CACHE`
+ * and fails on a built-in compiled without its cache before then, naming it.
+ */
+import * as v8 from "node:v8"
+
+export interface CompilerTiers {
+  /**
+   * Node built-ins the binary's modules import (`import … from "node:fs"`), loaded the same way
+   * before `flags` is set: an ES module's view of a built-in reads every export, and some are
+   * getters that load more (`fs.ReadStream`, `net.BlockList`, `crypto.webcrypto`).
+   */
+  readonly imported: ReadonlyArray<string>
+  /** Node built-ins the binary's CommonJS dependencies `require` (gRPC's http2, undici's zlib). */
+  readonly required: ReadonlyArray<string>
+  /** V8 flags set before the composition root is imported. */
+  readonly flags: string
+}
+
+/** What the bundle's chunks import as ES modules (the bundle makes `node:http` a `require`, `scripts/bundle.ts` says why). */
+const IMPORTED = [
+  "child_process", "crypto", "dns", "fs", "https", "module", "net", "os", "path", "perf_hooks", "readline", "stream",
+  "tls", "url", "v8", "vm"
+] as const
+
+/** What the gRPC server, the Kubernetes client (undici), mounting and the Workload API require. */
+const REQUIRED = [
+  "assert", "async_hooks", "buffer", "cluster", "console", "diagnostics_channel", "dns/promises", "events",
+  "fs/promises", "http", "http2", "process", "querystring", "stream/web", "string_decoder", "timers", "tty", "util",
+  "worker_threads", "zlib"
+] as const
+
+/**
+ * The driver: V8's interpreter only. The driver waits on the API server, cert-manager and the
+ * disk, not on its own JavaScript; what the compilers would buy is not seen in its latencies,
+ * while their code, their working memory and the pages of the Node binary that hold them stayed
+ * resident after a burst: idle with 110 volumes 82 MiB RSS instead of 113, every latency of
+ * `npm run bench` where it was or lower (bench/results/footprint.md, round 4).
+ */
+export const DRIVER: CompilerTiers = {
+  imported: IMPORTED,
+  required: REQUIRED,
+  flags: "--no-sparkplug --no-maglev --no-turbofan"
+}
+
+/**
+ * V8's `--optimize-for-size`, set by the driver once its CSI socket listens (`CsiLive.ts`), before
+ * its X.509 chunk loads on the first publish: it keeps the heap small after a burst of publishes,
+ * and set from the start it cost 50–80 ms of start-up CPU (bench/results/footprint.md, round 3).
+ */
+export const DRIVER_LISTENING = "--optimize-for-size"
+
+/**
+ * The approver: compiled up to Maglev, never by Turbofan. Turbofan's code and working memory, and
+ * the pages of the Node binary that hold Turbofan, stayed resident after a burst: 60 s after
+ * deciding the requests of 110 publishes 78.5 MiB RSS instead of 83.9, for 40.6 decisions/s on the
+ * real plane instead of 44.8. Interpreter and Sparkplug only held 74 MiB but fell to 35/s
+ * (bench/results/footprint.md, round 4).
+ */
+export const APPROVER: CompilerTiers = {
+  imported: IMPORTED,
+  required: REQUIRED,
+  flags: "--no-turbofan"
+}
+
+/** Loads the built-ins of `tiers`, sets its flags, then imports the composition root. */
+export const importWith = async <A>(tiers: CompilerTiers, load: () => Promise<A>): Promise<A> => {
+  for (const name of tiers.imported) await import(`node:${name}`)
+  for (const name of tiers.required) process.getBuiltinModule(name)
+  // More of Node's own modules load on first use, not on import: the streams behind stdout and
+  // stderr (which kind depends on what they are: a file, a pipe, a terminal), the one behind every
+  // module's `import.meta`, and the `navigator` global's (undici reads it).
+  void process.stdout
+  void process.stderr
+  void import.meta.url
+  void globalThis.navigator
+  v8.setFlagsFromString(tiers.flags)
+  return load()
+}
