@@ -12,9 +12,12 @@
  * changes the key only for what is compiled after it, so the built-ins are loaded first, with
  * their cache, then the flags are set, then the binary's own chunk is imported (its entry in the
  * image's compile cache is made after the same flags: `dist/warm-up.mjs`, `scripts/bundle.ts`).
- * The driver's start to its first Probe answer without a cluster: 70 ms less CPU (380 against
- * 450 ms, median of 12), about 2 MiB more RSS (the pages of the Node binary that hold that
- * cache); bench/results/footprint.md, round 5.
+ * Measured against the flags on the first line (bench/results/footprint.md, round 5): the driver's
+ * spawn → Probe ready=true on the real plane 403.5 against 507.2 ms, its CPU to a first Probe
+ * answer without a cluster 380 against 450 ms; the approver after 500 requests 85.0 against
+ * 89.8 MiB; the driver idle with 110 volumes 79.8–81.7 against 78.3–79.3 MiB, because with every
+ * tier on while the built-ins load, Maglev compiles Node's `requireBuiltin` (400 calls) and the
+ * process touches 2.2 MiB of the Node binary's text that holds Maglev.
  *
  * V8 reads `--max-opt` only at start (its implications are resolved then: set at run time it
  * changed nothing), so the tiers are turned off by name. A hot loop, 20 × 10^6 iterations: 166 ms
