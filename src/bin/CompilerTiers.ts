@@ -43,17 +43,16 @@ export interface CompilerTiers {
   readonly flags: string
 }
 
-/** What the bundle's chunks import as ES modules (the bundle makes `node:http` a `require`, `scripts/bundle.ts` says why). */
+/** What both binaries' chunks import as ES modules (the bundle makes `node:http` a `require`, `scripts/bundle.ts` says why). */
 const IMPORTED = [
-  "child_process", "crypto", "dns", "fs", "https", "module", "net", "os", "path", "perf_hooks", "readline", "stream",
-  "tls", "url", "v8", "vm"
+  "child_process", "crypto", "dns", "fs", "https", "module", "net", "os", "path", "perf_hooks", "stream", "tls", "url",
+  "v8", "vm"
 ] as const
 
-/** What the gRPC server, the Kubernetes client (undici), mounting and the Workload API require. */
+/** What both binaries' CommonJS dependencies require (the Kubernetes client's undici, the metrics), and gRPC the driver. */
 const REQUIRED = [
-  "assert", "async_hooks", "buffer", "cluster", "console", "diagnostics_channel", "dns/promises", "events",
-  "fs/promises", "http", "http2", "process", "querystring", "stream/web", "string_decoder", "timers", "tty", "util",
-  "worker_threads", "zlib"
+  "assert", "async_hooks", "buffer", "cluster", "console", "diagnostics_channel", "events", "fs/promises", "http",
+  "http2", "querystring", "stream/web", "string_decoder", "timers", "tty", "util", "worker_threads", "zlib"
 ] as const
 
 /**
@@ -64,8 +63,9 @@ const REQUIRED = [
  * `npm run bench` where it was or lower (bench/results/footprint.md, round 4).
  */
 export const DRIVER: CompilerTiers = {
-  imported: IMPORTED,
-  required: REQUIRED,
+  // readline: the terminal among @effect/platform-node's NodeServices; process: gRPC's logging.
+  imported: [...IMPORTED, "readline"],
+  required: [...REQUIRED, "process"],
   flags: "--no-sparkplug --no-maglev --no-turbofan"
 }
 
