@@ -59,6 +59,19 @@ const KUBE_CONFIG_MODELS = "import { createConfiguration, ServerConfiguration, }
 const KUBE_CONFIG_OWN = "import { createConfiguration } from './gen/configuration.js';\nimport { ServerConfiguration } from './gen/servers.js';"
 
 /**
+ * long.js (protobufjs's 64-bit integers, gRPC's proto loader: the driver) compiles a 286-byte
+ * WebAssembly module when it loads, for 64-bit multiply and divide, and falls back to its own
+ * JavaScript when WebAssembly is missing. That one module starts V8's WebAssembly engine and
+ * compiler, whose pages of the Node binary then stay resident: 1.0 MiB of RSS measured on a bare
+ * `node` that loads long.js with and without it (bench/results/footprint.md, round 6), for
+ * arithmetic the driver does a few times per volume (int64 fields of CSI messages). The bundle's
+ * copy shadows the global in long.js's own scope, so its `try` takes the fallback.
+ */
+const LONG_MODULE = path.join("node_modules", "long", "umd", "index.js")
+const LONG_WASM = "var wasm = null;"
+const LONG_NO_WASM = "var wasm = null, WebAssembly = undefined;"
+
+/**
  * What the bundle has in place of `src/csi/ProtoSource.ts`: the same exports, reading
  * `dist/proto/<name>.json`, which the build writes with that module's own `protoJson` (below).
  * The binaries then neither parse a .proto at start nor carry protobufjs's parser; from the JSON
@@ -85,6 +98,10 @@ const rebase = {
       const rebased = code.replace(PROTO_URL, (whole: string, up: string) =>
         path.resolve(path.dirname(id), up) === path.resolve(repo) ? `new URL("./proto/` : whole)
       return rebased === code ? undefined : rebased
+    }
+    if (id.endsWith(LONG_MODULE)) {
+      if (code.split(LONG_WASM).length !== 2) throw new Error(`${id}: "${LONG_WASM}" not found once; scripts/bundle.ts must follow long.js`)
+      return code.replace(LONG_WASM, LONG_NO_WASM)
     }
     if (id.endsWith(path.join("@kubernetes", "client-node", "dist", "config.js"))) {
       const cut = code.replace(KUBE_CONFIG_MODELS, KUBE_CONFIG_OWN)
