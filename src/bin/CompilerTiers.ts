@@ -63,8 +63,8 @@ const REQUIRED = [
  * `npm run bench` where it was or lower (bench/results/footprint.md, round 4).
  */
 export const DRIVER: CompilerTiers = {
-  // readline: the terminal among @effect/platform-node's NodeServices; process: gRPC's logging.
-  imported: [...IMPORTED, "readline"],
+  imported: IMPORTED,
+  // process: gRPC's logging.
   required: [...REQUIRED, "process"],
   flags: "--no-sparkplug --no-maglev --no-turbofan"
 }

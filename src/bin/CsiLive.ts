@@ -1,7 +1,7 @@
 /**
  * Composition root of the CSI node driver: every service wired with its live implementation.
  */
-import { NodeServices } from "@effect/platform-node"
+import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { Duration, Effect, Layer } from "effect"
 import * as path from "node:path"
 import * as v8 from "node:v8"
@@ -27,6 +27,13 @@ import * as WorkloadApiServer from "../csi/WorkloadApiServer.ts"
 import * as CompilerTiers from "./CompilerTiers.ts"
 
 /**
+ * The file system and paths, all the driver's own sockets and files need of the platform; not
+ * `NodeServices.layer`, which brings a terminal (Node's readline), stdio and a process spawner
+ * too, none used by the layers given it here (the mounter has its own spawner).
+ */
+const NodeFiles = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer)
+
+/**
  * The kubelet's plugin registration on `<kubeletRootDir>/plugins_registry/`; nothing at all with
  * `--plugin-registration=false` (a node-driver-registrar sidecar registers the driver then).
  */
@@ -37,7 +44,7 @@ export const registrationLayer = (config: DriverConfigShape) =>
       driverName: config.csiDriverName,
       registryDir: path.join(config.kubeletRootDir, "plugins_registry"),
       kubeletRegistrationPath: config.pluginRegistration.kubeletRegistrationPath
-    }).pipe(Layer.provide(NodeServices.layer))
+    }).pipe(Layer.provide(NodeFiles))
 
 /** `CompilerTiers.DRIVER_LISTENING`, set once the CSI socket listens (provided after `ServerLive`). */
 const optimizeForSize = Layer.effectDiscard(Effect.sync(() => v8.setFlagsFromString(CompilerTiers.DRIVER_LISTENING)))
@@ -60,20 +67,20 @@ export const CsiLive = (config: DriverConfigShape) => {
   // Events name the driver and its node as their source, as `kubectl describe` shows under "From".
   const EventsLive = EventRecorderLayers.layer("csi-driver-spiffe", config.nodeId).pipe(Layer.provide(KubeLive))
   const IssuerLive = IssuerConfigLayers.layerFor(config).pipe(Layer.provide([KubeLive, EventsLive]))
-  const CaBundleLive = CaBundleLayers.layerFor(config).pipe(Layer.provide([CryptoLayers.layer, NodeServices.layer]))
+  const CaBundleLive = CaBundleLayers.layerFor(config).pipe(Layer.provide([CryptoLayers.layer, NodeFiles]))
   const IssuanceLive = IssuanceLayers.layer.pipe(Layer.provide([ConfigLive, KubeLive, CryptoLayers.layer, IssuerLive]))
   const StoreLive = VolumeStoreLayers.layerFileSystem(path.resolve(config.dataRoot, "inmemfs"))
   const ManagerLive = VolumeManagerLayers.layer.pipe(
     Layer.provide([ConfigLive, IssuanceLive, StoreLive, MounterLayers.layerLinux, CaBundleLive, EventsLive, WorkloadApiServer.layer])
   )
   const PluginLive = CsiPluginLayers.layer.pipe(Layer.provide([ConfigLive, ManagerLive, IssuanceLive, IssuerLive]))
-  const ServerLive = GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeServices.layer]))
+  const ServerLive = GrpcServer.layer({ endpoint: config.endpoint }).pipe(Layer.provide([PluginLive, NodeFiles]))
   // Offered to the kubelet only once the CSI socket it will dial is listening (provide builds
   // ServerLive first), and withdrawn before that socket closes.
   const RegistrationLive = registrationLayer(config).pipe(Layer.provide(ServerLive))
   const HeapLive = Layer.mergeAll(optimizeForSize.pipe(Layer.provide(ServerLive)), idleGc.pipe(Layer.provide(ManagerLive)))
   const HealthLive = config.metricsBindAddress === undefined
     ? Layer.empty
-    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive, RegistrationLive, NodeServices.layer]))
+    : HealthServer.layer(config.metricsBindAddress).pipe(Layer.provide([ConfigLive, PluginLive, ManagerLive, IssuerLive, RegistrationLive, NodeFiles]))
   return Layer.mergeAll(ServerLive, RegistrationLive, HeapLive, HealthLive).pipe(Layer.provide(Logging.layer(config.logLevel, config.logFormat)))
 }
