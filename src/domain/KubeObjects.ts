@@ -7,8 +7,7 @@ import * as CR from "./CertificateRequest.ts"
 import { ObjectMeta, TypeMeta } from "./KubeMeta.ts"
 import * as PC from "./PodCertificate.ts"
 
-/** The Kubernetes timestamp format (`metav1.Time`: RFC 3339 in whole seconds, as the API server writes it). */
-export const rfc3339 = (millis: number): string => new Date(millis).toISOString().replace(/\.\d{3}Z$/, "Z")
+export { rfc3339 } from "./UtcTime.ts"
 
 /** Where a kind lives in the API and how to decode it. `schema` decodes a full API object. */
 export interface Resource<A> {

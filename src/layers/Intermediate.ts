@@ -25,6 +25,7 @@ import * as CR from "../domain/CertificateRequest.ts"
 import { CertificateRequests } from "../domain/KubeObjects.ts"
 import { intermediateRenewAt } from "../domain/PodCertificate.ts"
 import * as Schedules from "../domain/Schedules.ts"
+import { iso } from "../domain/UtcTime.ts"
 import type { IntermediateCA } from "../services/Intermediate.ts"
 import { Intermediate, IntermediateError } from "../services/Intermediate.ts"
 import { KubeClient } from "../services/KubeClient.ts"
@@ -205,8 +206,8 @@ export const layer: Layer.Layer<Intermediate, never, KubeClient | SignerConfig> 
       const renewAt = intermediateRenewAt(ca.notBefore, ca.notAfter, config.maxLeafMillis)
       yield* Effect.logInfo("intermediate CA in force", {
         certificateRequest: `${ns}/${ca.requestName}`,
-        notAfter: new Date(ca.notAfter).toISOString(),
-        renewAt: new Date(renewAt).toISOString()
+        notAfter: iso(ca.notAfter),
+        renewAt: iso(renewAt)
       })
       yield* Effect.sleep(Duration.millis(Math.max(0, renewAt - (yield* Clock.currentTimeMillis))))
     })

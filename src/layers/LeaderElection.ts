@@ -17,6 +17,7 @@ import { Clock, Duration, Effect, Layer, Ref, Stream, SubscriptionRef } from "ef
 import { ApproverConfig } from "../services/ApproverConfig.ts"
 import { type Lease, Leases } from "../domain/KubeObjects.ts"
 import * as Schedules from "../domain/Schedules.ts"
+import { rfc3339Micro } from "../domain/UtcTime.ts"
 import { KubeClient } from "../services/KubeClient.ts"
 import type { KubeError } from "../services/KubeClient.ts"
 import { LeaderElection } from "../services/LeaderElection.ts"
@@ -57,8 +58,8 @@ export interface LeaseOptions {
   readonly timings?: LeaseTimings
 }
 
-/** `metav1.MicroTime` on the wire: RFC 3339 with exactly six fractional digits. */
-const microTime = (millis: number): string => new Date(millis).toISOString().replace(/Z$/, "000Z")
+/** `metav1.MicroTime` on the wire. */
+const microTime = rfc3339Micro
 
 /**
  * `whileLeader` over a stream of leadership states. Work that stops while we still lead is restarted

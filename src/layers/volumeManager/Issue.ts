@@ -10,6 +10,7 @@
  */
 import { Effect, Random, Redacted, Ref } from "effect"
 import { renewalInstant } from "../../domain/Renewal.ts"
+import { iso } from "../../domain/UtcTime.ts"
 import { VolumeMetadata } from "../../domain/VolumeMetadata.ts"
 import { DriverConfig } from "../../services/DriverConfig.ts"
 import { EventRecorder } from "../../services/EventRecorder.ts"
@@ -82,7 +83,7 @@ export const make = (files: Files) =>
         pod: `${m.podNamespace}/${m.podName}`,
         request: issued.requestName,
         serial: issued.serialNumber,
-        nextIssuanceAt: new Date(next.nextIssuanceAt!).toISOString()
+        nextIssuanceAt: iso(next.nextIssuanceAt!)
       })
     })
 
