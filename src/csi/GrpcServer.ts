@@ -14,6 +14,7 @@ import { Context, Duration, Effect, FiberSet, FileSystem, Layer, Option, Path } 
 import { CsiPlugin } from "../services/CsiPlugin.ts"
 import { type CsiServices, loadCsiServices } from "./CsiProto.ts"
 import { type Endpoint, grpcAddress, GrpcServerError, parseEndpoint } from "./grpc/Endpoint.ts"
+import * as DateHeader from "./grpc/DateHeader.ts"
 import { identityRpcs, implementation, nodeRpcs, type RunFork } from "./grpc/Handlers.ts"
 
 export * from "./grpc/Endpoint.ts"
@@ -68,6 +69,7 @@ const make = Effect.fn("GrpcServer.make")(function*(options: GrpcServerOptions) 
   const plugin = yield* CsiPlugin
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
+  const serverOptions = yield* DateHeader.serverOptions
 
   // Created before the server, so it closes after it: in-flight calls get the shutdown grace to
   // finish, then whatever is left is interrupted.
@@ -87,7 +89,7 @@ const make = Effect.fn("GrpcServer.make")(function*(options: GrpcServerOptions) 
 
   const port = yield* Effect.acquireRelease(
     Effect.suspend(() => {
-      const server = new grpc.Server()
+      const server = new grpc.Server(serverOptions)
       server.addService(services.Identity.service, implementation(run, services.Identity.service, identityRpcs(plugin)))
       server.addService(services.Node.service, implementation(run, services.Node.service, nodeRpcs(plugin)))
       return bind(server, options.endpoint, grpcAddress(endpoint)).pipe(

@@ -44,6 +44,7 @@ import type { Fiber } from "effect"
 import * as Schedules from "../domain/Schedules.ts"
 import { CsiError } from "../services/CsiPlugin.ts"
 import { loadRegistrationService } from "./CsiProto.ts"
+import * as DateHeader from "./grpc/DateHeader.ts"
 import { bind, GrpcServerError, shutdown, statusOfCause, UNIX_SOCKET_PATH_MAX_BYTES } from "./GrpcServer.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -177,9 +178,10 @@ const make = Effect.fn("Registration.make")(function*(options: RegistrationOptio
     const getInfo = () => Effect.as(Effect.logDebug("kubelet plugin watcher asked for the plugin's info", info), info)
 
     yield* removeStale
+    const serverOptions = yield* DateHeader.serverOptions
     yield* Effect.acquireRelease(
       Effect.suspend(() => {
-        const server = new grpc.Server()
+        const server = new grpc.Server(serverOptions)
         server.addService(service.service, { GetInfo: unary(run, getInfo), NotifyRegistrationStatus: unary(run, notify) })
         return bind(server, socketPath, `unix://${socketPath}`).pipe(
           Effect.as(server),

@@ -27,6 +27,7 @@ import { WorkloadApi, WorkloadApiError } from "../services/WorkloadApi.ts"
 import type { VolumeSvid, WorkloadEndpoint } from "../services/WorkloadApi.ts"
 import { platformText } from "../layers/PlatformText.ts"
 import { CsiProtoError } from "./CsiProto.ts"
+import * as DateHeader from "./grpc/DateHeader.ts"
 import { protoJson, protoPath } from "./ProtoSource.ts"
 import { rootOf, serviceConstructor } from "./ProtoServices.ts"
 
@@ -195,9 +196,10 @@ const serveVolume = (service: grpc.ServiceClientConstructor, files: FileSystem.F
     yield* removeSocket
     const calls = yield* FiberSet.make()
     const run: RunFork = yield* FiberSet.runtime(calls)()
+    const serverOptions = yield* DateHeader.serverOptions
     yield* Effect.acquireRelease(
       Effect.suspend(() => {
-        const server = new grpc.Server()
+        const server = new grpc.Server(serverOptions)
         server.addService(service.service, implementation(run, svid))
         return bindSocket(server, endpoint).pipe(
           Effect.andThen(setMode),

@@ -3,10 +3,11 @@
  * paths, each answered by an Effect. Owns the listening socket for the layer's lifetime; request
  * handlers run as fibers of the layer (interrupted when it closes).
  */
-import { Effect, FiberSet, Layer } from "effect"
+import { Clock, Effect, FiberSet, Layer } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { PrometheusMetrics } from "effect/observability"
+import { httpDate } from "../domain/UtcTime.ts"
 import { HttpEndpoint, type HttpResponse, type Routes } from "../services/HttpEndpoint.ts"
 
 /** `host:port` or `:port` (all interfaces), as Go's flags spell bind addresses. */
@@ -27,12 +28,14 @@ export const prometheus = (extra: string = ""): Effect.Effect<HttpResponse> =>
 export const serve = <R>(bindAddress: string, routes: Routes<R>) =>
   Effect.gen(function*() {
     const run = yield* FiberSet.makeRuntime<R>()
+    const clock = yield* Clock.Clock
     const server = yield* Effect.acquireRelease(
       Effect.callback<http.Server, Error>((resume) => {
         const s = http.createServer((req, res) => {
           const handler = routes[(req.url ?? "/").split("?")[0]!]
           const respond = (r: HttpResponse) => {
-            res.writeHead(r.status, { "content-type": r.contentType ?? "text/plain" })
+            // Our own `date`, so node:http does not format one (`domain/UtcTime.ts` says why).
+            res.writeHead(r.status, { "content-type": r.contentType ?? "text/plain", date: httpDate(clock.currentTimeMillisUnsafe()) })
             res.end(r.body)
           }
           if (handler === undefined || req.method !== "GET") respond({ status: 404, body: "not found\n" })

@@ -6,6 +6,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Ref } from "effect"
+import { TestClock } from "effect/testing"
+import { httpDate } from "../../../src/domain/UtcTime.ts"
 import * as HttpEndpointLayers from "../../../src/layers/HttpEndpoint.ts"
 import * as HttpEndpoint from "../../../src/services/HttpEndpoint.ts"
 
@@ -41,6 +43,21 @@ describe("HttpEndpoint layer", () => {
       const after = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/healthz`).then(() => "answered", () => "refused"))
       assert.strictEqual(after, "refused")
     }))
+
+  it.effect("dates every answer with the Clock's time, not node:http's own", () =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        // A time no wall clock reads now.
+        const now = Date.UTC(2031, 4, 6, 7, 8, 9)
+        yield* TestClock.setTime(now)
+        const routes = Effect.succeed({ "/healthz": Effect.succeed(HttpEndpoint.ok) })
+        const { port } = Context.get(yield* Layer.build(HttpEndpointLayers.layer("127.0.0.1:0", routes)), HttpEndpoint.HttpEndpoint)
+        for (const path of ["/healthz", "/nope"]) {
+          const date = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}${path}`).then((res) => res.headers.get("date")))
+          assert.strictEqual(date, httpDate(now), path)
+        }
+      })
+    ))
 
   it.effect("a port already in use fails the layer", () =>
     Effect.scoped(
