@@ -4,6 +4,7 @@
  */
 import { NodeFileSystem } from "@effect/platform-node"
 import { Duration, Effect, Layer } from "effect"
+import * as Schedules from "../domain/Schedules.ts"
 import * as ApproverConfigLayers from "../services/ApproverConfig.ts"
 import type { ApproverSettings } from "../config/ApproverFlags.ts"
 import * as ControllerLayers from "../approver/Controller.ts"
@@ -94,10 +95,11 @@ export const approverWith = <E>(settings: ApproverSettings, KubeLive: Layer.Laye
 
 /**
  * A memory-reducing full GC once the controller's queue has drained and stayed empty for
- * `IdleGc.QUIET` (`layers/IdleGc.ts` says why), as a scoped fiber. Only in the live approver: the
+ * `IdleGc.QUIET`, then one a minute while it stays empty (`layers/IdleGc.ts` says why), as a
+ * scoped fiber. Only in the live approver: the
  * tests of the whole graph over the memory twin have no heap worth collecting.
  */
-const idleGc = IdleGc.layer(Effect.map(Effect.service(Controller), (controller) => controller.busy))
+const idleGc = IdleGc.layer(Effect.map(Effect.service(Controller), (controller) => controller.busy), Schedules.idleGcAgain)
 
 export const ApproverLive = (settings: ApproverSettings) =>
   idleGc.pipe(

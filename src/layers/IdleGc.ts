@@ -1,5 +1,6 @@
 /**
- * One memory-reducing full garbage collection once a process's work has drained and stayed drained.
+ * A memory-reducing full garbage collection once a process's work has drained and stayed drained,
+ * and, where asked (the approver: `Schedules.idleGcAgain` says why), again while it stays idle.
  *
  * Why: V8 hands the garbage of a burst back to the system through its memory reducer, which runs
  * when the embedder tells V8 the process went idle; Node never does. So after deciding a burst of
@@ -9,8 +10,8 @@
  * it (round 4).
  *
  * Owns: watching a `busy` signal and, once it has been false for `quiet` after having been true,
- * running `collect` once; the next one only after work came and went again. Work that arrives
- * during the quiet period restarts it.
+ * running `collect`, then again on `again` (if given) until work comes; none before the first
+ * work. Work that arrives stops the repeats, and during the quiet period restarts it.
  * Does not own: what "busy" means (the approver's work queue, the driver's publishes and
  * unpublishes in hand) or when a process is worth collecting.
  *
@@ -19,7 +20,7 @@
  * process' own global stays without it. The "last-resort" flavour is V8's memory-reducing full GC
  * (it compacts and returns freed pages, as the memory reducer would).
  */
-import { Duration, Effect, Layer, Stream } from "effect"
+import { Duration, Effect, Layer, type Schedule, Stream } from "effect"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 
@@ -36,7 +37,7 @@ type GcFunction = (options: { readonly type: "major"; readonly execution: "sync"
 
 /**
  * V8's memory-reducing full GC, run synchronously on this thread. The context that hands `gc` over
- * is made on each call (about a millisecond, once per quiet period) rather than kept.
+ * is made on each call (about a millisecond, at most once a minute) rather than kept.
  */
 export const fullGc: Effect.Effect<void> = Effect.sync(() => {
   v8.setFlagsFromString("--expose-gc")
@@ -45,21 +46,29 @@ export const fullGc: Effect.Effect<void> = Effect.sync(() => {
 })
 
 /**
- * Runs `collect` each time `busy` has been false for `quiet` after being true. Never returns; run it
- * as a scoped fiber. `busy` is a signal (each change, current value first), never polled.
+ * Runs `collect` each time `busy` has been false for `quiet` after being true, and again on `again`
+ * (when given) while it stays false. Never returns; run it as a scoped fiber. `busy` is a signal
+ * (each change, current value first), never polled.
  */
-export const run = (busy: Stream.Stream<boolean>, quiet: Duration.Input, collect: Effect.Effect<void>): Effect.Effect<never> =>
+export const run = (
+  busy: Stream.Stream<boolean>,
+  quiet: Duration.Input,
+  collect: Effect.Effect<void>,
+  again?: Schedule.Schedule<unknown>
+): Effect.Effect<never> =>
   busy.pipe(
     Stream.changes,
     Stream.dropWhile((working) => !working),
-    Stream.switchMap((working) => (working ? Stream.empty : Stream.fromEffect(Effect.andThen(Effect.sleep(quiet), collect)))),
+    Stream.switchMap((working) => (working ? Stream.empty : Stream.fromEffect(Effect.andThen(Effect.sleep(quiet), again === undefined ? collect : Effect.repeat(collect, again))))),
     Stream.runDrain,
     Effect.andThen(Effect.never)
   )
 
 /**
- * `run` with `QUIET` and `fullGc` on the busy signal `busy` yields, as a scoped fiber for the
- * layer's life: what each binary's composition root adds (`bin/ApproverLive.ts`, `bin/CsiLive.ts`).
+ * `run` with `QUIET`, `fullGc` and `again` on the busy signal `busy` yields, as a scoped fiber for
+ * the layer's life: what each binary's composition root adds (`bin/ApproverLive.ts` with
+ * `Schedules.idleGcAgain`, `bin/CsiLive.ts` without: idle, the driver's RSS stayed within a MiB
+ * for five minutes, and a collection a minute would be its only CPU).
  */
-export const layer = <R>(busy: Effect.Effect<Stream.Stream<boolean>, never, R>) =>
-  Layer.effectDiscard(Effect.flatMap(busy, (signal) => Effect.forkScoped(run(signal, QUIET, fullGc))))
+export const layer = <R>(busy: Effect.Effect<Stream.Stream<boolean>, never, R>, again?: Schedule.Schedule<unknown>) =>
+  Layer.effectDiscard(Effect.flatMap(busy, (signal) => Effect.forkScoped(run(signal, QUIET, fullGc, again))))

@@ -1,23 +1,25 @@
 /**
  * The idle GC's timing: nothing before any work, nothing while work is in hand, one collection once
  * the work has drained and stayed drained for the quiet period, none more until work comes and goes
- * again, and work arriving during the quiet period restarts it. Driven by a SubscriptionRef as the
+ * again (with the approver's schedule: one a minute while it stays drained), and work arriving
+ * during the quiet period restarts it. Driven by a SubscriptionRef as the
  * busy signal and the TestClock; the real GC is run once too (it must not throw).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Ref, Stream, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Ref, type Schedule, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
+import * as Schedules from "../../../src/domain/Schedules.ts"
 import * as IdleGc from "../../../src/layers/IdleGc.ts"
 
 const QUIET = Duration.seconds(30)
 
 /** A busy signal under the test's control and a counting collect, with the idle GC running on them. */
-const setup = Effect.gen(function*() {
+const setup = (again?: Schedule.Schedule<unknown>) => Effect.gen(function*() {
   const busy = yield* SubscriptionRef.make(false)
   const collected = yield* Ref.make(0)
   const subscribed = yield* Deferred.make<void>()
   const signal = SubscriptionRef.changes(busy).pipe(Stream.tap(() => Deferred.succeed(subscribed, undefined)))
-  yield* Effect.forkScoped(IdleGc.run(signal, QUIET, Ref.update(collected, (n) => n + 1)))
+  yield* Effect.forkScoped(IdleGc.run(signal, QUIET, Ref.update(collected, (n) => n + 1), again))
   yield* Deferred.await(subscribed)
   /** Moves the clock by `elapsed`, then checks how many collections ran so far. */
   const after = (elapsed: Duration.Input, expected: number, message?: string) =>
@@ -31,13 +33,13 @@ const setup = Effect.gen(function*() {
 describe("IdleGc", () => {
   it.effect("nothing before any work: an idle process from its start is not collected", () =>
     Effect.gen(function*() {
-      const t = yield* setup
+      const t = yield* setup()
       yield* t.after("10 minutes", 0)
     }))
 
   it.effect("runs once after the queue drains and stays empty for the quiet period, not while work is in hand", () =>
     Effect.gen(function*() {
-      const t = yield* setup
+      const t = yield* setup()
       yield* t.setBusy(true)
       yield* t.after("10 minutes", 0, "not while work is in hand")
       yield* t.setBusy(false)
@@ -49,9 +51,26 @@ describe("IdleGc", () => {
       yield* t.after("30 seconds", 2, "again after the next work drained")
     }))
 
+  it.effect("with Schedules.idleGcAgain (the approver): then once a minute while idle, none once work comes", () =>
+    Effect.gen(function*() {
+      const t = yield* setup(Schedules.idleGcAgain)
+      yield* t.after("10 minutes", 0, "nothing before any work")
+      yield* t.setBusy(true)
+      yield* t.setBusy(false)
+      yield* t.after("30 seconds", 1)
+      yield* t.after("59 seconds", 1, "not before a minute")
+      yield* t.after("1 second", 2, "a minute later")
+      yield* t.after("58 minutes", 60, "one a minute while idle")
+      yield* t.setBusy(true)
+      yield* t.after("1 hour", 60, "none while work is in hand")
+      yield* t.setBusy(false)
+      yield* t.after("29 seconds", 60, "the next drain waits its quiet period again")
+      yield* t.after("1 second", 61)
+    }))
+
   it.effect("work arriving during the quiet period restarts it", () =>
     Effect.gen(function*() {
-      const t = yield* setup
+      const t = yield* setup()
       yield* t.setBusy(true)
       yield* t.setBusy(false)
       yield* t.after("20 seconds", 0)
