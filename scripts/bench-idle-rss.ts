@@ -3,8 +3,8 @@
  * `npm run bench`), and for each variant a fresh driver + approver (the bundle, `dist/`), 110 pods
  * published at once (their p99 latency is printed too: a flag that saves memory must not cost the
  * burst), then VmRSS and RssAnon sampled 10, 30 and 60 s after the last publish returned (the
- * approver runs its own memory-reducing GC 10 s after its queue drained, `layers/IdleGc.ts`, so the
- * last sample falls after it). Variants run in turns (A B A B …), so the load of a shared machine falls on each alike;
+ * approver runs its own memory-reducing GC 10 s after its queue drained, and again each minute,
+ * `layers/IdleGc.ts`, so the last sample falls after it; `CSI_SPIFFE_IDLE_SAMPLES` sets other times). Variants run in turns (A B A B …), so the load of a shared machine falls on each alike;
  * the first turn of a variant starts with its compile cache cold (V8 keys the cache by its flags)
  * and fills it; every turn is counted.
  * Prints one line per sample and a table of medians with min–max; writes nothing.
@@ -36,7 +36,9 @@ import { mapLimit } from "./bench/watch.ts"
 const rounds = Number(process.argv[2] ?? 2)
 const volumes = Number(process.argv[3] ?? 110)
 const variants = (process.env["CSI_SPIFFE_IDLE_VARIANTS"] ?? "--max-semi-space-size=2").split(";").map((v) => v.trim())
-const SAMPLE_AT_S = [10, 30, 60] as const
+/** Seconds after the last publish at which both processes are sampled; `CSI_SPIFFE_IDLE_SAMPLES=10,30,60,330` watches longer. */
+const SAMPLE_AT_S = (process.env["CSI_SPIFFE_IDLE_SAMPLES"] ?? "10,30,60").split(",").map(Number)
+if (SAMPLE_AT_S.some((s, i) => !(s > 0) || (i > 0 && s <= SAMPLE_AT_S[i - 1]!))) throw new Error("CSI_SPIFFE_IDLE_SAMPLES: increasing seconds, comma-separated")
 /** The key of the sample taken after the forced GC (variants with `+gc`). */
 const GC_AT = -1
 const NS = "idle-rss"
