@@ -71,7 +71,7 @@ export const leaderWorkRestart: Schedule.Schedule<number> = Schedule.spaced("2 s
  * The idle GC's collections while a process stays idle (`layers/IdleGc.ts`): one a minute. An idle
  * approver still renews its Lease every 2 s and refreshes its connection pool every 5 minutes, and
  * V8 starts no major GC while its old generation is under its limit, so that garbage piled up: on
- * the real plane 73.6 MiB after the collection that followed a burst, 87.6 five minutes later, 79.3
+ * the real plane 75.4 MiB after the collection that followed a burst, 87.6 five minutes later, 79.3
  * after one more (bench/results/footprint.md, round 6). One collection of a 24 MiB heap takes about
  * 65 ms of CPU, so a minute apart they cost about 0.1 % of a core; further apart the pile grows by
  * over a MiB between them.
