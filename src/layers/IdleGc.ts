@@ -37,7 +37,7 @@ type GcFunction = (options: { readonly type: "major"; readonly execution: "sync"
 
 /**
  * V8's memory-reducing full GC, run synchronously on this thread. The context that hands `gc` over
- * is made on each call (about a millisecond, at most once a minute) rather than kept.
+ * is made on each call (about a millisecond, next to the tens of milliseconds of the GC) rather than kept.
  */
 export const fullGc: Effect.Effect<void> = Effect.sync(() => {
   v8.setFlagsFromString("--expose-gc")
