@@ -81,7 +81,9 @@ export const DRIVER_LISTENING = "--optimize-for-size"
  * the pages of the Node binary that hold Turbofan, stayed resident after a burst: 60 s after
  * deciding the requests of 110 publishes 78.5 MiB RSS instead of 83.9, for 40.6 decisions/s on the
  * real plane instead of 44.8. Interpreter and Sparkplug only held 74 MiB but fell to 35/s
- * (bench/results/footprint.md, round 4).
+ * (bench/results/footprint.md, round 4). `--optimize-for-size` added here (with glibc's mmap
+ * threshold at 8 KiB) held 1.1 MiB less after 110 requests but not after 380 (80.0 and 79.4 MiB
+ * against 77.8 and 79.2), for 42.6–45.6 decisions/s against 47.4–48.6 (round 7): not kept.
  */
 export const APPROVER: CompilerTiers = {
   imported: IMPORTED,
