@@ -5,7 +5,7 @@
  * volume without polling (the original polled every 200 ms). When the API server answers again after
  * an outage, `reconnected` says so, and renewals waiting on a backoff try at once.
  */
-import { Deferred, Effect, Layer, PubSub, Redacted, Stream } from "effect"
+import { Deferred, Effect, Layer, Option, PubSub, Redacted, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import type { CertificateRequest } from "../domain/CertificateRequest.ts"
 import * as CR from "../domain/CertificateRequest.ts"
@@ -19,6 +19,7 @@ import type { IssueInput, Issued } from "../services/Issuance.ts"
 import { Issuance, IssuanceError } from "../services/Issuance.ts"
 import { IssuerConfig } from "../services/IssuerConfig.ts"
 import { KubeClient } from "../services/KubeClient.ts"
+import * as KeyedSignal from "./KeyedSignal.ts"
 import * as ListWatch from "./ListWatch.ts"
 import type { KubeError } from "../services/KubeClient.ts"
 
@@ -53,9 +54,9 @@ export const layer = Layer.effect(
     const nodeHash = labelHash(config.nodeId)
     const selector = `${CR.NODE_ID_HASH_LABEL}=${nodeHash}`
 
-    // The node's requests as last seen, and the keys of requests that changed.
+    // The node's requests as last seen; a change of one wakes only the fibers waiting on it.
     const cache = new Map<string, CertificateRequest>()
-    const changed = yield* PubSub.unbounded<string>()
+    const changed = yield* KeyedSignal.make
     const synced = yield* Deferred.make<void>()
     const reconnected = yield* PubSub.sliding<void>(1)
     // Per volume: the request an earlier attempt left pending, with its key (memory only).
@@ -68,12 +69,12 @@ export const layer = Layer.effect(
           const k = keyOf(cr.metadata.namespace, cr.metadata.name)
           seen.add(k)
           cache.set(k, cr)
-          yield* PubSub.publish(changed, k)
+          yield* changed.notify(k)
         }
         for (const k of [...cache.keys()]) {
           if (!seen.has(k)) {
             cache.delete(k)
-            yield* PubSub.publish(changed, k)
+            yield* changed.notify(k)
           }
         }
         yield* Deferred.succeed(synced, undefined)
@@ -84,44 +85,39 @@ export const layer = Layer.effect(
         const k = keyOf(ev.object.metadata.namespace, ev.object.metadata.name)
         if (ev.type === "DELETED") cache.delete(k)
         else cache.set(k, ev.object)
-        return Effect.asVoid(PubSub.publish(changed, k))
+        return changed.notify(k)
       },
       onRecovered: Effect.asVoid(PubSub.publish(reconnected, undefined))
     }).pipe(Effect.forkScoped)
 
     /** Waits for the request's outcome; fails with Timeout (keeping it pending) when time runs out. */
     const awaitOutcome = (namespace: string, name: string) =>
-      Effect.scoped(
-        Effect.gen(function*() {
-          const k = keyOf(namespace, name)
-          const sub = yield* PubSub.subscribe(changed)
-          let lastReason = `request "${name}" is not yet visible`
-          let seen = false
-          while (true) {
-            const cr = cache.get(k)
-            if (cr !== undefined) {
-              seen = true
-              const p = CR.phase(cr)
-              if (p._tag === "Issued") return p
-              if (p._tag === "Denied") {
-                return yield* new IssuanceError({ reason: "Denied", detail: `request "${name}" has been denied by the approval plugin: ${p.message}` })
-              }
-              if (p._tag === "Failed") {
-                return yield* new IssuanceError({ reason: "Failed", detail: `request "${name}" has failed: ${p.message}` })
-              }
-              lastReason = p.reason
-            } else if (seen) {
-              return yield* new IssuanceError({ reason: "Api", detail: `request "${name}" was deleted while waiting for it` })
-            }
-            let next = yield* PubSub.take(sub)
-            while (next !== k) next = yield* PubSub.take(sub)
+      Effect.suspend(() => {
+        const k = keyOf(namespace, name)
+        // Whether the request has been in the cache: gone after that means deleted, not "not yet listed".
+        let seen = false
+        const look = Effect.suspend(() => {
+          const cr = cache.get(k)
+          if (cr === undefined) {
+            return seen
+              ? Effect.fail(new IssuanceError({ reason: "Api", detail: `request "${name}" was deleted while waiting for it` }))
+              : Effect.succeed(Option.none())
           }
-        }).pipe(
-          Effect.timeoutOrElse({
-            duration: config.issuanceTimeoutMillis,
-            orElse: () => Effect.fail(new IssuanceError({ reason: "Timeout", detail: `waiting for request "${name}": timed out; it stays pending and is resumed by the next attempt` }))
-          })
-        )
+          seen = true
+          const p = CR.phase(cr)
+          if (p._tag === "Issued") return Effect.succeed(Option.some(p))
+          if (p._tag === "Denied") {
+            return Effect.fail(new IssuanceError({ reason: "Denied", detail: `request "${name}" has been denied by the approval plugin: ${p.message}` }))
+          }
+          if (p._tag === "Failed") return Effect.fail(new IssuanceError({ reason: "Failed", detail: `request "${name}" has failed: ${p.message}` }))
+          return Effect.succeed(Option.none())
+        })
+        return changed.waitFor(k, look)
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: config.issuanceTimeoutMillis,
+          orElse: () => Effect.fail(new IssuanceError({ reason: "Timeout", detail: `waiting for request "${name}": timed out; it stays pending and is resumed by the next attempt` }))
+        })
       )
 
     /** Deletes the volume's requests in `namespace`, except `keep`. */
