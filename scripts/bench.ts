@@ -321,23 +321,47 @@ const sequential = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchSta
   }
 }
 
+/**
+ * Where a burst's time goes: per volume, when its first request was created, approved and signed
+ * (watch arrival times, performance.now()), against when its NodePublishVolume call began and answered.
+ */
+const stageWatch = (info: ControlPlaneInfo, s: BenchStack, also?: Parameters<typeof watch>[2]) => {
+  const stamps = new Map<string, { created?: number; approved?: number; ready?: number }>()
+  const w = crWatch(info, NS, `${NODE_ID_HASH_LABEL}=${labelHash(s.nodeId)}`, (e) => {
+    also?.(e)
+    const h = e.object.metadata?.labels?.[VOLUME_ID_HASH_LABEL]
+    if (h === undefined) return
+    const st = stamps.get(h) ?? {}
+    stamps.set(h, st)
+    if (e.type === "ADDED") st.created ??= e.at
+    if (conditionOf(e, "Approved") === "True") st.approved ??= e.at
+    if (conditionOf(e, "Ready") === "True") st.ready ??= e.at
+  })
+  /** p50 / p99 of each stage over the pods whose call answered (`done`: volume hash → answer time). */
+  const breakdown = (pods: ReadonlyArray<Pod>, t: number, done: ReadonlyMap<string, number>) => {
+    const stages = { "call→created": [] as Array<number>, "created→approved": [] as Array<number>, "approved→ready": [] as Array<number>, "ready→response": [] as Array<number> }
+    for (const p of pods) {
+      const st = stamps.get(p.volumeHash)
+      const d = done.get(p.volumeHash)
+      if (st?.created === undefined || st.approved === undefined || st.ready === undefined || d === undefined) continue
+      stages["call→created"].push(st.created - t)
+      stages["created→approved"].push(st.approved - st.created)
+      stages["approved→ready"].push(st.ready - st.approved)
+      stages["ready→response"].push(d - st.ready)
+    }
+    const text = Object.entries(stages).map(([k, xs]) => `${k} p50 ${round(percentile(xs, 50))} / p99 ${round(percentile(xs, 99))} ms`).join("; ")
+    return { breakdown: text, volumes: stages["call→created"].length }
+  }
+  return { opened: w.opened, close: w.close, breakdown }
+}
+
 /** mount_burst110_p50/p99_ms: 110 NodePublishVolume calls at once. The last run's volumes stay published (for idle). */
 const burst = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchStack, r: ImplResult): Promise<Array<Pod>> => {
   let kept: Array<Pod> = []
   for (let run = 0; run < RUNS; run++) {
     const pods = await makePods(admin, s, `burst-${s.impl.name}-${run}`, BURST)
     progress(`  burst run ${run + 1}/${RUNS}: ${BURST} pods and tokens ready; publishing all at once`)
-    // Where the time goes: per volume, when its request was created, approved and signed (watch arrival times).
-    const stamps = new Map<string, { created?: number; approved?: number; ready?: number }>()
-    const w = crWatch(info, NS, `${NODE_ID_HASH_LABEL}=${labelHash(s.nodeId)}`, (e) => {
-      const h = e.object.metadata?.labels?.[VOLUME_ID_HASH_LABEL]
-      if (h === undefined) return
-      const st = stamps.get(h) ?? {}
-      stamps.set(h, st)
-      if (e.type === "ADDED") st.created ??= e.at
-      if (conditionOf(e, "Approved") === "True") st.approved ??= e.at
-      if (conditionOf(e, "Ready") === "True") st.ready ??= e.at
-    })
+    const w = stageWatch(info, s)
     await w.opened
     const t = performance.now()
     const done = new Map<string, number>()
@@ -351,18 +375,8 @@ const burst = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchStack, r
     )
     const wall = performance.now() - t
     w.close()
-    const stages = { "call→created": [] as Array<number>, "created→approved": [] as Array<number>, "approved→ready": [] as Array<number>, "ready→response": [] as Array<number> }
-    for (const p of pods) {
-      const st = stamps.get(p.volumeHash)
-      const d = done.get(p.volumeHash)
-      if (st?.created === undefined || st.approved === undefined || st.ready === undefined || d === undefined) continue
-      stages["call→created"].push(st.created - t)
-      stages["created→approved"].push(st.approved - st.created)
-      stages["approved→ready"].push(st.ready - st.approved)
-      stages["ready→response"].push(d - st.ready)
-    }
-    const breakdown = Object.entries(stages).map(([k, xs]) => `${k} p50 ${round(percentile(xs, 50))} / p99 ${round(percentile(xs, 99))} ms`).join("; ")
-    progress(`  burst run ${run + 1}/${RUNS} stages (${stages["call→created"].length} volumes): ${breakdown}`)
+    const { breakdown, volumes } = w.breakdown(pods, t, done)
+    progress(`  burst run ${run + 1}/${RUNS} stages (${volumes} volumes): ${breakdown}`)
     r.notes.push(`burst run ${run + 1} stages, from the watch: ${breakdown}`)
     const lat = results.flatMap((x) => (x.status === "fulfilled" ? [x.value] : []))
     const failed = results.flatMap((x) => (x.status === "rejected" ? [errMsg(x.reason)] : []))
@@ -502,7 +516,7 @@ const renewalStorm = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchS
   for (let run = 0; run < STORM_RUNS; run++) {
     const pods = await makePods(admin, s, `storm-${s.impl.name}-${run}`, n)
     const failedCrs = new Set<string>()
-    const cw = crWatch(info, NS, `${NODE_ID_HASH_LABEL}=${labelHash(s.nodeId)}`, (e) => {
+    const cw = stageWatch(info, s, (e) => {
       const ready = e.object.status?.conditions?.find((c) => c.type === "Ready")
       if (conditionOf(e, "Denied") === "True" || (ready?.status === "False" && ready.reason === "Failed")) failedCrs.add(e.object.metadata?.name ?? "")
     })
@@ -521,12 +535,16 @@ const renewalStorm = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchS
     try {
       progress(`  renewal storm run ${run + 1}/${STORM_RUNS}: ${n} pods and tokens ready; publishing all at once (1m certificates)`)
       const rssBefore = rssMiB(s.driver.pid)
+      // The plane shares the machine: the driver's own CPU tells its cost apart from a slow plane's wait.
+      const cpuBefore = cpuSeconds(s.driver.pid)
       const t = performance.now()
       const lat: Array<number> = []
+      const answered = new Map<string, number>()
       const results = await Promise.allSettled(
         pods.map(async (p) => {
           const start = performance.now()
           await s.conn.call("Node", "NodePublishVolume", p.req)
+          answered.set(p.volumeHash, performance.now())
           lat.push(performance.now() - start)
           states.set(p, readState(p)) // right away: a volume published early may renew before the burst ends
         })
@@ -534,6 +552,8 @@ const renewalStorm = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchS
       const failedPublish = results.filter((x) => x.status === "rejected").length
       const publishWall = performance.now() - t
       progress(`    published ${states.size}/${n} in ${round(publishWall / 1000, 1)} s (p50 ${round(percentile(lat, 50))} ms, p99 ${round(percentile(lat, 99))} ms), ${failedPublish} failed`)
+      const stages = cw.breakdown(pods, t, answered)
+      progress(`    publish stages (${stages.volumes} volumes): ${stages.breakdown}`)
       const vs = [...states.values()]
       const lifetime = median(vs.map((v) => v.notAfter - v.notBefore))
       const firstDue = Math.min(...vs.map((v) => v.notBefore)) + lifetime * (2 / 3 - 0.05)
@@ -575,6 +595,7 @@ const renewalStorm = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchS
       addRun(r, "renewal_storm_s", stormS)
       addRun(r, "storm_rss_before_mib", rssBefore)
       addRun(r, "storm_rss_after_mib", rssMiB(s.driver.pid))
+      addRun(r, "storm_driver_cpu_s", cpuSeconds(s.driver.pid) - cpuBefore)
       addRun(r, "renewal_storm_failures", failures)
       addSamples(r, "storm_publish", lat)
       const lag = vs.filter((v) => v.renewedAt !== undefined).map((v) => (v.renewedAt! - (v.notBefore + lifetime * (2 / 3 + 0.05))) / 1000)
@@ -583,6 +604,7 @@ const renewalStorm = async (info: ControlPlaneInfo, admin: KubeClient, s: BenchS
           `(2/3 ± 5 % jitter of each lifetime); all renewed ${round(stormS, 1)} s after the first was due; ${failures} volumes without a new serial, ` +
           `${failedPublish} publish failures, ${failedCrs.size} requests Denied/Failed; renewal after the latest possible due instant p99 ${round(percentile(lag, 99), 2)} s`
       )
+      r.notes.push(`renewal storm run ${run + 1} publish stages, from the watch: ${stages.breakdown}`)
       progress(`    renewed ${renewed}/${n}: storm ${round(stormS, 2)} s (due window ${round((lastDue - firstDue) / 1000, 1)} s), ${failures} failures, ${failedCrs.size} CRs Denied/Failed`)
     } finally {
       cw.close()
@@ -696,6 +718,9 @@ process unless said otherwise. Each metric is measured in ${RUNS} run(s); the ta
   last volume holding a new serial; the note gives the due window itself (its lower bound), failures (volumes without a new
   serial by the last NotAfter + 30 s, Denied/Failed requests, publish errors). The driver's VmRSS is read before the publish
   burst, once every volume is renewed (all ${STORM_VOLUMES} still published) and ${IDLE_SETTLE_S} s after all of them were unpublished.
+  **storm_driver_cpu_s** is the driver's utime+stime over the same span (one issuance, mount and renewal per volume): the plane
+  runs on the same cores, so the wall time also moves with the plane's speed, and this tells the driver's own share. The
+  note adds the publish stages (as in the burst) from the storm's watch.
 - **cold_start_ms**: a fresh driver process (own socket, data root and node id) from \`spawn()\` to the first
   \`Identity.Probe\` that answers \`ready=true\` (ready means: volume state loaded, the CertificateRequest informer synced,
   the issuer known). The socket is checked every 2 ms; the probes share one connection, made once the socket exists (as the kubelet keeps one). Node's start-up (loading and

@@ -45,6 +45,7 @@ export const METRICS: ReadonlyArray<MetricDef> = [
   { name: "approver_idle_rss_mib", unit: "MiB", lowerIsBetter: true, what: "approver VmRSS, idle after the sequential and burst phases" },
   { name: "storm_rss_before_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS before its publish burst" },
   { name: "storm_rss_after_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS once every volume is renewed" },
+  { name: "storm_driver_cpu_s", unit: "s", lowerIsBetter: true, what: "renewal-storm driver utime+stime from its publish burst to every volume renewed" },
   { name: "storm_rss_unpublished_mib", unit: "MiB", lowerIsBetter: true, what: "renewal-storm driver VmRSS after every storm volume is unpublished" }
 ]
 
