@@ -1,8 +1,8 @@
 /**
  * `Issuance` over the KubeClient. One list+watch of this node's CertificateRequests (label
- * `csi.cert-manager.io/node-id-hash`) feeds an in-memory cache and a change feed; each waiting
- * publish or renewal reacts to the events of its own request, so a signed request reaches the
- * volume without polling (the original polled every 200 ms). When the API server answers again after
+ * `csi.cert-manager.io/node-id-hash`) feeds an in-memory cache and a wake-up per request
+ * (`KeyedSignal`); each waiting publish or renewal is woken by the events of its own request only,
+ * so a signed request reaches the volume without polling (the original polled every 200 ms). When the API server answers again after
  * an outage, `reconnected` says so, and renewals waiting on a backoff try at once.
  */
 import { Deferred, Effect, Layer, Option, PubSub, Redacted, Stream } from "effect"
