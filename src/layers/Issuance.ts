@@ -2,8 +2,9 @@
  * `Issuance` over the KubeClient. One list+watch of this node's CertificateRequests (label
  * `csi.cert-manager.io/node-id-hash`) feeds an in-memory cache and a wake-up per request
  * (`KeyedSignal`); each waiting publish or renewal is woken by the events of its own request only,
- * so a signed request reaches the volume without polling (the original polled every 200 ms). When the API server answers again after
- * an outage, `reconnected` says so, and renewals waiting on a backoff try at once.
+ * so a signed request reaches the volume without polling (the original polled every 200 ms). When
+ * the API server answers again after an outage, `reconnected` says so, and renewals waiting on a
+ * backoff try at once.
  */
 import { Deferred, Effect, Layer, Option, PubSub, Redacted, Stream } from "effect"
 import { randomUUID } from "node:crypto"
