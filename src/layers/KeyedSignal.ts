@@ -23,7 +23,7 @@ export interface KeyedSignal {
    * registered before each look, so a change between the look and the wait is not missed.
    */
   readonly waitFor: <A, E, R>(key: string, look: Effect.Effect<Option.Option<A>, E, R>) => Effect.Effect<A, E, R>
-  /** Keys with a fiber waiting on them (for tests and metrics). */
+  /** Keys with a fiber waiting on them: how the tests see that a waiter left the table. */
   readonly waiting: Effect.Effect<number>
 }
 
