@@ -3,11 +3,14 @@
  * the work has drained and stayed drained for the quiet period, none more until work comes and goes
  * again (with the approver's schedule: one a minute while it stays drained), and work arriving
  * during the quiet period restarts it. Driven by a SubscriptionRef as the
- * busy signal and the TestClock; the real GC is run once too (it must not throw).
+ * busy signal and the TestClock; the real GC is run too: it drops the compiled form of functions
+ * that are not running (they answer as before after it) and leaves the process' global without `gc`.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Ref, type Schedule, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import * as Schedules from "../../../src/domain/Schedules.ts"
 import * as IdleGc from "../../../src/layers/IdleGc.ts"
 
@@ -79,6 +82,22 @@ describe("IdleGc", () => {
       yield* t.setBusy(false)
       yield* t.after("20 seconds", 0, "the quiet period starts again at the last drain")
       yield* t.after("10 seconds", 1)
+    }))
+
+  it.effect("the real GC drops the bytecode of functions not running, which still answer after it", () =>
+    Effect.gen(function*() {
+      const bytecode = () => v8.getHeapCodeStatistics().bytecode_and_metadata_size
+      const before = bytecode()
+      // 2000 functions, each called once and kept: only a flush, not the GC itself, can drop their bytecode.
+      const source = Array.from({ length: 2000 }, (_, i) => `(a) => { let s = ${i}; for (let j = 0; j < a; j++) s += j * ${i} % 7; return s }`)
+      const fns = vm.runInThisContext(`[${source.join(",\n")}]`) as ReadonlyArray<(a: number) => number>
+      const answers = fns.map((f) => f(10))
+      const compiled = bytecode()
+      assert.isAbove(compiled - before, 100_000, "the functions compiled to bytecode")
+      yield* IdleGc.fullGc
+      const after = bytecode()
+      assert.isBelow(after, compiled - 0.8 * (compiled - before), `bytecode ${before} → ${compiled} → ${after}`)
+      assert.deepStrictEqual(fns.map((f) => f(10)), answers)
     }))
 
   it.effect("the real memory-reducing GC runs, and the process' own global gets no gc", () =>
