@@ -33,7 +33,7 @@ import * as vm from "node:vm"
  */
 export const QUIET = Duration.seconds(10)
 
-interface GcFunction {
+export interface GcFunction {
   (options: { readonly type: "major"; readonly execution: "async" }): Promise<void>
   (options: { readonly type: "major"; readonly execution: "sync"; readonly flavor: "last-resort" }): void
 }
@@ -56,17 +56,27 @@ interface GcFunction {
  * context that hands `gc` over is made on each call (about a millisecond, next to the tens of
  * milliseconds of the GC) rather than kept.
  */
-export const fullGc: Effect.Effect<void> = Effect.promise(async () => {
+export const fullGc: Effect.Effect<void> = Effect.suspend(() => {
   v8.setFlagsFromString("--expose-gc")
-  const gc = vm.runInNewContext("gc") as GcFunction
-  v8.setFlagsFromString("--stress-flush-code --flush-baseline-code")
-  try {
-    await gc({ type: "major", execution: "async" })
-  } finally {
-    v8.setFlagsFromString("--no-stress-flush-code --no-flush-baseline-code")
-  }
-  gc({ type: "major", execution: "sync", flavor: "last-resort" })
+  return collectWith(vm.runInNewContext("gc") as GcFunction)
 })
+
+/**
+ * `fullGc`'s two steps on a given `gc`. Work that arrives while the asynchronous GC is under way
+ * interrupts the idle fiber; the GC itself runs to its end, but the last-resort one is then left
+ * out, so the work that came is not held up by a second pause that would only compact a heap about
+ * to grow again.
+ */
+export const collectWith = (gc: GcFunction): Effect.Effect<void> =>
+  Effect.promise(async (signal) => {
+    v8.setFlagsFromString("--stress-flush-code --flush-baseline-code")
+    try {
+      await gc({ type: "major", execution: "async" })
+    } finally {
+      v8.setFlagsFromString("--no-stress-flush-code --no-flush-baseline-code")
+    }
+    if (!signal.aborted) gc({ type: "major", execution: "sync", flavor: "last-resort" })
+  })
 
 /**
  * Runs `collect` each time `busy` has been false for `quiet` after being true, and again on `again`

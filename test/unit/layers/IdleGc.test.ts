@@ -4,10 +4,11 @@
  * again (with the approver's schedule: one a minute while it stays drained), and work arriving
  * during the quiet period restarts it. Driven by a SubscriptionRef as the
  * busy signal and the TestClock; the real GC is run too: it drops the compiled form of functions
- * that are not running (they answer as before after it) and leaves the process' global without `gc`.
+ * that are not running (they answer as before after it) and leaves the process' global without `gc`;
+ * work arriving during its first, asynchronous GC leaves the second, compacting one out.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Ref, type Schedule, Stream, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Fiber, Ref, type Schedule, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
@@ -98,6 +99,39 @@ describe("IdleGc", () => {
       const after = bytecode()
       assert.isBelow(after, compiled - 0.8 * (compiled - before), `bytecode ${before} → ${compiled} → ${after}`)
       assert.deepStrictEqual(fns.map((f) => f(10)), answers)
+    }))
+
+  it.effect("the two GCs in order; work arriving during the first leaves the second out", () =>
+    Effect.gen(function*() {
+      /** A stand-in `gc` whose asynchronous GC ends when the test says, recording each call. */
+      const fake = () => {
+        const calls: Array<string> = []
+        let finish!: () => void
+        const started = Deferred.makeUnsafe<void>()
+        const finished = new Promise<void>((resolve) => (finish = resolve))
+        const gc = ((options: { execution: string }) => {
+          calls.push(options.execution)
+          if (options.execution === "sync") return undefined
+          Deferred.doneUnsafe(started, Effect.void)
+          return finished
+        }) as IdleGc.GcFunction
+        // After the asynchronous GC ends: its continuation has run once the microtasks drained.
+        const end = Effect.promise(() => (finish(), finished).then(() => new Promise<void>((r) => setImmediate(r))))
+        return { gc, calls, started, end }
+      }
+      const quiet = fake()
+      const whole = yield* Effect.forkChild(IdleGc.collectWith(quiet.gc))
+      yield* Deferred.await(quiet.started)
+      yield* quiet.end
+      yield* Fiber.join(whole)
+      assert.deepStrictEqual(quiet.calls, ["async", "sync"])
+
+      const busy = fake()
+      const cut = yield* Effect.forkChild(IdleGc.collectWith(busy.gc))
+      yield* Deferred.await(busy.started)
+      yield* Fiber.interrupt(cut)
+      yield* busy.end
+      assert.deepStrictEqual(busy.calls, ["async"], "no last-resort GC once work came")
     }))
 
   it.effect("the real memory-reducing GC runs, and the process' own global gets no gc", () =>
