@@ -77,18 +77,20 @@ export const DRIVER: CompilerTiers = {
 export const DRIVER_LISTENING = "--optimize-for-size"
 
 /**
- * The approver: compiled up to Maglev, never by Turbofan. Turbofan's code and working memory, and
- * the pages of the Node binary that hold Turbofan, stayed resident after a burst: 60 s after
- * deciding the requests of 110 publishes 78.5 MiB RSS instead of 83.9, for 40.6 decisions/s on the
- * real plane instead of 44.8. Interpreter and Sparkplug only held 74 MiB but fell to 35/s
- * (bench/results/footprint.md, round 4). `--optimize-for-size` added here (with glibc's mmap
- * threshold at 8 KiB) held 1.1 MiB less after 110 requests but not after 380 (80.0 and 79.4 MiB
- * against 77.8 and 79.2), for 42.6–45.6 decisions/s against 47.4–48.6 (round 7): not kept.
+ * The approver: V8's interpreter and Sparkplug, neither Maglev nor Turbofan. The approver waits on
+ * the API server for every decision (a GET, a PUT); its own JavaScript is a small part of each.
+ * With Maglev on, more of what a burst cost stayed resident once it was over. After 380 requests
+ * on the real plane the approver idled at 73.6 and 72.9 MiB RSS without Maglev against 81.6 and 76.6 with
+ * it, deciding 47.0 and 48.8 requests/s against 49.1 and 54.6, create → decision p99 of a burst of
+ * 500 8.6 and 8.3 s against 7.9 and 7.2 (bench/results/footprint.md, round 10). Turbofan was left
+ * out before for the same reason: 60 s after 110 requests 78.5 MiB instead of 83.9 (round 4).
+ * `--optimize-for-size` here (with glibc's mmap threshold at 8 KiB) held 1.1 MiB less after 110
+ * requests but not after 380 (round 7): not kept.
  */
 export const APPROVER: CompilerTiers = {
   imported: IMPORTED,
   required: REQUIRED,
-  flags: "--no-turbofan"
+  flags: "--no-maglev --no-turbofan"
 }
 
 /** Loads the built-ins of `tiers`, sets its flags, then imports the composition root. */

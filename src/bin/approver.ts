@@ -3,8 +3,8 @@
  * Entry point of the approver (`csi-driver-spiffe-approver`). The composition root is imported only
  * when the approver runs: `--help`, `--version` and a bad flag never load the Kubernetes client
  * or the X.509 code (in the bundle, a chunk of its own). Before it is imported, the Node built-ins
- * it needs are loaded and V8's Turbofan is turned off (`CompilerTiers.ts` says why there and not
- * on this line).
+ * it needs are loaded and V8's optimizing compilers (Maglev, Turbofan) are turned off
+ * (`CompilerTiers.ts` says why there and not on this line).
  */
 import { Effect, Layer } from "effect"
 import type { ApproverArgs } from "../config/ApproverFlags.ts"
