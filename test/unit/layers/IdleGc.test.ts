@@ -5,11 +5,16 @@
  * during the quiet period restarts it. Driven by a SubscriptionRef as the
  * busy signal and the TestClock; the real GC is run too: it drops the compiled form of functions
  * that are not running (they answer as before after it) and leaves the process' global without `gc`;
- * work arriving during its first, asynchronous GC leaves the second, compacting one out.
+ * work arriving during its first, asynchronous GC leaves the second, compacting one out; and a
+ * process started with a compile cache gets back the memory Node kept of it.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Ref, type Schedule, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
+import { execFile } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import * as Schedules from "../../../src/domain/Schedules.ts"
@@ -133,6 +138,33 @@ describe("IdleGc", () => {
       yield* busy.end
       assert.deepStrictEqual(busy.calls, ["async"], "no last-resort GC once work came")
     }))
+
+  it.effect("releaseCompileCache: a process started with a filled compile cache gets back what Node kept of it", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "idle-gc-cache-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+      // 20 000 functions: a module of 1.9 MB whose code cache is about 2.8 MB.
+      const functions = Array.from({ length: 20_000 }, (_, i) => `export function f${i}(a) { let s = ${i}; for (let j = 0; j < a; j++) s += j * ${i} % 7; return s }`)
+      fs.writeFileSync(path.join(dir, "big.mjs"), functions.join("\n"))
+      const idleGc = new URL("../../../src/layers/IdleGc.ts", import.meta.url).href
+      fs.writeFileSync(path.join(dir, "main.mjs"), [
+        `import * as fs from "node:fs"`,
+        `import { releaseCompileCache } from ${JSON.stringify(idleGc)}`,
+        `const anonKiB = () => Number(/RssAnon:\\s+(\\d+)/.exec(fs.readFileSync("/proc/self/status", "utf8"))[1])`,
+        `const m = await import("./big.mjs")`,
+        `for (let i = 0; i < 20000; i += 7) m["f" + i](3)`,
+        `const before = anonKiB()`,
+        `releaseCompileCache()`,
+        `console.log(JSON.stringify({ before, after: anonKiB() }))`
+      ].join("\n"))
+      const run = Effect.callback<{ before: number; after: number }, Error>((resume) => {
+        execFile(process.execPath, [path.join(dir, "main.mjs")], { env: { ...process.env, NODE_COMPILE_CACHE: path.join(dir, "cache") }, timeout: 60_000 }, (error, stdout) =>
+          resume(error === null ? Effect.succeed(JSON.parse(stdout)) : Effect.fail(error)))
+      })
+      yield* run // fills the cache (Node writes it at exit)
+      const { before, after } = yield* run // reads it
+      assert.isAbove(before - after, 1536, `RssAnon ${before} → ${after} KiB`)
+    }), 120_000)
 
   it.effect("the real memory-reducing GC runs, and the process' own global gets no gc", () =>
     Effect.gen(function*() {
