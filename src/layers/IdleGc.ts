@@ -11,7 +11,8 @@
  *
  * Owns: watching a `busy` signal and, once it has been false for `quiet` after having been true,
  * running `collect`, then again on `again` (if given) until work comes; none before the first
- * work. Work that arrives stops the repeats, and during the quiet period restarts it.
+ * work. Work that arrives stops the repeats, and during the quiet period restarts it. And what
+ * `fullGc` hands back besides V8's garbage: the compile cache Node kept, the code a burst compiled.
  * Does not own: what "busy" means (the approver's work queue, the driver's publishes and
  * unpublishes in hand) or when a process is worth collecting.
  *
@@ -43,16 +44,17 @@ export interface GcFunction {
  * The compile cache Node kept, what a burst compiled, then V8's memory-reducing full GC, run on this
  * thread.
  *
- * First `releaseCompileCache`. Then a major GC that drops the compiled form of every function not running (its bytecode, its
- * Sparkplug and Maglev code, its feedback): a function called again is compiled afresh from its
- * source, which V8 keeps. V8 ages bytecode out on its own only after five major GCs without a call
- * (`--bytecode-old-age`), which an idle process does not reach; so `--stress-flush-code` (flush
- * whatever the age) and `--flush-baseline-code` (Sparkplug's code too, which otherwise pins its
- * bytecode) are set only while this GC runs. It is asked for asynchronously: a synchronous `gc` call
- * with the same flags left every function's bytecode in place in a trial with the functions of an
- * ES module, the asynchronous one dropped it there and in the unit test. What it bought, 60 s after 110
- * publishes on the real plane (bench/results/footprint.md, round 9): the approver 77.3 → 74.5 MiB,
- * the driver 79.5 → 78.5, the burst's p99 unchanged.
+ * First `releaseCompileCache`. Then a major GC that drops the compiled form of every function not
+ * running (its bytecode, its Sparkplug and Maglev code, its feedback): a function called again is
+ * compiled afresh from its source, which V8 keeps. V8 ages bytecode out on its own only after five
+ * major GCs without a call (`--bytecode-old-age`), which an idle process does not reach; so
+ * `--stress-flush-code` (flush whatever the age) and `--flush-baseline-code` (Sparkplug's code
+ * too, which otherwise pins its bytecode) are set only while this GC runs. It is asked for
+ * asynchronously: a synchronous `gc` call with the same flags left every function's bytecode in
+ * place in a trial with the functions of an ES module, the asynchronous one dropped it there and in
+ * the unit test. What it bought, 60 s after 110 publishes on the real plane
+ * (bench/results/footprint.md, round 9): the approver 77.3 → 74.5 MiB, the driver 79.5 → 78.5, the
+ * burst's p99 unchanged.
  *
  * Then the "last-resort" GC, which compacts what is left and hands the freed pages back. The
  * context that hands `gc` over is made on each call (about a millisecond, next to the tens of
